@@ -1,0 +1,314 @@
+"""The `hoi` command: thin Typer commands over importable functions.
+
+Data goes to stdout (tables, or JSON with ``--format json``); logs and progress go to stderr.
+Known errors print one line and a hint and exit with the codes in `hoi_cli.errors.ExitCode`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import ExitCode, HoiError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Hand-object-interaction video: preprocess clips into conditioning, generate, train, evaluate.")
+out = Console(soft_wrap=True)  # data
+err = Console(stderr=True)  # logs, progress
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def fail(exc: HoiError, fmt: Format = Format.text) -> None:
+    """Print a known error as one line plus a hint, and exit with its code."""
+    if fmt == Format.json:
+        print(json.dumps({"ok": False, **exc.to_json()}))
+    err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+    raise typer.Exit(int(exc.exit_code))
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"hoi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """hoi: hand-object-interaction video toolkit."""
+
+
+# ---------------------------------------------------------------- preprocess
+@app.command()
+def preprocess(
+    clips: List[str] = typer.Argument(..., help="Clip files (mp4, webm, mov) or folders of them."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder of run folders (one per clip)."),
+    pipeline: str = typer.Option("full", "--pipeline", "-p", help="Recipe name in pipelines/ or a .toml path."),
+    force: List[str] = typer.Option([], "--force", help="Rerun this stage (repeatable)."),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="Rerun this stage and all after it."),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
+    set_params: List[str] = typer.Option([], "--set", help="STAGE.PARAM=VALUE override (repeatable)."),
+    max_side: Optional[int] = typer.Option(None, help="00_frames: longest side of the working resolution."),
+    start: Optional[int] = typer.Option(None, help="00_frames: first source frame."),
+    end: Optional[int] = typer.Option(None, help="00_frames: stop before this source frame."),
+    stride: Optional[int] = typer.Option(None, help="00_frames: keep every Nth frame."),
+    object_box: Optional[str] = typer.Option(None, help="01_detect: object prompt box x0,y0,x1,y1 (working px)."),
+    object_point: Optional[str] = typer.Option(None, help="01_detect: object prompt point x,y (working px)."),
+    object_frame: Optional[int] = typer.Option(None, help="01_detect: frame the object prompt is on."),
+    square_size: Optional[int] = typer.Option(None, help="01_detect: Re-HOLD square hand box size, px."),
+    focal: Optional[float] = typer.Option(None, help="02_hands: focal length in px (default 1.0*max(W,H))."),
+    run_id: Optional[str] = typer.Option(None, help="Run folder name (one clip only)."),
+    shard_index: Optional[int] = typer.Option(None, help="This shard's index (default: SLURM/torchrun env)."),
+    num_shards: Optional[int] = typer.Option(None, help="Number of shards (default: SLURM/torchrun env)."),
+    keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Go on with other clips after a failure."),
+    weights_dir: Optional[str] = typer.Option(None, envvar="HOI_WEIGHTS_DIR", help="Folder(s) of model weights."),
+    device: str = typer.Option("auto", help="cpu, cuda, or auto."),
+    fmt: Format = typer.Option(Format.text, "--format", help="text or json (summary on stdout)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Turn raw clips into cached, numbered stage folders (runs/<clip-id>/NN_stage)."""
+    from . import pipeline as pl
+
+    try:
+        recipe = pl.load_recipe(pipeline)
+        overrides = pl.parse_overrides(set_params)
+        named = {("00_frames", "max_side"): max_side, ("00_frames", "start"): start, ("00_frames", "end"): end,
+                 ("00_frames", "stride"): stride, ("01_detect", "object_box"): object_box,
+                 ("01_detect", "object_point"): object_point, ("01_detect", "object_frame"): object_frame,
+                 ("01_detect", "square_size"): square_size, ("02_hands", "focal"): focal}
+        for (stage, key), value in named.items():
+            if value is not None:
+                overrides.setdefault(stage, {})[key] = _parse_flag_value(value)
+        files = pl.expand_clips(clips)
+        ids = [run_id] if run_id and len(files) == 1 else pl.run_ids(files)
+        if run_id and len(files) > 1:
+            raise HoiError("--run-id takes one clip", "drop --run-id to name runs after the clips")
+        env_index, env_count = pl.shard_from_env()
+        index = shard_index if shard_index is not None else env_index
+        count = num_shards if num_shards is not None else env_count
+        jobs = pl.shard(list(zip(files, ids)), index, count)
+        dev = _resolve_device(device)
+    except HoiError as exc:
+        fail(exc, fmt)
+        return
+
+    results = []
+    progress = _make_progress(quiet)
+    with progress:
+        clip_task = progress.add_task("clips", total=len(jobs))
+        for clip, rid in jobs:
+            frame_task = progress.add_task(f"{rid}", total=None)
+            t0 = time.time()
+
+            def on_stage_start(name, reason, _rid=rid, _task=frame_task):
+                progress.update(_task, description=f"{_rid} {name}", completed=0, total=None)
+                if not quiet:
+                    err.print(f"[dim]{_rid}: {name} ({reason})[/]", highlight=False)
+
+            def on_progress(done, total, _task=frame_task):
+                progress.update(_task, completed=done, total=total)
+
+            record = {"clip": str(clip), "run": str(out_dir / rid), "ok": True}
+            try:
+                outcomes = pl.preprocess_clip(
+                    clip, out_dir / rid, recipe, overrides=overrides, force=set(force), from_stage=from_stage,
+                    until=until, weights_dir=weights_dir, device=dev, on_stage_start=on_stage_start,
+                    progress=on_progress, log=lambda m: err.print(m, highlight=False))
+                record["stages"] = {o.stage: {"action": o.action, "seconds": o.seconds, "summary": o.summary}
+                                    for o in outcomes}
+            except HoiError as exc:
+                record.update(ok=False, error=exc.message, hint=exc.hint, exit_code=int(exc.exit_code))
+                err.print(f"[bold red]error:[/] {rid}: {exc.message}", highlight=False)
+                if exc.hint:
+                    err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            record["seconds"] = round(time.time() - t0, 3)
+            results.append(record)
+            progress.remove_task(frame_task)
+            progress.advance(clip_task)
+            if not record["ok"] and not keep_going:
+                break
+    n_failed = sum(not r["ok"] for r in results)
+    summary = {"ok": n_failed == 0, "pipeline": recipe.name, "out": str(out_dir), "shard": [index, count],
+               "clips": results, "n_ok": len(results) - n_failed, "n_failed": n_failed,
+               "n_skipped": len(jobs) - len(results)}
+    if fmt == Format.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        _print_preprocess_table(results)
+    if n_failed:
+        codes = {r["exit_code"] for r in results if not r["ok"]}
+        raise typer.Exit(codes.pop() if len(codes) == 1 else int(ExitCode.FAILED))
+
+
+def _parse_flag_value(value):
+    """Comma-separated numbers (boxes, points) become lists; everything else passes through."""
+    if isinstance(value, str) and "," in value:
+        try:
+            return [float(v) for v in value.split(",")]
+        except ValueError:
+            raise HoiError(f"expected comma-separated numbers, got {value!r}", "e.g. --object-box 10,20,110,220")
+    return value
+
+
+def _resolve_device(device: str) -> str:
+    """Check an explicit CUDA request now; "auto" is resolved by the stages that use torch."""
+    if device.startswith("cuda"):
+        from .stages.base import resolve_device
+
+        return resolve_device(device)
+    return device
+
+
+def _make_progress(quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, disable=quiet or not err.is_terminal, transient=True)
+
+
+def _print_preprocess_table(results: list[dict]) -> None:
+    table = Table(title="hoi preprocess")
+    table.add_column("clip")
+    table.add_column("run")
+    table.add_column("result")
+    table.add_column("stages")
+    table.add_column("s", justify="right")
+    for r in results:
+        stages = ", ".join(f"{k[:2]}:{v['action']}" for k, v in r.get("stages", {}).items())
+        result = "[green]ok[/]" if r["ok"] else f"[red]failed[/] {r.get('error', '')}"
+        table.add_row(Path(r["clip"]).name, r["run"], result, stages, f"{r['seconds']:.1f}")
+    out.print(table)
+
+
+# ---------------------------------------------------------------- status
+STATUS_STYLE = {"ok": "green", "stale": "yellow", "missing": "dim", "failed": "red"}
+
+
+@app.command()
+def status(
+    runs: List[Path] = typer.Argument(..., help="Run folders, or folders of runs."),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p",
+                                           help="Judge against this recipe's stages and parameters."),
+    verify: bool = typer.Option(False, help="Also re-hash outputs to catch files changed on disk."),
+    weights_dir: Optional[str] = typer.Option(None, envvar="HOI_WEIGHTS_DIR"),
+    fmt: Format = typer.Option(Format.text, "--format"),
+) -> None:
+    """A run x stage table: ok, stale (with the reason), missing or failed."""
+    from . import pipeline as pl
+    from .store import find_runs
+
+    try:
+        recipe = pl.load_recipe(pipeline) if pipeline else None
+        found = find_runs(runs)
+        if not found:
+            raise HoiError(f"no run folders in {', '.join(map(str, runs))}", "pass the --out folder of `hoi preprocess`")
+        table_data = {str(r): pl.run_status(r, recipe, verify=verify, weights_dir=weights_dir) for r in found}
+    except HoiError as exc:
+        fail(exc, fmt)
+        return
+    if fmt == Format.json:
+        print(json.dumps({"runs": table_data}, indent=1))
+        return
+    stages = [s for s in pl.STAGES if any(s in v for v in table_data.values())]
+    table = Table(title="hoi status")
+    table.add_column("run")
+    for s in stages:
+        table.add_column(s)
+    reasons = []
+    for run, states in table_data.items():
+        cells = []
+        for s in stages:
+            st = states.get(s)
+            if st is None:
+                cells.append("")
+                continue
+            cells.append(f"[{STATUS_STYLE[st['status']]}]{st['status']}[/]")
+            if st["reason"] and st["status"] != "ok":
+                reasons.append(f"{Path(run).name} {s}: {st['status']}: {st['reason']}")
+        table.add_row(Path(run).name, *cells)
+    out.print(table)
+    for line in reasons:
+        out.print(line, highlight=False)
+
+
+# ---------------------------------------------------------------- env
+@app.command()
+def env(
+    weights_dir: Optional[str] = typer.Option(None, envvar="HOI_WEIGHTS_DIR"),
+    fmt: Format = typer.Option(Format.text, "--format"),
+) -> None:
+    """Versions, offscreen-rendering availability, devices and resolved weight paths."""
+    from .envinfo import collect_env
+
+    info = collect_env(weights_dir)
+    if fmt == Format.json:
+        print(json.dumps(info, indent=1))
+        return
+    table = Table(title="hoi env", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for key, value in info.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                table.add_row(f"{key}.{k}", json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+        else:
+            table.add_row(key, str(value))
+    out.print(table)
+
+
+# ---------------------------------------------------------------- sub-apps registered by feature modules
+def _register_optional() -> None:
+    """Commands that live in their feature's module; each module imports its heavy libraries lazily."""
+    import importlib
+
+    for module, attr, name, kind in [
+        ("hoi_cli.commands.show", "show_command", "show", "command"),
+        ("hoi_cli.commands.generate", "generate_command", "generate", "command"),
+        ("hoi_cli.commands.train", "train_command", "train", "command"),
+        ("hoi_cli.commands.eval", "eval_command", "eval", "command"),
+        ("hoi_cli.commands.mano", "app", "mano", "group"),
+    ]:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        obj = getattr(mod, attr)
+        if kind == "group":
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
+
+
+_register_optional()
+
+
+def run() -> None:
+    """Console-script entry point: known errors anywhere become one line and an exit code."""
+    try:
+        app()
+    except HoiError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        sys.exit(int(exc.exit_code))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,494 @@
+"""Hand detection over a clip: MediaPipe's bundled hand model, with tracking and re-detection.
+
+Off the shelf, MediaPipe's legacy hand solution finds a hand in well under half the frames of
+small, blurry, partly occluded hand-object clips. This module raises recall with:
+
+1. full-frame passes of ``mp.solutions.hands`` in tracking (video) mode, forward and
+   backward in time, on frames padded with a replicated border (hands cut by the frame edge);
+2. re-detection in crops around a hand's box in a neighbouring frame, propagated forward and
+   backward in time: the crop (square, upscaled to the landmark model's 224 px input) is run
+   through MediaPipe's own landmark model (``hand_landmark_full.tflite``, shipped in the
+   mediapipe wheel, run with ``ai-edge-litert``) at the hand's last orientation, at four
+   rotations, and mirrored; the variant with the highest hand-presence score wins;
+3. linking detections into tracks, one handedness vote per track (so a track never swaps
+   left/right between frames), and short-gap interpolation, flagged in ``hand_interpolated``.
+
+Everything is deterministic (no random numbers; fixed order of passes).
+
+Convention (outputs, see DESIGN.md "artifact contract"):
+    ``hand_keypoints (T,2,21,3)``: x, y in px at the frames' resolution and a score (the hand's
+    presence score, repeated per joint; MediaPipe gives no per-joint confidence);
+    ``hand_world (T,2,21,3)``: MediaPipe world landmarks, metres, origin near the hand's centre,
+    axes of the (unrotated, unmirrored) image: x right, y down;
+    ``hand_score (T,2)``; ``hand_interpolated (T,2)`` bool; ``hand_boxes (T,2,4)`` tight xyxy
+    around the 21 keypoints; ``hand_boxes_square (T,2,4)`` Re-HOLD's fixed-size square boxes.
+    Slot 0 = the person's left hand, 1 = right, not mirrored; missing = NaN.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..conventions import LEFT, RIGHT, box_from_points, box_iou, empty_boxes, mediapipe_label_to_slot, square_box
+
+LANDMARK_INPUT = 224
+
+
+@dataclass
+class HandDetectorConfig:
+    """Options of `detect_hands` (all have defaults tuned on the InterDyn clips)."""
+
+    min_detection_confidence: float = 0.5  # palm detector threshold of the full-frame passes
+    min_tracking_confidence: float = 0.5  # MediaPipe's own tracking threshold
+    min_presence: float = 0.5  # landmark-model hand presence to accept a crop re-detection
+    model_complexity: int = 1  # 0 = lite, 1 = full landmark model
+    full_frame_passes: tuple[str, ...] = ("forward", "backward", "static", "tiles")
+    tile_overlap: float = 0.5  # "tiles" pass: overlapping square tiles ...
+    tile_scales: tuple[float, ...] = (1.0, 0.67, 0.5)  # ... of these fractions of the shorter side
+    tile_stride: int = 2  # ... on every n-th frame (re-detection propagates to the others)
+    tile_min_detection_confidence: float = 0.3
+    rescore: bool = True  # re-score every full-frame detection with the landmark model's presence
+    pad_fraction: float = 0.15  # border (fraction of the longer side) added for edge-cut hands
+    redetect: bool = True  # crop re-detection around neighbouring frames' boxes
+    redetect_rotations: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
+    redetect_flip: bool = True
+    crop_scale: float = 2.0  # crop side = crop_scale * longer side of the seed box
+    max_redetect_rounds: int = 4  # forward+backward sweeps until nothing new is found
+    max_gap: int = 3  # interpolate gaps of at most this many frames inside a track
+    max_hands: int = 2
+    min_track_score: float = 0.6  # tracks whose best score is below this are dropped
+    min_track_length: int = 2  # ...and tracks shorter than this whose best score < 0.8
+    square_size: float = 0.0  # Re-HOLD square side in px; 0 = auto (see `auto_square_size`)
+    square_scale: float = 1.2  # auto square side = square_scale * median longer box side
+    num_threads: int = 1
+
+
+@dataclass
+class _Det:
+    """One hand found in one frame (pixel coordinates of the unpadded frame)."""
+
+    kp: np.ndarray  # (21, 2) px
+    world: np.ndarray  # (21, 3) m
+    score: float  # presence (re-detection) or handedness-classifier confidence (full frame)
+    p_right: float  # probability that it is the person's RIGHT hand (slot 1)
+    source: str
+    box: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.box = box_from_points(self.kp)
+
+
+# ----------------------------------------------------------------- MediaPipe wrappers
+def _mp_modules_dir() -> Path:
+    import mediapipe as mp
+
+    return Path(os.path.dirname(mp.__file__)) / "modules"
+
+
+def landmark_model_path(model_complexity: int = 1) -> Path:
+    name = "hand_landmark_full.tflite" if model_complexity else "hand_landmark_lite.tflite"
+    return _mp_modules_dir() / "hand_landmark" / name
+
+
+class LandmarkModel:
+    """MediaPipe's hand landmark model run directly on a 224x224 crop (ai-edge-litert)."""
+
+    def __init__(self, model_complexity: int = 1, num_threads: int = 1):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # pragma: no cover - depends on the environment
+            Interpreter = None
+        self.available = Interpreter is not None
+        if not self.available:
+            return
+        path = landmark_model_path(model_complexity)
+        self.interp = Interpreter(model_path=str(path), num_threads=num_threads)
+        self.interp.allocate_tensors()
+        self.input_index = self.interp.get_input_details()[0]["index"]
+        outs = {d["name"]: d["index"] for d in self.interp.get_output_details()}
+        # Identity: screen landmarks (63), Identity_1: presence, Identity_2: handedness
+        # (probability of MediaPipe's mirrored label "Left"), Identity_3: world landmarks (63).
+        self.out = [outs["Identity"], outs["Identity_1"], outs["Identity_2"], outs["Identity_3"]]
+
+    def __call__(self, crop_rgb: np.ndarray):
+        x = crop_rgb[None].astype(np.float32) / 255.0
+        self.interp.set_tensor(self.input_index, x)
+        self.interp.invoke()
+        lm = self.interp.get_tensor(self.out[0]).reshape(21, 3)
+        presence = float(self.interp.get_tensor(self.out[1]).ravel()[0])
+        handed_mp_left = float(self.interp.get_tensor(self.out[2]).ravel()[0])
+        world = self.interp.get_tensor(self.out[3]).reshape(21, 3)
+        return lm, presence, handed_mp_left, world
+
+
+def _slot_prob_right(label: str, score: float) -> float:
+    """P(person's right hand) from MediaPipe's (mirrored) label and its score."""
+    return score if mediapipe_label_to_slot(label) == RIGHT else 1.0 - score
+
+
+def tile_windows(W: int, H: int, overlap: float = 0.5, scale: float = 1.0) -> list[tuple[int, int, int]]:
+    """Square tiles (x0, y0, side) of side scale*min(W, H) covering the frame with ``overlap``."""
+    side = max(16, int(round(scale * min(W, H))))
+    step = max(1, int(side * (1 - overlap)))
+    def starts(n):
+        if n <= side:
+            return [0]
+        out = list(range(0, n - side, step)) + [n - side]
+        return sorted(set(out))
+    return [(x, y, side) for y in starts(H) for x in starts(W)]
+
+
+def _tiles_pass(frames, cfg: HandDetectorConfig) -> list[list[_Det]]:
+    """``mp.solutions.hands`` (static) on overlapping square tiles: small hands get ~2x bigger
+    at the palm detector's 192 px input."""
+    import mediapipe as mp
+
+    T = len(frames)
+    H, W = frames[0].shape[:2]
+    wins = [w for sc in cfg.tile_scales for w in tile_windows(W, H, cfg.tile_overlap, sc)]
+    out: list[list[_Det]] = [[] for _ in range(T)]
+    if len(wins) < 2:
+        return out
+    with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=cfg.max_hands,
+                                  model_complexity=cfg.model_complexity,
+                                  min_detection_confidence=cfg.tile_min_detection_confidence) as hands:
+        for t in range(0, T, max(1, cfg.tile_stride)):
+            for x0, y0, side in wins:
+                tile = np.ascontiguousarray(frames[t][y0:y0 + side, x0:x0 + side])
+                res = hands.process(tile)
+                if not res.multi_hand_landmarks:
+                    continue
+                for lm, wl, hd in zip(res.multi_hand_landmarks, res.multi_hand_world_landmarks,
+                                      res.multi_handedness):
+                    kp = np.array([[p.x * side + x0, p.y * side + y0] for p in lm.landmark], dtype=np.float64)
+                    world = np.array([[p.x, p.y, p.z] for p in wl.landmark], dtype=np.float64)
+                    c = hd.classification[0]
+                    out[t].append(_Det(kp, world, float(c.score), _slot_prob_right(c.label, float(c.score)),
+                                       "mp_tiles"))
+    return out
+
+
+def _full_frame_pass(frames, cfg: HandDetectorConfig, mode: str) -> list[list[_Det]]:
+    """``mp.solutions.hands`` over (padded) frames; mode forward/backward (tracking) or static."""
+    import mediapipe as mp
+
+    if mode == "tiles":
+        return _tiles_pass(frames, cfg)
+
+    T = len(frames)
+    H, W = frames[0].shape[:2]
+    pad = int(round(cfg.pad_fraction * max(H, W)))
+    order = range(T - 1, -1, -1) if mode == "backward" else range(T)
+    out: list[list[_Det]] = [[] for _ in range(T)]
+    with mp.solutions.hands.Hands(static_image_mode=(mode == "static"), max_num_hands=cfg.max_hands,
+                                  model_complexity=cfg.model_complexity,
+                                  min_detection_confidence=cfg.min_detection_confidence,
+                                  min_tracking_confidence=cfg.min_tracking_confidence) as hands:
+        for t in order:
+            img = frames[t]
+            if pad:
+                import cv2
+
+                img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            res = hands.process(np.ascontiguousarray(img))
+            if not res.multi_hand_landmarks:
+                continue
+            ph, pw = img.shape[:2]
+            for lm, wl, hd in zip(res.multi_hand_landmarks, res.multi_hand_world_landmarks, res.multi_handedness):
+                kp = np.array([[p.x * pw - pad, p.y * ph - pad] for p in lm.landmark], dtype=np.float64)
+                world = np.array([[p.x, p.y, p.z] for p in wl.landmark], dtype=np.float64)
+                c = hd.classification[0]
+                out[t].append(_Det(kp, world, float(c.score), _slot_prob_right(c.label, float(c.score)),
+                                   f"mp_{mode}"))
+    return out
+
+
+# ----------------------------------------------------------------- crop re-detection
+def _crop_affine(cx: float, cy: float, side: float, angle_deg: float, flip: bool) -> np.ndarray:
+    """2x3 affine: frame px -> crop px (224), rotating by ``angle_deg`` (counter-clockwise
+    image rotation as cv2.getRotationMatrix2D) about the centre and mirroring x if ``flip``."""
+    import cv2
+
+    s = LANDMARK_INPUT / side
+    M = cv2.getRotationMatrix2D((cx, cy), angle_deg, s)
+    M[:, 2] += [LANDMARK_INPUT / 2 - cx, LANDMARK_INPUT / 2 - cy]
+    if flip:
+        F = np.array([[-1.0, 0.0, LANDMARK_INPUT], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        M = (F @ np.vstack([M, [0, 0, 1]]))[:2]
+    return M
+
+
+def hand_up_angle(kp: np.ndarray) -> float:
+    """Rotation (deg, cv2 sense) that turns the wrist->middle-MCP direction to point up."""
+    v = kp[9] - kp[0]
+    return float(np.degrees(np.arctan2(v[0], -v[1])))
+
+
+def redetect_in_crop(frame: np.ndarray, seed_box: np.ndarray, model: LandmarkModel,
+                     cfg: HandDetectorConfig, seed_kp: np.ndarray | None = None) -> _Det | None:
+    """Best landmark-model detection in a square crop around ``seed_box`` over rotations/flip."""
+    import cv2
+
+    x0, y0, x1, y1 = [float(v) for v in seed_box]
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = max(cfg.crop_scale * max(x1 - x0, y1 - y0), 24.0)
+    angles = list(cfg.redetect_rotations)
+    if seed_kp is not None and np.isfinite(seed_kp).all():
+        angles = [hand_up_angle(seed_kp)] + angles
+    flips = (False, True) if cfg.redetect_flip else (False,)
+    best = None
+    for flip in flips:
+        for ang in angles:
+            M = _crop_affine(cx, cy, side, ang, flip)
+            crop = cv2.warpAffine(frame, M, (LANDMARK_INPUT, LANDMARK_INPUT), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            lm, presence, handed_mp_left, world = model(crop)
+            if best is not None and presence <= best[0]:
+                continue
+            Minv = cv2.invertAffineTransform(M)
+            kp = lm[:, :2] @ Minv[:, :2].T + Minv[:, 2]
+            lin = Minv[:, :2] / np.sqrt(abs(np.linalg.det(Minv[:, :2])))  # rotation (+ mirror)
+            w = world.astype(np.float64).copy()
+            w[:, :2] = w[:, :2] @ lin.T
+            p_right = handed_mp_left  # MediaPipe "Left" (mirrored) = person's right
+            if flip:
+                p_right = 1.0 - p_right
+            best = (presence, kp, w, p_right)
+    if best is None or best[0] < cfg.min_presence:
+        return None
+    return _Det(best[1], best[2], best[0], best[3], "crop")
+
+
+# ----------------------------------------------------------------- merging and tracking
+def _nms(dets: list[_Det], iou_thr: float = 0.3) -> list[_Det]:
+    """Merge duplicates of one hand found by several passes: keep the highest score, pool votes."""
+    dets = sorted(dets, key=lambda d: -d.score)
+    kept: list[_Det] = []
+    votes: list[list[tuple[float, float]]] = []
+    for d in dets:
+        for k, kd in enumerate(kept):
+            if box_iou(d.box, kd.box) > iou_thr or _contains(kd.box, d.box) or _contains(d.box, kd.box):
+                votes[k].append((d.p_right, d.score))
+                break
+        else:
+            kept.append(d)
+            votes.append([(d.p_right, d.score)])
+    for kd, v in zip(kept, votes):
+        w = np.array([s for _, s in v])
+        kd.p_right = float(np.sum(w * np.array([p for p, _ in v])) / max(w.sum(), 1e-9))
+    return kept
+
+
+def _contains(outer: np.ndarray, inner: np.ndarray, frac: float = 0.8) -> bool:
+    ix = max(0.0, min(outer[2], inner[2]) - max(outer[0], inner[0]))
+    iy = max(0.0, min(outer[3], inner[3]) - max(outer[1], inner[1]))
+    area = max((inner[2] - inner[0]) * (inner[3] - inner[1]), 1e-9)
+    return ix * iy / area >= frac
+
+
+def _link_tracks(per_frame: list[list[_Det]], max_skip: int = 3, min_iou: float = 0.1) -> list[dict[int, _Det]]:
+    """Greedy frame-to-frame linking by box IoU (or centre distance), deterministic order."""
+    tracks: list[dict[int, _Det]] = []
+    for t, dets in enumerate(per_frame):
+        pairs = []
+        for di, d in enumerate(dets):
+            for ti, tr in enumerate(tracks):
+                last = max(tr)
+                if last >= t or t - last > max_skip:
+                    continue
+                lb = tr[last].box
+                iou = float(box_iou(d.box, lb))
+                size = max(lb[2] - lb[0], lb[3] - lb[1], 1.0)
+                dist = np.hypot(*(((d.box[:2] + d.box[2:]) - (lb[:2] + lb[2:])) / 2)) / size
+                if iou >= min_iou or dist < 0.5:
+                    pairs.append((-(iou - 0.1 * dist), di, ti))
+        pairs.sort()
+        used_d, used_t = set(), set()
+        for _, di, ti in pairs:
+            if di in used_d or ti in used_t:
+                continue
+            tracks[ti][t] = dets[di]
+            used_d.add(di)
+            used_t.add(ti)
+        for di, d in enumerate(dets):
+            if di not in used_d:
+                tracks.append({t: d})
+    return tracks
+
+
+def _track_vote(tr: dict[int, _Det]) -> float:
+    """Score-weighted mean of (P(right) - 0.5) over a track: > 0 means the right hand."""
+    w = np.array([d.score for d in tr.values()])
+    p = np.array([d.p_right for d in tr.values()])
+    return float(np.sum(w * (p - 0.5)) / max(w.sum(), 1e-9))
+
+
+def _assign_slots(tracks: list[dict[int, _Det]], cfg: HandDetectorConfig) -> list[tuple[int, dict[int, _Det]]]:
+    """One slot per track by its handedness vote; resolve tracks that claim the same slot."""
+    tracks = [tr for tr in tracks
+              if max(d.score for d in tr.values()) >= cfg.min_track_score
+              and (len(tr) >= cfg.min_track_length or max(d.score for d in tr.values()) >= 0.8)]
+    # strongest evidence first: length * confidence of the vote
+    order = sorted(range(len(tracks)), key=lambda i: (-len(tracks[i]) * abs(_track_vote(tracks[i])), i))
+    occupied = {LEFT: set(), RIGHT: set()}
+    out = []
+    for i in order:
+        tr = tracks[i]
+        pref = RIGHT if _track_vote(tr) > 0 else LEFT
+        frames = set(tr)
+        slot = None
+        for s in (pref, 1 - pref):
+            if not (frames & occupied[s]):
+                slot = s
+                break
+        if slot is None:  # both slots taken somewhere: keep the frames where its preferred slot is free
+            free = {t: d for t, d in tr.items() if t not in occupied[pref]}
+            if not free:
+                continue
+            tr, slot = free, pref
+        occupied[slot] |= set(tr)
+        out.append((slot, tr))
+    return out
+
+
+# ----------------------------------------------------------------- main entry
+def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None) -> dict[str, np.ndarray]:
+    """Detect up to two hands per frame of ``frames`` (list or (T,H,W,3) uint8 RGB).
+
+    Returns the contract arrays (see module docstring) plus ``hand_source`` (T,2) strings
+    (which pass found each detection; not part of the on-disk contract).
+    """
+    cfg = cfg or HandDetectorConfig()
+    frames = [np.ascontiguousarray(f[..., :3], dtype=np.uint8) for f in frames]
+    T = len(frames)
+    per_frame: list[list[_Det]] = [[] for _ in range(T)]
+    n_steps = len(cfg.full_frame_passes) + (1 if cfg.redetect else 0)
+    for k, mode in enumerate(cfg.full_frame_passes):
+        for t, dets in enumerate(_full_frame_pass(frames, cfg, mode)):
+            per_frame[t].extend(dets)
+        if progress:
+            progress(k + 1, n_steps)
+    model = LandmarkModel(cfg.model_complexity, cfg.num_threads) if (cfg.redetect or cfg.rescore) else None
+    if cfg.rescore and model is not None and model.available:
+        per_frame = [[r for r in (_rescore(frames[t], d, model, cfg) for d in dets) if r.score >= cfg.min_presence]
+                     for t, dets in enumerate(per_frame)]
+    per_frame = [_nms(d) for d in per_frame]
+    if cfg.redetect and T:
+        if model.available:
+            per_frame = _redetect_sweeps(frames, per_frame, model, cfg)
+        if progress:
+            progress(n_steps, n_steps)
+    tracks = _link_tracks(per_frame)
+    slotted = _assign_slots(tracks, cfg)
+    return _to_arrays(slotted, T, frames[0].shape[:2] if T else (0, 0), cfg)
+
+
+def _rescore(frame, d: _Det, model: LandmarkModel, cfg: HandDetectorConfig) -> _Det:
+    """Re-run the landmark model in an upscaled crop around a full-frame detection (its own
+    orientation, four rotations, mirrored) and keep the best variant: a uniform hand-presence
+    score for every detection, and better landmarks for small hands."""
+    import dataclasses
+
+    r = redetect_in_crop(frame, d.box, model, dataclasses.replace(cfg, min_presence=0.0), d.kp)
+    r.source = d.source
+    r.p_right = 0.5 * (d.p_right + r.p_right)
+    return r
+
+
+def _redetect_sweeps(frames, per_frame, model, cfg):
+    """Propagate hands to neighbouring frames by crop re-detection, forward then backward,
+    repeated until a sweep finds nothing new."""
+    T = len(frames)
+    for _ in range(cfg.max_redetect_rounds):
+        found = 0
+        for direction in (1, -1):
+            rng = range(1, T) if direction == 1 else range(T - 2, -1, -1)
+            for t in rng:
+                src = t - direction
+                for d in list(per_frame[src]):
+                    # already present in frame t?
+                    if any(box_iou(d.box, e.box) > 0.2 or _contains(e.box, d.box, 0.5) for e in per_frame[t]):
+                        continue
+                    if len(per_frame[t]) >= cfg.max_hands:
+                        break
+                    new = redetect_in_crop(frames[t], d.box, model, cfg, d.kp)
+                    if new is None:
+                        continue
+                    # must stay near the seed and not land on another hand
+                    size = max(d.box[2] - d.box[0], d.box[3] - d.box[1], 1.0)
+                    shift = np.hypot(*(((new.box[:2] + new.box[2:]) - (d.box[:2] + d.box[2:])) / 2)) / size
+                    if shift > 0.75 or any(box_iou(new.box, e.box) > 0.2 for e in per_frame[t]):
+                        continue
+                    new.source = "crop_fwd" if direction == 1 else "crop_bwd"
+                    per_frame[t].append(new)
+                    found += 1
+        if not found:
+            break
+    return per_frame
+
+
+def auto_square_size(boxes: np.ndarray, scale: float = 1.2, minimum: float = 16.0) -> float:
+    """Re-HOLD square side: ``scale`` * median over detections of the tight box's longer side."""
+    b = boxes.reshape(-1, 4)
+    b = b[np.isfinite(b).all(axis=1)]
+    if len(b) == 0:
+        return float("nan")
+    side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+    return float(max(scale * np.median(side), minimum))
+
+
+def _to_arrays(slotted, T: int, hw, cfg: HandDetectorConfig) -> dict[str, np.ndarray]:
+    kp = np.full((T, 2, 21, 3), np.nan, dtype=np.float32)
+    world = np.full((T, 2, 21, 3), np.nan, dtype=np.float32)
+    score = np.full((T, 2), np.nan, dtype=np.float32)
+    interp = np.zeros((T, 2), dtype=bool)
+    source = np.full((T, 2), "", dtype=object)
+    for slot, tr in slotted:
+        for t, d in tr.items():
+            kp[t, slot, :, :2] = d.kp
+            kp[t, slot, :, 2] = d.score
+            world[t, slot] = d.world
+            score[t, slot] = d.score
+            source[t, slot] = d.source
+    # short-gap interpolation inside each slot's track
+    for s in range(2):
+        have = np.isfinite(score[:, s])
+        idx = np.nonzero(have)[0]
+        for a, b in zip(idx[:-1], idx[1:]):
+            gap = b - a - 1
+            if 0 < gap <= cfg.max_gap:
+                ca = (kp[a, s, :, :2].mean(0))
+                cb = (kp[b, s, :, :2].mean(0))
+                size = max(np.ptp(kp[a, s, :, 0]), np.ptp(kp[a, s, :, 1]), 1.0)
+                if np.hypot(*(cb - ca)) > 1.5 * size * (gap + 1):  # a jump: not the same hand
+                    continue
+                for t in range(a + 1, b):
+                    w = (t - a) / (b - a)
+                    kp[t, s] = (1 - w) * kp[a, s] + w * kp[b, s]
+                    world[t, s] = (1 - w) * world[a, s] + w * world[b, s]
+                    score[t, s] = 0.5 * min(score[a, s], score[b, s])
+                    kp[t, s, :, 2] = score[t, s]
+                    interp[t, s] = True
+                    source[t, s] = "interp"
+    boxes = empty_boxes(T, 2)
+    for t in range(T):
+        for s in range(2):
+            if np.isfinite(score[t, s]):
+                boxes[t, s] = box_from_points(kp[t, s, :, :2])
+    size = cfg.square_size or auto_square_size(boxes, cfg.square_scale)
+    squares = square_box(boxes, size) if np.isfinite(size) else empty_boxes(T, 2)
+    return {
+        "hand_keypoints": kp,
+        "hand_world": world,
+        "hand_score": score,
+        "hand_interpolated": interp,
+        "hand_boxes": boxes,
+        "hand_boxes_square": squares.astype(np.float32),
+        "hand_source": source,
+        "square_size": np.float32(size),
+    }

@@ -1,0 +1,421 @@
+"""The HOI video diffusion transformer (a DiT with adaLN-Zero blocks), velocity-predicting.
+
+Tokens and attention:
+    One joint self-attention sequence per block, ``[video (N) | reference (R) | structure (S)]``:
+
+    ==============  =========  =====================================  ===========
+    query \\ key     video      reference                              structure
+    ==============  =========  =====================================  ===========
+    video           all        if kept (CFG) and, with ``ref_gate``,  never
+                               only from tokens inside hand|object
+    reference       never      all                                    never
+    structure       all        if kept                                all
+    ==============  =========  =====================================  ===========
+
+    - Video tokens: the noisy latent video plus the additive guidance (layout encoder,
+      hand-render guidance, MLO pose guider), patchified (time patch 1).
+    - Reference tokens: the reference-object latent, patchified by the *same* patch
+      embedding and run through the same blocks (clean: timestep 0 modulation). They attend
+      only to themselves, so they do not depend on the noisy video, and dropping them
+      (``ref_keep = False``) gives the unconditional branch of classifier-free guidance.
+    - Structure tokens (CoInteract, training only): the noisy HOI-structure map, with its
+      own patch embedding, its own adaLN modulation and its own output head. Video never
+      attends to structure, so the video prediction is identical with or without the
+      structure stream, which is why it can be dropped at inference at zero cost.
+
+    Cross-attention (video tokens only) reads ManiVideo's MLO tokens (everywhere) and
+    Re-HOLD's memory banks (hand bank only inside the hand mask, object bank only inside
+    the object mask); a token with nothing to read gets a zero update.
+
+    Positions: 3D RoPE over (t, y, x) (`hoi_cli.models.rope`), with head-sliding positions
+    for the reference tokens when ``head_sliding_rope``; with ``rope3d`` off, fixed 3D
+    sin-cos embeddings are added instead (the reference at t = 0).
+
+Shapes:
+    ``x (B, T, C, h, w)`` noisy latent at flow time ``t (B,)`` in [0, 1] (1 = noise);
+    condition maps ``(B, T, C_k, H', W')`` at any resolution (resized to ``(h, w)``);
+    ``reference_latent (B, C, h, w)``; output: velocity ``(B, T, C, h, w)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .conditioning import (ConvGuider, FeedForward, MemoryBanks, MLOTokenizer, MoEFeedForward,
+                           region_fractions, resize_maps, zero_module)
+from .config import N_MLO, ModelConfig
+from .rope import apply_rope, grid_positions, reference_positions, rope_angles
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * 1000.0 * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def sincos_3d(pos: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed sin-cos embedding ``(L, dim)`` of positions ``(L, 3)`` (used when rope3d is off)."""
+    d_axis = (dim // 6) * 2
+    parts = []
+    for axis in range(3):
+        half = d_axis // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=pos.device) / max(half, 1))
+        a = pos[:, axis:axis + 1] * freqs
+        parts += [a.sin(), a.cos()]
+    emb = torch.cat(parts, dim=-1)
+    return F.pad(emb, (0, dim - emb.shape[-1]))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax over the last axis where ``mask`` is True; rows with no True key give zeros."""
+    if mask is None:
+        return scores.softmax(-1)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    any_key = mask.any(-1, keepdim=True)
+    scores = torch.where(any_key, scores, torch.zeros_like(scores))
+    return scores.softmax(-1) * any_key
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, self.heads = cfg.dim, cfg.heads
+        hidden = int(cfg.dim * cfg.mlp_ratio)
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.q_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
+        self.k_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
+        self.proj = nn.Linear(d, d)
+        self.has_cross = cfg.mlo_tokens or cfg.memory_banks
+        if self.has_cross:
+            self.norm_c = nn.LayerNorm(d, eps=1e-6)
+            self.cq = nn.Linear(d, d)
+            self.ckv = nn.Linear(d, 2 * d)
+            self.cq_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
+            self.ck_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
+            self.cproj = nn.Linear(d, d)
+            if cfg.zero_init:
+                zero_module(self.cproj)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.moe = cfg.moe
+        self.ffn = MoEFeedForward(d, hidden) if cfg.moe else FeedForward(d, hidden)
+        self.ada = nn.Linear(d, 6 * d)
+        self.ada_struct = nn.Linear(d, 6 * d) if cfg.structure_stream else None
+        if cfg.zero_init:
+            zero_module(self.ada)
+            if self.ada_struct is not None:
+                zero_module(self.ada_struct)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.heads, -1).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, c_vid: torch.Tensor, c_ref: torch.Tensor, c_struct: torch.Tensor,
+                sizes: tuple[int, int, int], angles: torch.Tensor | None, attn_mask: torch.Tensor | None,
+                ctx: dict[str, Any] | None, return_attn: bool = False):
+        n, r, s = sizes
+        mods = [self.ada(F.silu(c_vid)).unsqueeze(1).expand(-1, n, -1)]
+        if r:
+            mods.append(self.ada(F.silu(c_ref)).unsqueeze(1).expand(-1, r, -1))
+        if s:
+            mods.append(self.ada_struct(F.silu(c_struct)).unsqueeze(1).expand(-1, s, -1))
+        shift1, scale1, gate1, shift2, scale2, gate2 = torch.cat(mods, 1).chunk(6, dim=-1)
+
+        # joint self-attention
+        h = modulate(self.norm1(x), shift1, scale1)
+        q, k, v = self.qkv(h).chunk(3, dim=-1)
+        q, k, v = self.q_norm(self._heads(q)), self.k_norm(self._heads(k)), self._heads(v)
+        if angles is not None:
+            q, k = apply_rope(q, angles), apply_rope(k, angles)
+        mask = attn_mask.unsqueeze(1) if attn_mask is not None else None
+        weights = None
+        if return_attn:
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+            weights = _masked_softmax(scores, mask)
+            out = weights @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = out.transpose(1, 2).flatten(2)
+        x = x + gate1 * self.proj(out)
+
+        # cross-attention of video tokens to MLO tokens and memory banks
+        if self.has_cross and ctx is not None and ctx["tokens"] is not None:
+            xv = x[:, :n]
+            qc = self.cq_norm(self._heads(self.cq(self.norm_c(xv))))
+            kc, vc = self.ckv(ctx["tokens"]).chunk(2, dim=-1)
+            kc, vc = self.ck_norm(self._heads(kc)), self._heads(vc)
+            m = ctx["n_mlo"]
+            scale = 1.0 / math.sqrt(qc.shape[-1])
+            parts = []
+            if m:
+                qr, kr = qc, kc[:, :, :m]
+                if ctx["q_angles"] is not None:
+                    qr, kr = apply_rope(qc, ctx["q_angles"]), apply_rope(kr, ctx["k_angles"])
+                parts.append(qr @ kr.transpose(-1, -2))
+            if kc.shape[2] > m:
+                parts.append(qc @ kc[:, :, m:].transpose(-1, -2))
+            scores = torch.cat(parts, -1) * scale
+            p = _masked_softmax(scores, ctx["mask"].unsqueeze(1))
+            xc = (p.to(vc.dtype) @ vc).transpose(1, 2).flatten(2)
+            x = torch.cat([xv + self.cproj(xc), x[:, n:]], 1)
+
+        # feed-forward (hand/base MoE or plain)
+        h = modulate(self.norm2(x), shift2, scale2)
+        logit = None
+        if self.moe:
+            f, logit = self.ffn(h)
+            logit = logit[:, :n]
+        else:
+            f = self.ffn(h)
+        x = x + gate2 * f
+        return x, logit, weights
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, dim: int, out: int, zero_init: bool):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Linear(dim, 2 * dim)
+        self.linear = nn.Linear(dim, out)
+        if zero_init:
+            zero_module(self.ada)
+            zero_module(self.linear)
+
+    def forward(self, x, c):
+        shift, scale = self.ada(F.silu(c)).unsqueeze(1).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class HOIVideoDiT(nn.Module):
+    """Conditional video DiT; see the module docstring for tokens, masks and shapes."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg.validate()
+        c, p, d = cfg.latent_channels, cfg.patch_size, cfg.dim
+        self.gradient_checkpointing = False
+        self.patch_embed = nn.Conv2d(c, d, p, stride=p)
+        self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
+        self.final = FinalLayer(d, p * p * c, cfg.zero_init)
+        hid = cfg.guider_hidden
+        if cfg.layout_encoder:
+            self.layout_encoder = ConvGuider(3, c, hid, cfg.zero_init)
+        if cfg.hand_render_guidance:
+            self.render_guider = ConvGuider(cfg.hand_render_channels, c, hid, cfg.zero_init)
+        if cfg.mlo_guider:
+            self.mlo_guider = ConvGuider(3 * N_MLO, c, hid, cfg.zero_init)
+        if cfg.mlo_tokens:
+            self.mlo_tokenizer = MLOTokenizer(4 * N_MLO, d, p, cfg.mlo_token_stride, 2 * hid)
+        if cfg.memory_banks:
+            self.memory = MemoryBanks(cfg.memory_size, d)
+        if cfg.ref_tokens:
+            self.ref_type = nn.Parameter(torch.zeros(d))
+        if cfg.structure_stream:
+            self.struct_embed = nn.Conv2d(cfg.structure_channels, d, p, stride=p)
+            self.struct_type = nn.Parameter(torch.zeros(d))
+            self.struct_final = FinalLayer(d, p * p * cfg.structure_channels, cfg.zero_init)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear) and m.weight.abs().sum() > 0:
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        if self.config.zero_init:
+            for blk in self.blocks:
+                zero_module(blk.ada)
+                if blk.ada_struct is not None:
+                    zero_module(blk.ada_struct)
+                if blk.has_cross:
+                    zero_module(blk.cproj)
+            zero_module(self.final.ada)
+            zero_module(self.final.linear)
+            if self.config.structure_stream:
+                zero_module(self.struct_final.ada)
+                zero_module(self.struct_final.linear)
+
+    # ------------------------------------------------------------------ helpers
+    def _cond(self, cond: dict, key: str, switch: str) -> torch.Tensor:
+        if key not in cond or cond[key] is None:
+            raise ValueError(f"condition {key!r} is required by {switch} but was not given")
+        return cond[key]
+
+    def _patchify(self, x: torch.Tensor, embed: nn.Conv2d) -> torch.Tensor:
+        b, t = x.shape[:2]
+        y = embed(x.flatten(0, 1))  # (B*T, d, h', w')
+        return y.flatten(2).transpose(1, 2).reshape(b, -1, y.shape[1])
+
+    def _unpatchify(self, y: torch.Tensor, t: int, h: int, w: int, c: int) -> torch.Tensor:
+        p = self.config.patch_size
+        b = y.shape[0]
+        y = y.view(b, t, h // p, w // p, c, p, p)
+        return y.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, t, c, h, w)
+
+    def region_fractions(self, cond: dict, t: int, hw: tuple[int, int], batch: int, device) -> dict:
+        """Per-token fractions of the hand / object masks, ``(B, N)`` each (zeros if absent)."""
+        p = self.config.patch_size
+        out = {}
+        for key in ("hand_mask", "object_mask"):
+            m = cond.get(key)
+            if m is None:
+                n = t * (hw[0] // p) * (hw[1] // p)
+                out[key] = torch.zeros(batch, n, device=device)
+            else:
+                out[key] = region_fractions(resize_maps(m.float(), hw), p)
+        return out
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict | None = None,
+                ref_keep: torch.Tensor | None = None, structure_noisy: torch.Tensor | None = None,
+                return_aux: bool = False, return_attn: bool = False):
+        cfg = self.config
+        cond = cond or {}
+        b, nt, c, h, w = x.shape
+        hw = (h, w)
+        dev = x.device
+        p = cfg.patch_size
+        th, tw = h // p, w // p
+        if t.ndim == 0:
+            t = t.expand(b)
+
+        # additive guidance on the noisy input
+        inp = x
+        if cfg.layout_encoder:
+            inp = inp + self.layout_encoder(resize_maps(self._cond(cond, "layout", "layout_encoder"), hw).to(x.dtype))
+        if cfg.hand_render_guidance:
+            inp = inp + self.render_guider(
+                resize_maps(self._cond(cond, "hand_render", "hand_render_guidance"), hw).to(x.dtype))
+        if cfg.mlo_guider:
+            inp = inp + self.mlo_guider(resize_maps(self._cond(cond, "mlo_normals", "mlo_guider"), hw).to(x.dtype))
+        tokens = [self._patchify(inp, self.patch_embed)]
+        n = tokens[0].shape[1]
+        vid_pos = grid_positions(nt, th, tw, device=dev)  # (N, 3)
+
+        # reference tokens (same patch embedding, same blocks)
+        r = 0
+        ref = cond.get("reference_latent") if cfg.ref_tokens else None
+        if cfg.ref_tokens and ref is None:
+            raise ValueError("condition 'reference_latent' is required by ref_tokens but was not given")
+        if ref is not None:
+            rt = self._patchify(ref.unsqueeze(1).to(x.dtype), self.patch_embed) + self.ref_type
+            r = rt.shape[1]
+            tokens.append(rt)
+            if ref_keep is None:
+                ref_keep = torch.ones(b, dtype=torch.bool, device=dev)
+
+        # structure tokens (training only)
+        s = 0
+        if structure_noisy is not None:
+            if not cfg.structure_stream:
+                raise ValueError("structure_noisy given but structure_stream is off")
+            st = self._patchify(resize_maps(structure_noisy, hw).to(x.dtype), self.struct_embed) + self.struct_type
+            s = st.shape[1]
+            tokens.append(st)
+        xs = torch.cat(tokens, 1)
+
+        # positions
+        ref_pos = reference_positions(th, tw, cfg.heads, nt, cfg.head_sliding_rope, device=dev) if r else None
+        angles = None
+        if cfg.rope3d:
+            pos = [vid_pos.unsqueeze(0).expand(cfg.heads, -1, -1)]
+            if r:
+                pos.append(ref_pos)
+            if s:
+                pos.append(vid_pos.unsqueeze(0).expand(cfg.heads, -1, -1))
+            angles = rope_angles(torch.cat(pos, 1), cfg.head_dim, cfg.rope_theta)  # (H, L, D/2)
+            if not cfg.head_sliding_rope:
+                angles = angles[:1]
+        else:
+            pe = [sincos_3d(vid_pos, cfg.dim)]
+            if r:
+                pe.append(sincos_3d(ref_pos[0], cfg.dim))
+            if s:
+                pe.append(sincos_3d(vid_pos, cfg.dim))
+            xs = xs + torch.cat(pe, 0).to(xs.dtype)
+
+        # region fractions and masks
+        frac = self.region_fractions(cond, nt, hw, b, dev)
+        inside = torch.maximum(frac["hand_mask"], frac["object_mask"]) > cfg.gate_threshold  # (B, N)
+        attn_mask = None
+        if r or s:
+            L = n + r + s
+            attn_mask = torch.zeros(b, L, L, dtype=torch.bool, device=dev)
+            attn_mask[:, :n, :n] = True
+            if r:
+                allow = ref_keep.view(b, 1).expand(b, n)
+                if cfg.ref_gate:
+                    allow = allow & inside
+                attn_mask[:, :n, n:n + r] = allow.unsqueeze(-1)
+                attn_mask[:, n:n + r, n:n + r] = True
+            if s:
+                attn_mask[:, n + r:, :n] = True
+                attn_mask[:, n + r:, n + r:] = True
+                if r:
+                    attn_mask[:, n + r:, n:n + r] = ref_keep.view(b, 1, 1)
+
+        # cross-attention context
+        ctx = None
+        if cfg.mlo_tokens or cfg.memory_banks:
+            ctx_tokens, cmask, n_mlo, q_ang, k_ang = [], [], 0, None, None
+            if cfg.mlo_tokens:
+                mlo = torch.cat([self._cond(cond, "mlo_normals", "mlo_tokens"),
+                                 self._cond(cond, "mlo_occlusion", "mlo_tokens")], 2)
+                mt, (mt_t, mh, mw) = self.mlo_tokenizer(resize_maps(mlo, hw).to(x.dtype))
+                n_mlo = mt.shape[1]
+                ctx_tokens.append(mt)
+                cmask.append(torch.ones(b, n, n_mlo, dtype=torch.bool, device=dev))
+                if cfg.rope3d:
+                    q_ang = rope_angles(vid_pos, cfg.head_dim, cfg.rope_theta)
+                    k_ang = rope_angles(grid_positions(mt_t, mh, mw, cfg.mlo_token_stride, device=dev),
+                                        cfg.head_dim, cfg.rope_theta)
+            if cfg.memory_banks:
+                m = cfg.memory_size
+                ctx_tokens.append(self.memory(b).to(x.dtype))
+                hand_in = (frac["hand_mask"] > cfg.gate_threshold).unsqueeze(-1).expand(b, n, m)
+                obj_in = (frac["object_mask"] > cfg.gate_threshold).unsqueeze(-1).expand(b, n, m)
+                cmask += [hand_in, obj_in]
+            ctx = dict(tokens=torch.cat(ctx_tokens, 1), mask=torch.cat(cmask, -1), n_mlo=n_mlo,
+                       q_angles=q_ang, k_angles=k_ang)
+
+        # conditioning vectors
+        c_vid = self.t_embed(timestep_embedding(t, 256).to(xs.dtype))
+        c_ref = self.t_embed(timestep_embedding(torch.zeros_like(t), 256).to(xs.dtype))
+        router_logits, attns = [], []
+        for blk in self.blocks:
+            args = (xs, c_vid, c_ref, c_vid, (n, r, s), angles, attn_mask, ctx, return_attn)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                xs, logit, wts = checkpoint(blk, *args, use_reentrant=False)
+            else:
+                xs, logit, wts = blk(*args)
+            if logit is not None:
+                router_logits.append(logit)
+            if wts is not None:
+                attns.append(wts)
+
+        v = self._unpatchify(self.final(xs[:, :n], c_vid), nt, h, w, c)
+        if not return_aux:
+            return v
+        aux: dict[str, Any] = dict(router_logits=router_logits, hand_fraction=frac["hand_mask"],
+                                   object_fraction=frac["object_mask"], attn=attns,
+                                   sizes=(n, r, s), attn_mask=attn_mask)
+        if s:
+            aux["structure_velocity"] = self._unpatchify(self.struct_final(xs[:, n + r:], c_vid), nt, h, w,
+                                                         cfg.structure_channels)
+        return v, aux
+
+
+def build_model(cfg: ModelConfig) -> HOIVideoDiT:
+    return HOIVideoDiT(cfg)

@@ -1,0 +1,215 @@
+"""Rectified flow: the training loss and an Euler sampler with CFG, windows and SDEdit.
+
+Convention (flow time):
+    ``x_t = (1 - t) * x0 + t * noise`` with ``t`` in [0, 1]; ``t = 0`` is data, ``t = 1`` noise.
+    The model predicts the velocity ``v = dx_t/dt = noise - x0``; sampling integrates from
+    ``t = 1`` (or ``t = strength`` for SDEdit) down to 0 with Euler steps
+    ``x <- x + (t_next - t) * v``.
+
+Classifier-free guidance is over the reference object: the unconditional branch drops
+the reference tokens (``ref_keep = False``), exactly as reference dropout does in training;
+``v = v_uncond + guidance * (v_cond - v_uncond)``.
+
+Long clips: the clip is cut into windows of the model's ``num_frames`` overlapping by
+``overlap`` frames. One noise tensor is drawn for the whole clip from ``seed`` (on the CPU,
+so it is the same on every device), every window reads its slice of the one current
+state, and at every step the windows' velocities are blended with linear ramps over the
+overlaps (MultiDiffusion-style), so that overlapping frames share noise and trajectory.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .conditioning import resize_maps, router_loss
+from .vae import LatentCodec
+
+# Keys of a batch (see hoi_cli.train.dataset) that are per-frame maps (B, T, C, H, W).
+MAP_KEYS = ("layout", "hand_mask", "object_mask", "hand_render", "structure", "mlo_normals", "mlo_occlusion")
+
+
+def model_conditions(batch: dict, codec: LatentCodec, device=None, dtype=torch.float32) -> dict:
+    """The model's condition dict from a batch: maps as they are, the reference encoded."""
+    cond = {}
+    for k in MAP_KEYS:
+        if k in batch and batch[k] is not None and k != "structure":
+            cond[k] = batch[k].to(device=device, dtype=dtype)
+    if batch.get("reference") is not None:
+        ref = batch["reference"].to(device=device, dtype=dtype)
+        cond["reference_latent"] = codec.encode_images(ref)
+    return cond
+
+
+def sample_t(batch: int, mode: str = "logit_normal", generator: torch.Generator | None = None,
+             device=None) -> torch.Tensor:
+    if mode == "uniform":
+        t = torch.rand(batch, generator=generator)
+    else:
+        t = torch.sigmoid(torch.randn(batch, generator=generator))
+    return t.clamp(1e-4, 1 - 1e-4).to(device)
+
+
+def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    if generator is None:
+        return torch.randn_like(like)
+    return torch.randn(like.shape, generator=generator).to(like.device, like.dtype)
+
+
+def training_losses(model, codec: LatentCodec, batch: dict, generator: torch.Generator | None = None,
+                    t: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Flow-matching loss on a batch, plus the structure-stream and router losses if switched on.
+
+    Returns ``loss`` (the weighted total) and its parts ``video``, ``structure``, ``router``.
+    """
+    cfg = model.config if hasattr(model, "config") else model.module.config
+    dev = batch["video"].device
+    x0 = codec.encode(batch["video"].float())
+    b = x0.shape[0]
+    if t is None:
+        t = sample_t(b, cfg.t_sampling, generator, dev)
+    noise = _randn(x0, generator)
+    tt = t.view(b, 1, 1, 1, 1)
+    xt = (1 - tt) * x0 + tt * noise
+    cond = model_conditions(batch, codec, dev)
+    ref_keep = None
+    if cfg.ref_tokens:
+        ref_keep = (torch.rand(b, generator=generator) >= cfg.ref_dropout).to(dev)
+        if batch.get("reference_valid") is not None:  # no usable crop: train it as unconditional
+            ref_keep = ref_keep & batch["reference_valid"].to(dev).bool()
+    st = s_target = None
+    if cfg.structure_stream:
+        if batch.get("structure") is None:
+            raise ValueError("condition 'structure' is required by structure_stream but was not given")
+        s0 = resize_maps(batch["structure"].float(), x0.shape[-2:]) * 2 - 1
+        s_noise = _randn(s0, generator)
+        st = (1 - tt) * s0 + tt * s_noise
+        s_target = s_noise - s0
+    pred, aux = model(xt, t, cond, ref_keep=ref_keep, structure_noisy=st, return_aux=True)
+    out = {"video": F.mse_loss(pred.float(), (noise - x0).float())}
+    total = out["video"]
+    if st is not None:
+        out["structure"] = F.mse_loss(aux["structure_velocity"].float(), s_target.float())
+        total = total + cfg.structure_loss_weight * out["structure"]
+    if aux["router_logits"]:
+        out["router"] = router_loss(aux["router_logits"], aux["hand_fraction"])
+        total = total + cfg.router_loss_weight * out["router"]
+    out["loss"] = total
+    return out
+
+
+def _frames_of(conditions: dict) -> int:
+    for k in ("video", *MAP_KEYS):
+        v = conditions.get(k)
+        if v is not None:
+            return v.shape[1]
+    if conditions.get("num_frames"):
+        return int(conditions["num_frames"])
+    raise ValueError("cannot tell the clip length: give per-frame maps or 'num_frames'")
+
+
+def window_starts(total: int, window: int, overlap: int) -> list[int]:
+    """Start frames of overlapping windows covering ``total`` frames (the last one flush right)."""
+    if total <= window:
+        return [0]
+    step = max(1, window - overlap)
+    starts = list(range(0, total - window + 1, step))
+    if starts[-1] != total - window:
+        starts.append(total - window)
+    return starts
+
+
+def _ramp(window: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
+    w = torch.ones(window)
+    if overlap > 0:
+        ramp = torch.arange(1, overlap + 1, dtype=torch.float32) / (overlap + 1)
+        if not first:
+            w[:overlap] = ramp
+        if not last:
+            w[-overlap:] = ramp.flip(0)
+    return w
+
+
+@torch.no_grad()
+def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0, seed: int = 0,
+                 init_video: torch.Tensor | None = None, strength: float = 1.0,
+                 codec: LatentCodec | None = None, window: int | None = None, overlap: int | None = None,
+                 device: str | torch.device | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Sample a video ``(B, T, 3, H, W)`` in [-1, 1] (or ``(T, 3, H, W)`` for unbatched inputs).
+
+    ``conditions`` holds the batch keys of `hoi_cli.train.dataset` (pixel space, any T):
+    ``reference (B,3,H,W)``, ``layout``, ``hand_mask``, ``object_mask``, ``hand_render``,
+    ``mlo_normals``, ``mlo_occlusion`` as the model's switches need them (``structure`` is
+    ignored: the structure stream is dropped at inference). ``init_video (B,T,3,H,W)`` with
+    ``strength < 1`` starts from it (SDEdit): ``x = (1-s) x_init + s noise`` and integrates
+    from ``t = s`` with ``max(1, round(steps * s))`` steps. Same ``seed`` -> same video.
+    """
+    cfg = model.config
+    codec = codec or getattr(model, "codec", None) or LatentCodec()
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    unbatched = conditions.get("reference") is not None and conditions["reference"].ndim == 3
+    if unbatched:
+        conditions = {k: (v.unsqueeze(0) if torch.is_tensor(v) else v) for k, v in conditions.items()}
+        if init_video is not None:
+            init_video = init_video.unsqueeze(0)
+    total = _frames_of(conditions) if init_video is None else init_video.shape[1]
+    b = next(v.shape[0] for v in conditions.values() if torch.is_tensor(v))
+    h, w = cfg.latent_hw
+    ref = conditions.get("reference")
+    if ref is not None:
+        h, w = ref.shape[-2] // cfg.vae_downsample, ref.shape[-1] // cfg.vae_downsample
+    shape = (b, total, cfg.latent_channels, h, w)
+    gen = torch.Generator().manual_seed(int(seed))
+    noise = torch.randn(shape, generator=gen).to(dev)
+
+    strength = float(min(max(strength, 0.0), 1.0))
+    if init_video is not None and strength < 1.0:
+        x0 = codec.encode(init_video.to(dev).float())
+        x = (1 - strength) * x0 + strength * noise
+        n_steps = max(1, round(steps * strength))
+        t_start = strength
+    else:
+        x, n_steps, t_start = noise, steps, 1.0
+    if t_start <= 0:
+        return codec.decode(x).clamp(-1, 1)
+    ts = torch.linspace(t_start, 0.0, n_steps + 1)
+
+    win = window or cfg.num_frames
+    ov = overlap if overlap is not None else win // 2
+    ov = min(ov, win - 1)
+    starts = window_starts(total, win, ov)
+    frames_cond = {k: v.to(dev) for k, v in conditions.items() if torch.is_tensor(v) and k in MAP_KEYS}
+    ref_lat = codec.encode_images(ref.to(dev).float()) if ref is not None and cfg.ref_tokens else None
+    use_cfg = cfg.ref_tokens and ref_lat is not None and guidance != 1.0
+
+    for i in range(n_steps):
+        t_cur, t_next = float(ts[i]), float(ts[i + 1])
+        acc = torch.zeros_like(x)
+        wsum = torch.zeros(total, device=dev)
+        for j, s0 in enumerate(starts):
+            sl = slice(s0, min(s0 + win, total))
+            xw = x[:, sl]
+            cond = {k: v[:, sl] for k, v in frames_cond.items()}
+            if ref_lat is not None:
+                cond["reference_latent"] = ref_lat
+            tvec = torch.full((b,), t_cur, device=dev)
+            if use_cfg:
+                cond2 = {k: torch.cat([v, v]) for k, v in cond.items()}
+                keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(dev)
+                v2 = model(torch.cat([xw, xw]), torch.cat([tvec, tvec]), cond2, ref_keep=keep)
+                vc, vu = v2.chunk(2)
+                v = vu + guidance * (vc - vu)
+            else:
+                v = model(xw, tvec, cond)
+            ww = _ramp(xw.shape[1], ov if len(starts) > 1 else 0, j == 0, j == len(starts) - 1).to(dev)
+            acc[:, sl] += v.float() * ww.view(1, -1, 1, 1, 1)
+            wsum[sl] += ww
+        x = x + (t_next - t_cur) * (acc / wsum.view(1, -1, 1, 1, 1)).to(x.dtype)
+        if progress is not None:
+            progress(i + 1, n_steps)
+    video = codec.decode(x).clamp(-1, 1)
+    return video[0] if unbatched else video

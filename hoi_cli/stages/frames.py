@@ -1,0 +1,107 @@
+"""00_frames: decode the clip once, at the working resolution, losslessly.
+
+This is the only stage that reads the source clip; every later stage reads these frames.
+
+Outputs:
+    ``frames/000000.png ...``  RGB, lossless, at the working resolution (longest side
+                               ``max_side``, never upscaled unless ``upscale``).
+    ``meta.json``              ``fps`` (source fps / stride), ``width``, ``height``, ``n_frames``,
+                               ``source`` (path, sha256, size, fps, codec), ``timestamps`` (s, from
+                               the source stream), ``source_frame_indices``.
+
+Decoding streams one frame at a time, so a 1080p clip never sits whole in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError
+from ..video import iter_frames, probe, read_image, working_size, write_image
+from .base import StageContext
+
+NAME = "00_frames"
+VERSION = "1"
+DEPENDS_ON: tuple[str, ...] = ()
+
+
+@dataclass
+class Params:
+    max_side: int = 512  # longest side of the working resolution, px (0 = source size)
+    upscale: bool = False  # allow max_side above the source size
+    start: int = 0  # first source frame index
+    end: int | None = None  # stop before this source frame index
+    stride: int = 1  # keep every stride-th frame
+    png_compression: int = 1  # 0-9; lossless at any level, 1 is fast
+
+
+def run(ctx: StageContext) -> dict:
+    p: Params = ctx.params
+    if ctx.source is None:
+        raise BadInputError("00_frames needs a source clip", "pass a video file to `hoi preprocess`")
+    if p.end is not None and p.end <= p.start:
+        raise BadInputError(f"--end ({p.end}) must be after --start ({p.start})", "pick a non-empty frame range")
+    info = probe(ctx.source)
+    width, height = working_size(info.width, info.height, p.max_side, p.upscale)
+    frames_dir = ctx.out_dir / "frames"
+    frames_dir.mkdir()
+    total = None
+    if info.n_frames:
+        last = min(info.n_frames, p.end) if p.end is not None else info.n_frames
+        total = max(0, (last - p.start + p.stride - 1) // p.stride)
+    timestamps, source_indices = [], []
+    for i, (index, t, rgb) in enumerate(iter_frames(ctx.source, size=(width, height), start=p.start,
+                                                      end=p.end, stride=p.stride)):
+        write_image(frames_dir / f"{i:06d}.png", rgb, png_compression=p.png_compression)
+        timestamps.append(round(t, 6))
+        source_indices.append(index)
+        ctx.progress(i + 1, total)
+    if not timestamps:
+        raise BadInputError(f"no frames decoded from {ctx.source} (range start={p.start} end={p.end})",
+                            "the clip is empty or the range is past its end; check --start/--end")
+    from ..store import file_digest
+
+    meta = {
+        "fps": info.fps / p.stride if info.fps else None,
+        "width": width,
+        "height": height,
+        "n_frames": len(timestamps),
+        "source": {"path": str(Path(ctx.source).resolve()), "sha256": file_digest(ctx.source),
+                   "width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec},
+        "timestamps": timestamps,
+        "source_frame_indices": source_indices,
+    }
+    (ctx.out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    return {"n_frames": len(timestamps), "width": width, "height": height, "fps": meta["fps"]}
+
+
+def load_meta(run_dir: str | Path) -> dict:
+    """The run's ``00_frames/meta.json``."""
+    path = Path(run_dir) / NAME / "meta.json"
+    if not path.exists():
+        raise BadInputError(f"no frames in {run_dir} ({path} missing)", "run `hoi preprocess` on the clip first")
+    return json.loads(path.read_text())
+
+
+def frame_paths(run_dir: str | Path) -> list[Path]:
+    return sorted((Path(run_dir) / NAME / "frames").glob("*.png"))
+
+
+def load_frames(run_dir: str | Path, indices=None) -> np.ndarray:
+    """Frames as ``(T, H, W, 3)`` uint8 RGB (all, or those at ``indices``)."""
+    paths = frame_paths(run_dir)
+    if not paths:
+        raise BadInputError(f"no frames in {run_dir}", "run `hoi preprocess` on the clip first")
+    if indices is not None:
+        paths = [paths[i] for i in indices]
+    return np.stack([read_image(p)[..., :3] for p in paths])
+
+
+def iter_frames_of_run(run_dir: str | Path):
+    """Yield the run's frames one at a time (for long clips)."""
+    for p in frame_paths(run_dir):
+        yield read_image(p)[..., :3]

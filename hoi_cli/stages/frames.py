@@ -15,6 +15,8 @@ Decoding streams one frame at a time, so a 1080p clip never sits whole in memory
 from __future__ import annotations
 
 import json
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +56,22 @@ def run(ctx: StageContext) -> dict:
         last = min(info.n_frames, p.end) if p.end is not None else info.n_frames
         total = max(0, (last - p.start + p.stride - 1) // p.stride)
     timestamps, source_indices = [], []
-    for i, (index, t, rgb) in enumerate(iter_frames(ctx.source, size=(width, height), start=p.start,
-                                                      end=p.end, stride=p.stride)):
-        write_image(frames_dir / f"{i:06d}.png", rgb, png_compression=p.png_compression)
-        timestamps.append(round(t, 6))
-        source_indices.append(index)
-        ctx.progress(i + 1, total)
+    # PNG encoding releases the GIL: a small pool overlaps it with decoding. At most
+    # `max_pending` frames wait in memory, so a long 1080p clip is never held whole.
+    max_pending = 8
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending: deque = deque()
+        for i, (index, t, rgb) in enumerate(iter_frames(ctx.source, size=(width, height), start=p.start,
+                                                          end=p.end, stride=p.stride)):
+            pending.append(pool.submit(write_image, frames_dir / f"{i:06d}.png", rgb,
+                                       png_compression=p.png_compression))
+            while len(pending) > max_pending:
+                pending.popleft().result()
+            timestamps.append(round(t, 6))
+            source_indices.append(index)
+            ctx.progress(i + 1, total)
+        for future in pending:
+            future.result()
     if not timestamps:
         raise BadInputError(f"no frames decoded from {ctx.source} (range start={p.start} end={p.end})",
                             "the clip is empty or the range is past its end; check --start/--end")

@@ -167,3 +167,29 @@ def unpack_masks(packed: np.ndarray, shape) -> np.ndarray:
     """Inverse of `pack_masks`."""
     shape = tuple(int(s) for s in shape)
     return np.unpackbits(packed, axis=-1, count=shape[-1]).astype(bool).reshape(shape)
+
+# ---------------------------------------------------------------- MLO layers (04_mlo)
+# ManiVideo's Multi-Layer Occlusion layers, in this order (layer axis L = 13): the object,
+# then per hand slot (left, then right) its parts in HAND_PARTS order.
+#
+# Encoding on disk (04_mlo/mlo/NNNNNN.npz, one file per frame; see hoi_cli.stages.mlo):
+#   normals     uint8 (n + 1) * 127.5 rounded, n the unit normal in the OpenCV camera frame
+#               (x right, y down, z forward: a surface facing the camera has n_z < 0);
+#               decode n = c / 127.5 - 1. Each layer is rendered alone (occlusion-free).
+#   confidence  uint8 round(255 * sigmoid((D_scene - D_layer + margin) / tau)) where the layer
+#               is drawn, 0 elsewhere: ~255 where the layer is the front-most surface, ~0 where
+#               something else lies more than ``margin`` in front of it.
+#   depth       float16 camera z in metres of the layer alone; 0 where the layer is not drawn.
+#   scene depth float16 camera z of the full scene (all layers together); 0 where empty.
+MLO_LAYERS = ("object",) + tuple(f"{slot}_{part}" for slot in HAND_SLOTS for part in HAND_PARTS)
+MLO_NORMAL_SCALE = 127.5
+
+
+def encode_normals(n: np.ndarray) -> np.ndarray:
+    """Unit normals ``(...,3)`` -> uint8 ``round((n + 1) * 127.5)``."""
+    return np.clip(np.rint((np.asarray(n, np.float32) + 1.0) * MLO_NORMAL_SCALE), 0, 255).astype(np.uint8)
+
+
+def decode_normals(c: np.ndarray) -> np.ndarray:
+    """uint8 ``(...,3)`` -> float32 normals ``c / 127.5 - 1`` (not renormalised; (0,0,0) codes = empty)."""
+    return np.asarray(c, np.float32) / MLO_NORMAL_SCALE - 1.0

@@ -37,6 +37,7 @@ STAGES: dict[str, str] = {
     "04_mlo": "hoi_cli.stages.mlo",
     "05_silhouette": "hoi_cli.stages.silhouette",
     "06_layout": "hoi_cli.stages.layout",
+    "07_genhoi": "hoi_cli.stages.genhoi",
 }
 DEFAULT_PIPELINE = "full"
 GENERIC_STEMS = {"video", "clip", "input", "source", "raw", "rgb", "movie"}

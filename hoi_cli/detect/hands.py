@@ -46,13 +46,15 @@ class HandDetectorConfig:
     min_detection_confidence: float = 0.5  # palm detector threshold of the full-frame passes
     min_tracking_confidence: float = 0.5  # MediaPipe's own tracking threshold
     min_presence: float = 0.5  # landmark-model hand presence to accept a crop re-detection
+    min_presence_tiles: float = 0.8  # ... and a detection found only in a tile
     model_complexity: int = 1  # 0 = lite, 1 = full landmark model
-    full_frame_passes: tuple[str, ...] = ("forward", "backward", "static", "tiles")
+    # "tiles" (multi-scale tiles) raises recall a little but adds false hands and time: opt-in
+    full_frame_passes: tuple[str, ...] = ("forward", "backward", "static")
     tile_overlap: float = 0.5  # "tiles" pass: overlapping square tiles ...
     tile_scales: tuple[float, ...] = (1.0, 0.67, 0.5)  # ... of these fractions of the shorter side
     tile_stride: int = 2  # ... on every n-th frame (re-detection propagates to the others)
     tile_min_detection_confidence: float = 0.3
-    rescore: bool = True  # re-score every full-frame detection with the landmark model's presence
+    rescore: bool = False  # re-score every full-frame detection with the landmark model's presence
     pad_fraction: float = 0.15  # border (fraction of the longer side) added for edge-cut hands
     redetect: bool = True  # crop re-detection around neighbouring frames' boxes
     redetect_rotations: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
@@ -230,7 +232,8 @@ def hand_up_angle(kp: np.ndarray) -> float:
 
 
 def redetect_in_crop(frame: np.ndarray, seed_box: np.ndarray, model: LandmarkModel,
-                     cfg: HandDetectorConfig, seed_kp: np.ndarray | None = None) -> _Det | None:
+                     cfg: HandDetectorConfig, seed_kp: np.ndarray | None = None,
+                     return_best: bool = False) -> _Det | None:
     """Best landmark-model detection in a square crop around ``seed_box`` over rotations/flip."""
     import cv2
 
@@ -258,8 +261,8 @@ def redetect_in_crop(frame: np.ndarray, seed_box: np.ndarray, model: LandmarkMod
             p_right = handed_mp_left  # MediaPipe "Left" (mirrored) = person's right
             if flip:
                 p_right = 1.0 - p_right
-            best = (presence, kp, w, p_right)
-    if best is None or best[0] < cfg.min_presence:
+            best = (presence, kp, w, p_right, seed_kp is not None and ang == angles[0] and not flip)
+    if best is None or (best[0] < cfg.min_presence and not return_best):
         return None
     return _Det(best[1], best[2], best[0], best[3], "crop")
 
@@ -375,7 +378,8 @@ def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None) -
             progress(k + 1, n_steps)
     model = LandmarkModel(cfg.model_complexity, cfg.num_threads) if (cfg.redetect or cfg.rescore) else None
     if cfg.rescore and model is not None and model.available:
-        per_frame = [[r for r in (_rescore(frames[t], d, model, cfg) for d in dets) if r.score >= cfg.min_presence]
+        per_frame = [[r for r in (_rescore(frames[t], d, model, cfg) for d in dets)
+                      if r.score >= (cfg.min_presence_tiles if r.source == "mp_tiles" else cfg.min_presence)]
                      for t, dets in enumerate(per_frame)]
     per_frame = [_nms(d) for d in per_frame]
     if cfg.redetect and T:
@@ -392,12 +396,10 @@ def _rescore(frame, d: _Det, model: LandmarkModel, cfg: HandDetectorConfig) -> _
     """Re-run the landmark model in an upscaled crop around a full-frame detection (its own
     orientation, four rotations, mirrored) and keep the best variant: a uniform hand-presence
     score for every detection, and better landmarks for small hands."""
-    import dataclasses
-
-    r = redetect_in_crop(frame, d.box, model, dataclasses.replace(cfg, min_presence=0.0), d.kp)
-    r.source = d.source
-    r.p_right = 0.5 * (d.p_right + r.p_right)
-    return r
+    r = redetect_in_crop(frame, d.box, model, cfg, d.kp, return_best=True)
+    d.score = r.score
+    d.p_right = 0.5 * (d.p_right + r.p_right)
+    return d
 
 
 def _redetect_sweeps(frames, per_frame, model, cfg):

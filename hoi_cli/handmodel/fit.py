@@ -45,7 +45,7 @@ class FitConfig:
     w_smooth_j: float = 0.5  # 3D joint acceleration (mm)^2 / 100
     w_smooth_pose: float = 5.0
     interpolated_weight: float = 0.3
-    robust_sigma: float = 8.0  # percent of the box size; GMoF robustifier on the 2D term
+    robust_sigma: float = 40.0  # percent of the box size; GMoF robustifier on the 2D term
 
 
 # per-DOF [flex, abduct, twist] limits (radians) and prior sigmas, by joint role
@@ -94,8 +94,7 @@ class KeypointModel(torch.nn.Module):
         self.register_buffer("to_op", torch.as_tensor(MANO21_TO_OPENPOSE))
 
     def hand_pose(self, theta):  # (B,15,3) anatomical -> (B,45) axis-angle
-        return torch.einsum("jab,nb->nja", self.axes, theta.reshape(-1, 3)).reshape(theta.shape[0], 45) \
-            if False else torch.einsum("jab,tjb->tja", self.axes, theta).reshape(theta.shape[0], 45)
+        return torch.einsum("jab,tjb->tja", self.axes, theta).reshape(theta.shape[0], 45)
 
     def forward(self, global_orient, hand_pose, betas, transl):
         from smplx.lbs import batch_rigid_transform, batch_rodrigues
@@ -194,8 +193,6 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
     idx_obs = np.nonzero(have)[0]
     for t in range(T):
         s = idx_obs[np.argmin(np.abs(idx_obs - t))]
-        if s == t or t == 0 or not have[t]:
-            pass
         w = world[s] if world is not None else None
         R, tt = initial_pose(rest, kp2d[s], conf[s], K, w)
         go0[t] = _rotvec_from_matrix(R)
@@ -203,7 +200,9 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
     # --- tensors
     dt = torch.float32
     kp_t = torch.as_tensor(np.nan_to_num(kp2d), dtype=dt)
-    box = np.nanmax(kp2d, axis=1) - np.nanmin(kp2d, axis=1)
+    with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        box = np.nanmax(kp2d, axis=1) - np.nanmin(kp2d, axis=1)
     size = np.nan_to_num(np.linalg.norm(box, axis=1), nan=1.0)
     size = np.where(have, np.maximum(size, 8.0), 1.0)
     w2d = torch.as_tensor(conf * fw[:, None], dtype=dt)
@@ -239,7 +238,7 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
         if world is not None:
             jr = j - j[:, :1]
             jr = jr / jr.norm(dim=2).mean(dim=1, keepdim=True)[..., None].clamp(min=1e-6)
-            loss = loss + cfg.w_world * (wok_t[:, None] * ((jr - w_t) * 100) ** 2).sum(-1).sum() / n_obs / 21
+            loss = loss + cfg.w_world * (wok_t[:, None] * (((jr - w_t) * 100) ** 2).sum(-1)).sum() / n_obs / 21
         d = theta - mean
         loss = loss + cfg.w_prior * ((d / sig) ** 2).sum() / T
         viol = torch.relu(theta - hi) + torch.relu(lo - theta)
@@ -259,8 +258,8 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
         uv = j[..., :2] / j[..., 2:3].clamp(min=1e-3) * torch.stack([Kt[0, 0], Kt[1, 1]]) + Kt[:2, 2]
         err = (uv - kp_t).norm(dim=-1).numpy()
     err = np.where(obs, err, np.nan)
-    with np.errstate(invalid="ignore"):
-        reproj = np.nanmean(err, axis=1)
+    cnt = np.isfinite(err).sum(axis=1)
+    reproj = np.where(cnt > 0, np.nansum(err, axis=1) / np.maximum(cnt, 1), np.nan)
     return {"global_orient": go.detach().numpy().astype(np.float64), "hand_pose": hp.numpy().astype(np.float64),
             "theta": theta.detach().numpy(), "betas": betas.detach().numpy()[0].astype(np.float64),
             "transl": tr.detach().numpy().astype(np.float64), "joints": j.numpy().astype(np.float64),
@@ -281,7 +280,7 @@ def mesh_vertices(model: HandModel, global_orient, hand_pose, betas, transl, chu
             n = len(global_orient[sl])
             v, _ = model.forward(torch.as_tensor(global_orient[sl], dtype=torch.float32),
                                  torch.as_tensor(hand_pose[sl], dtype=torch.float32),
-                                 torch.as_tensor(np.broadcast_to(betas, (n, 10)), dtype=torch.float32),
+                                 torch.as_tensor(np.tile(np.asarray(betas)[None], (n, 1)), dtype=torch.float32),
                                  torch.as_tensor(transl[sl], dtype=torch.float32))
             out.append(v.numpy())
     return np.concatenate(out).astype(np.float32)

@@ -152,7 +152,7 @@ def left_shapedirs_is_buggy(left: dict, right: dict | None = None) -> bool:
 
 def fix_left_shapedirs(left: dict, right: dict | None = None) -> tuple[dict, bool]:
     """Return (model, fixed?): ``shapedirs[:, 0, :] *= -1`` where the left model has the bug."""
-    if bool(np.asarray(left.get("shapedirs_left_fixed", False))) or "tip_vertex_ids" in left:
+    if bool(np.asarray(left.get("shapedirs_left_fixed", False))) or "model_name" in left:
         return left, False  # converted already, or our own model
     if not left_shapedirs_is_buggy(left, right):
         return left, False

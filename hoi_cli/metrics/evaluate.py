@@ -263,8 +263,10 @@ def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None
         hard = {g: e for g, e in missing.items() if g not in OPTIONAL_WEIGHTS}
         if hard:
             raise next(iter(hard.values()))
+    label = {"objects": "object_appearance_dino", "motion_smoothness": "motion_smoothness (AMT; the weight-free "
+             "flow variant is computed instead)"}
     for g, e in missing.items():
-        log(f"{g}: skipped, {e.message}")
+        log(f"{label.get(g, g)}: skipped, {e.message}")
     want = set(opts.metrics)
     t_start = time.perf_counter()
     timing: dict[str, float] = {}

@@ -2,9 +2,11 @@
 
 Definition (Heusel et al. 2017): ``FID = |mu_g - mu_r|^2 + Tr(S_g + S_r - 2 (S_g S_r)^(1/2))``
 over 2048-d Inception-v3 pool3 features (the final average pool) of all frames, the frames of
-all clips pooled into one set per side. Covariances are unbiased (``np.cov``, N-1); the matrix
-square root is ``scipy.linalg.sqrtm``, with pytorch-fid's fallback (``eps = 1e-6`` added to
-the diagonals when the product is singular) and its imaginary-part tolerance.
+all clips pooled into one set per side. Covariances are unbiased (``np.cov``, N-1).
+``frechet_distance`` is pytorch-fid's formula (``scipy.linalg.sqrtm``, its eps fallback and
+imaginary-part tolerance); `fid_from_features` computes the same number with an exact
+eigenvalue route for the trace term (`trace_sqrt_product`), which is much faster for 2048-d
+features and agrees with pytorch-fid within 1e-3 relative (tested).
 
 Network: the TF-ported FID Inception (``pt_inception-2015-12-05-6726825d.pth``, the weights of
 pytorch-fid and of TTUR's TensorFlow FID), 1008 classes, with pytorch-fid's patched blocks
@@ -150,17 +152,30 @@ def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """Fréchet distance between two Gaussians (pytorch-fid's numerics)."""
+def _sqrtm(a: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.sqrtm`` across SciPy versions (``disp`` is deprecated in 1.17, where
+    some inputs still return ``(sqrtm, errest)``)."""
+    import warnings
+
     from scipy import linalg
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = linalg.sqrtm(a)
+    if isinstance(out, tuple):
+        out = out[0]
+    return np.asarray(out)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """Fréchet distance between two Gaussians (pytorch-fid's numerics)."""
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    covmean = _sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+        covmean = _sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             m = np.max(np.abs(covmean.imag))
@@ -169,10 +184,42 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+def trace_sqrt_product(feats1: np.ndarray, feats2: np.ndarray) -> float:
+    """``Tr((S1 S2)^(1/2))`` for the unbiased covariances of two feature sets, without ``sqrtm``.
+
+    ``S1 S2`` is similar to the PSD matrix ``S1^(1/2) S2 S1^(1/2)``, so the trace is the sum of
+    the square roots of its (real, non-negative) eigenvalues. With centred features ``X1, X2``
+    these are the squared singular values of ``X1 X2^T / sqrt((N1-1)(N2-1))``: an
+    ``N1 x N2`` problem instead of a ``D x D`` one when there are fewer frames than
+    feature dimensions. Exact, and equal to pytorch-fid's ``sqrtm`` route up to its numerical
+    error (tested), at a fraction of the time.
+    """
+    x1 = np.asarray(feats1, dtype=np.float64)
+    x2 = np.asarray(feats2, dtype=np.float64)
+    x1 = x1 - x1.mean(0)
+    x2 = x2 - x2.mean(0)
+    n1, n2, d = len(x1), len(x2), x1.shape[1]
+    if min(n1, n2) <= d:
+        sv = np.linalg.svd(x1 @ x2.T, compute_uv=False)
+        return float(sv.sum() / np.sqrt((n1 - 1) * (n2 - 1)))
+    s1, s2 = np.cov(x1, rowvar=False), np.cov(x2, rowvar=False)
+    w, v = np.linalg.eigh(s1)
+    r1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    ev = np.linalg.eigvalsh(r1 @ s2 @ r1)
+    return float(np.sqrt(np.clip(ev, 0, None)).sum())
+
+
 def fid_from_features(feats_gen: np.ndarray, feats_ref: np.ndarray) -> float:
-    """FID between two feature sets (each needs at least 2 rows)."""
+    """FID between two feature sets (each needs at least 2 rows).
+
+    Same value as ``frechet_distance(*feature_stats(g), *feature_stats(r))`` (pytorch-fid's
+    formula) but with the trace term from `trace_sqrt_product`.
+    """
     if len(feats_gen) < 2 or len(feats_ref) < 2:
         raise ValueError("FID needs at least 2 frames on each side")
-    m1, s1 = feature_stats(feats_gen)
-    m2, s2 = feature_stats(feats_ref)
-    return frechet_distance(m1, s1, m2, s2)
+    g = np.asarray(feats_gen, dtype=np.float64)
+    r = np.asarray(feats_ref, dtype=np.float64)
+    diff = g.mean(0) - r.mean(0)
+    tr1 = float(np.var(g, axis=0, ddof=1).sum())
+    tr2 = float(np.var(r, axis=0, ddof=1).sum())
+    return float(diff @ diff + tr1 + tr2 - 2 * trace_sqrt_product(g, r))

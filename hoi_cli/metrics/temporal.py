@@ -17,17 +17,16 @@ AMT_FILE = "amt-s_torchscript.pt"
 # ----------------------------------------------------------------------------- DINO ViT-B/16
 
 
-def build_dino_vitb16():
-    """DINO's ViT-B/16 (facebookresearch/dino ``vision_transformer.vit_base``), random init.
+def build_dino_vit(dim: int = 768, depth: int = 12, heads: int = 12, patch: int = 16):
+    """DINO's ViT (facebookresearch/dino ``vision_transformer``; defaults = ``vit_base``, i.e.
+    ViT-B/16), random init.
 
     Same parameter names as ``dino_vitbase16_pretrain.pth``; ``forward`` returns the
-    normalised CLS token (768-d), with DINO's bicubic position-embedding interpolation
-    for inputs other than 224x224.
+    final-norm CLS token (768-d for ViT-B), with DINO's bicubic position-embedding
+    interpolation for inputs other than 224x224.
     """
     import torch
     from torch import nn
-
-    dim, depth, heads, patch = 768, 12, 12, 16
 
     class Attention(nn.Module):
         def __init__(self):
@@ -122,11 +121,15 @@ class DinoFeatures:
     def __init__(self, weights_path: str | Path, device: str = "cpu"):
         import torch
 
-        net = build_dino_vitb16()
         sd = torch.load(str(weights_path), map_location="cpu", weights_only=True)
         if isinstance(sd, dict) and "teacher" in sd and isinstance(sd["teacher"], dict):
             sd = {k.replace("backbone.", ""): v for k, v in sd["teacher"].items() if k.startswith("backbone.")}
         sd = {k.replace("module.", ""): v for k, v in sd.items() if not k.startswith("head.")}
+        # the architecture from the file (ViT-B/16 for the real one): width, depth, 64-d heads
+        dim = int(sd["pos_embed"].shape[-1])
+        depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+        patch = int(sd["patch_embed.proj.weight"].shape[-1])
+        net = build_dino_vit(dim, depth, max(1, dim // 64), patch)
         net.load_state_dict(sd)
         self.net = net.eval().to(device)
         self.device = device

@@ -142,11 +142,13 @@ def resolve_checkpoint(path: str | Path) -> Path | None:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True,
-                    with_codec: bool = True):
+                    with_codec: bool = True, vae_path: str | Path | None = None):
     """The model in a checkpoint (EMA weights if present and ``use_ema``), in eval mode.
 
     ``model.codec`` is set to its latent codec (pixel mode, or the VAE named in the config)
-    when ``with_codec``. ``path`` is a step folder or a ``hoi train --out`` directory.
+    when ``with_codec``; ``vae_path`` overrides the VAE folder recorded in the config (for a
+    checkpoint moved to another machine). ``path`` is a step folder or a ``hoi train --out``
+    directory.
     """
     from .dit import HOIVideoDiT
     from .vae import codec_for
@@ -166,7 +168,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", use_em
     model.load_state_dict(full)
     model.to(device).eval()
     if with_codec:
-        model.codec = codec_for(cfg, device)
+        model.codec = codec_for(cfg, device, vae_path)
     return model
 
 

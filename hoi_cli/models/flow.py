@@ -19,8 +19,10 @@ overlaps (MultiDiffusion-style), so that overlapping frames share noise and traj
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -132,11 +134,21 @@ def _ramp(window: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
     return w
 
 
+def _velocity(model, xw, tvec, cond, b, guidance, use_cfg):
+    if not use_cfg:
+        return model(xw, tvec, cond).float()
+    cond2 = {k: torch.cat([v, v]) for k, v in cond.items()}
+    keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(xw.device)
+    vc, vu = model(torch.cat([xw, xw]), torch.cat([tvec, tvec]), cond2, ref_keep=keep).float().chunk(2)
+    return vu + guidance * (vc - vu)
+
+
 @torch.no_grad()
 def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0, seed: int = 0,
                  init_video: torch.Tensor | None = None, strength: float = 1.0,
                  codec: LatentCodec | None = None, window: int | None = None, overlap: int | None = None,
-                 device: str | torch.device | None = None,
+                 device: str | torch.device | None = None, resolution: tuple[int, int] | None = None,
+                 resize_back: bool = True, amp: bool = True,
                  progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Sample a video ``(B, T, 3, H, W)`` in [-1, 1] (or ``(T, 3, H, W)`` for unbatched inputs).
 
@@ -146,22 +158,50 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
     ignored: the structure stream is dropped at inference). ``init_video (B,T,3,H,W)`` with
     ``strength < 1`` starts from it (SDEdit): ``x = (1-s) x_init + s noise`` and integrates
     from ``t = s`` with ``max(1, round(steps * s))`` steps. Same ``seed`` -> same video.
+
+    Tensors or numpy arrays are accepted. The model runs at ``resolution`` (default: the
+    resolution it was trained at, ``(config.height, config.width)``): inputs of another size
+    are resized to it (area for maps, bilinear for images) and, with ``resize_back``, the
+    output is resized back to the input size. ``window``/``overlap`` default to the model's
+    ``num_frames`` and half of it. On CUDA with ``amp`` the network runs under bf16 autocast
+    (the state and the Euler update stay float32).
     """
     cfg = model.config
     codec = codec or getattr(model, "codec", None) or LatentCodec()
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
+    conditions = {k: (torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v)
+                  for k, v in conditions.items()}
+    if isinstance(init_video, np.ndarray):
+        init_video = torch.from_numpy(init_video)
     unbatched = conditions.get("reference") is not None and conditions["reference"].ndim == 3
     if unbatched:
         conditions = {k: (v.unsqueeze(0) if torch.is_tensor(v) else v) for k, v in conditions.items()}
         if init_video is not None:
             init_video = init_video.unsqueeze(0)
+    # run at the model's resolution
+    in_hw = None
+    res = tuple(resolution) if resolution else (cfg.height, cfg.width)
+    for k, v in list(conditions.items()):
+        if not torch.is_tensor(v):
+            continue
+        if in_hw is None and v.ndim >= 4:
+            in_hw = tuple(v.shape[-2:])
+        if k in MAP_KEYS and tuple(v.shape[-2:]) != res:
+            conditions[k] = resize_maps(v.float(), res)
+        elif k == "reference" and tuple(v.shape[-2:]) != res:
+            conditions[k] = F.interpolate(v.float(), size=res, mode="bilinear", align_corners=False)
+    if init_video is not None:
+        in_hw = in_hw or tuple(init_video.shape[-2:])
+        if tuple(init_video.shape[-2:]) != res:
+            b0, t0 = init_video.shape[:2]
+            init_video = F.interpolate(init_video.flatten(0, 1).float(), size=res, mode="bilinear",
+                                       align_corners=False).unflatten(0, (b0, t0))
     total = _frames_of(conditions) if init_video is None else init_video.shape[1]
-    b = next(v.shape[0] for v in conditions.values() if torch.is_tensor(v))
-    h, w = cfg.latent_hw
+    b = next((v.shape[0] for v in conditions.values() if torch.is_tensor(v) and v.ndim >= 4),
+             init_video.shape[0] if init_video is not None else 1)
+    h, w = res[0] // cfg.vae_downsample, res[1] // cfg.vae_downsample
     ref = conditions.get("reference")
-    if ref is not None:
-        h, w = ref.shape[-2] // cfg.vae_downsample, ref.shape[-1] // cfg.vae_downsample
     shape = (b, total, cfg.latent_channels, h, w)
     gen = torch.Generator().manual_seed(int(seed))
     noise = torch.randn(shape, generator=gen).to(dev)
@@ -174,8 +214,16 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
         t_start = strength
     else:
         x, n_steps, t_start = noise, steps, 1.0
+    def finish(lat: torch.Tensor) -> torch.Tensor:
+        video = codec.decode(lat).clamp(-1, 1)
+        if resize_back and in_hw is not None and tuple(video.shape[-2:]) != in_hw:
+            bb, tt = video.shape[:2]
+            video = F.interpolate(video.flatten(0, 1), size=in_hw, mode="bilinear",
+                                  align_corners=False).unflatten(0, (bb, tt)).clamp(-1, 1)
+        return video[0] if unbatched else video
+
     if t_start <= 0:
-        return codec.decode(x).clamp(-1, 1)
+        return finish(x)
     ts = torch.linspace(t_start, 0.0, n_steps + 1)
 
     win = window or cfg.num_frames
@@ -186,6 +234,8 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
     ref_lat = codec.encode_images(ref.to(dev).float()) if ref is not None and cfg.ref_tokens else None
     use_cfg = cfg.ref_tokens and ref_lat is not None and guidance != 1.0
 
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp and dev.type == "cuda" \
+        else contextlib.nullcontext
     for i in range(n_steps):
         t_cur, t_next = float(ts[i]), float(ts[i + 1])
         acc = torch.zeros_like(x)
@@ -197,19 +247,12 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
             if ref_lat is not None:
                 cond["reference_latent"] = ref_lat
             tvec = torch.full((b,), t_cur, device=dev)
-            if use_cfg:
-                cond2 = {k: torch.cat([v, v]) for k, v in cond.items()}
-                keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(dev)
-                v2 = model(torch.cat([xw, xw]), torch.cat([tvec, tvec]), cond2, ref_keep=keep)
-                vc, vu = v2.chunk(2)
-                v = vu + guidance * (vc - vu)
-            else:
-                v = model(xw, tvec, cond)
+            with autocast():
+                v = _velocity(model, xw, tvec, cond, b, guidance, use_cfg)
             ww = _ramp(xw.shape[1], ov if len(starts) > 1 else 0, j == 0, j == len(starts) - 1).to(dev)
             acc[:, sl] += v.float() * ww.view(1, -1, 1, 1, 1)
             wsum[sl] += ww
         x = x + (t_next - t_cur) * (acc / wsum.view(1, -1, 1, 1, 1)).to(x.dtype)
         if progress is not None:
             progress(i + 1, n_steps)
-    video = codec.decode(x).clamp(-1, 1)
-    return video[0] if unbatched else video
+    return finish(x)

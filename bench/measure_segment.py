@@ -1,0 +1,132 @@
+"""Accuracy and speed of 03_segment on the InterDyn clips of ../shared/data (reference SAM2 masks).
+
+For each clip, from run folders made by ``hoi preprocess CLIP --out RUNS --run-id ID --until hands``
+(00_frames, 01_detect, 02_hands), runs 03_segment's work (`segment_clip`) twice:
+
+- ``own``: object boxes from 01_detect (the default, honest figure);
+- ``oracle``: object boxes = the box of the reference object mask (all ``object_*`` masks merged),
+  frames without a reference object get NaN.
+
+and prints per clip: object IoU (mean over frames with a reference object), hand IoU (mean over
+frames with a reference hand; in 243 and 35671 only the right hand is masked, so a correct left
+hand counts against), object flicker (mean 1-IoU of consecutive masks; the reference's in
+brackets), and frames/s of the whole stage work (hand masks + object masks).
+
+Without run folders (``--no-runs``) it reads the clips directly and uses oracle boxes and
+the reference hand mask as the hand region (development mode, no 01_detect/02_hands needed).
+
+Usage: python bench/measure_segment.py --runs /tmp/runs [--clips 243,35671] [--mode own,oracle]
+       [--set max_side=200 --set iterations=2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hoi_cli.conventions import box_from_mask  # noqa: E402
+from hoi_cli.segment.grabcut import flicker  # noqa: E402
+from hoi_cli.stages import segment as seg  # noqa: E402
+from hoi_cli.stages.base import params_from_dict  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "interdyn"
+
+
+def reference(clip_dir: Path, T: int):
+    m = np.load(clip_dir / "masks.npz")
+    objs = [m[k].astype(bool) for k in m.files if k.startswith("object_")]
+    obj = np.any(np.stack(objs), axis=0)
+    return obj[:T], m["hand"].astype(bool)[:T]
+
+
+def iou_mean(pred: np.ndarray, ref: np.ndarray) -> float:
+    vals = []
+    for a, b in zip(pred, ref):
+        if b.any():
+            vals.append(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def load_inputs(clip: str, runs: Path | None):
+    if runs is None:
+        from hoi_cli.video import read_video
+
+        frames, _ = read_video(DATA / clip / "video.webm")
+        return frames, None, None
+    from hoi_cli.stages.detect import load_detections
+    from hoi_cli.stages.frames import load_frames
+    from hoi_cli.stages.hands import load_mano
+
+    run = runs / clip
+    mano = load_mano(run) if (run / "02_hands" / "mano.npz").exists() else None
+    return load_frames(run), load_detections(run), mano
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=Path, default=None, help="folder of run folders named by clip id")
+    ap.add_argument("--no-runs", action="store_true", help="oracle boxes + reference hands, no run folders")
+    ap.add_argument("--clips", default="", help="comma-separated clip ids (default: all)")
+    ap.add_argument("--mode", default="own,oracle")
+    ap.add_argument("--set", action="append", default=[], help="03_segment PARAM=VALUE")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    params = params_from_dict(seg.Params, dict(s.split("=", 1) for s in a.set))
+    clips = [c for c in a.clips.split(",") if c] or sorted(p.name for p in DATA.iterdir() if p.is_dir())
+    modes = ["oracle"] if a.no_runs else [m for m in a.mode.split(",") if m]
+    results: dict = {m: {} for m in modes}
+    for clip in clips:
+        frames, det, mano = load_inputs(clip, None if a.no_runs else a.runs)
+        T = len(frames)
+        ref_obj, ref_hand = reference(DATA / clip, T)
+        T = min(T, len(ref_obj))
+        frames, ref_obj, ref_hand = frames[:T], ref_obj[:T], ref_hand[:T]
+        for mode in modes:
+            d = dict(det) if det is not None else {}
+            if mode == "oracle":
+                d["object_boxes"] = np.stack([box_from_mask(m) for m in ref_obj])
+            if a.no_runs:
+                from hoi_cli.segment.grabcut import GrabCutParams, segment_sequence
+
+                t0 = time.perf_counter()
+                gp = GrabCutParams(max_side=params.max_side, iterations=params.iterations, margin=params.margin,
+                                   use_prior=params.propagate, reuse_models=params.propagate, vote=params.vote)
+                obj = segment_sequence(frames, d["object_boxes"], hand_masks=ref_hand, params=gp)
+                res = {"object": obj, "hand": ref_hand}
+            else:
+                d = {k: (v[:T] if hasattr(v, "shape") and v.ndim and v.shape[0] >= T else v) for k, v in d.items()}
+                t0 = time.perf_counter()
+                res = seg.segment_clip(frames, d, mano, params)
+            sec = time.perf_counter() - t0
+            r = {"object_iou": iou_mean(res["object"], ref_obj), "hand_iou": iou_mean(res["hand"], ref_hand),
+                 "flicker": flicker(res["object"]), "ref_flicker": flicker(ref_obj), "fps": T / sec, "frames": T}
+            results[mode][clip] = r
+            if not a.json:
+                print(f"{mode:6s} {clip:>7s}  object IoU {r['object_iou']:.3f}  hand IoU {r['hand_iou']:.3f}  "
+                      f"flicker {r['flicker']:.3f} ({r['ref_flicker']:.3f})  {r['fps']:.1f} frames/s", flush=True)
+    summary = {}
+    for mode, per in results.items():
+        frames_total = sum(r["frames"] for r in per.values())
+        seconds = sum(r["frames"] / r["fps"] for r in per.values())
+        summary[mode] = {"object_iou": float(np.nanmean([r["object_iou"] for r in per.values()])),
+                         "hand_iou": float(np.nanmean([r["hand_iou"] for r in per.values()])),
+                         "fps": frames_total / max(seconds, 1e-9)}
+    if a.json:
+        print(json.dumps({"per_clip": results, "mean": summary}, indent=1))
+    else:
+        for mode, s in summary.items():
+            print(f"MEAN {mode:6s} object IoU {s['object_iou']:.3f}  hand IoU {s['hand_iou']:.3f}  "
+                  f"{s['fps']:.1f} frames/s  ({len(results[mode])} clips)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""`hoi eval`: score generated videos against references (register as ``app.command("eval")(eval_command)``).
+
+Importing this module is cheap: torch, OpenCV and the metric code are imported inside the function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ExitCode, HoiError
+
+METRIC_CHOICES = "psnr,ssim,lpips,fid,fvd,hands,subject_consistency,motion_smoothness,objects"
+
+
+def eval_command(
+    generated: Optional[Path] = typer.Option(None, "--generated", "-g",
+                                             help="Generated video, frame folder or run folder."),
+    reference: Optional[Path] = typer.Option(None, "--reference", "-r",
+                                             help="Reference video, frame folder or run folder."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs",
+                                         help="CSV of clip pairs: generated,reference[,name,generated_mask,reference_mask]."),
+    generated_mask: Optional[Path] = typer.Option(None, "--generated-mask",
+                                                  help="Object masks of the generated clip (mask video, folder or npz)."),
+    reference_mask: Optional[Path] = typer.Option(None, "--reference-mask",
+                                                  help="Object masks of the reference clip (mask video, folder or npz)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json and per_clip.csv."),
+    metrics: str = typer.Option(METRIC_CHOICES, "--metrics", help="Comma-separated metric groups to compute."),
+    fmt: str = typer.Option("table", "--format", help="stdout format: table or json."),
+    weights_dir: Optional[str] = typer.Option(None, "--weights-dir", help="Folder(s) with model files (else HOI_WEIGHTS_DIR)."),
+    fid_weights: Optional[Path] = typer.Option(None, "--fid-weights", help="pt_inception-2015-12-05-6726825d.pth"),
+    i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="i3d_torchscript.pt"),
+    dino_weights: Optional[Path] = typer.Option(None, "--dino-weights", help="dino_vitbase16_pretrain.pth"),
+    alexnet_weights: Optional[Path] = typer.Option(None, "--alexnet-weights", help="alexnet-owt-7be5be79.pth (LPIPS)"),
+    amt_weights: Optional[Path] = typer.Option(None, "--amt-weights", help="amt-s_torchscript.pt (motion smoothness)"),
+    fid_resize: str = typer.Option("pytorch-fid", "--fid-resize", help="FID resize convention: pytorch-fid or clean-fid."),
+    fvd_frames: int = typer.Option(16, "--fvd-frames", min=2, help="Frames per clip fed to I3D."),
+    hoi_crop: bool = typer.Option(True, "--hoi-crop/--no-hoi-crop", help="Also report PSNR/SSIM on the HOI box."),
+    hoi_margin: float = typer.Option(0.1, "--hoi-margin", min=0.0, help="HOI box margin, fraction of its size per side."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Use at most this many frames per clip."),
+    strict: bool = typer.Option(False, "--strict", help="A missing weights file is an error (exit 4), not a skip."),
+    device: str = typer.Option("cpu", "--device", help="torch device for the networks."),
+) -> None:
+    """Score generated HOI videos against references (PSNR/SSIM/LPIPS, FID/FVD, hand, temporal, object metrics)."""
+    import sys
+
+    from rich.console import Console
+
+    err = Console(stderr=True)
+
+    def log(msg: str) -> None:
+        err.print(msg, highlight=False, markup=False)
+
+    def fail(exc: HoiError) -> None:
+        if fmt == "json":
+            import json
+
+            print(json.dumps(exc.to_json()))
+        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        if exc.hint:
+            err.print(f"hint: {exc.hint}", markup=False, highlight=False)
+        raise typer.Exit(int(exc.exit_code))
+
+    from ..errors import BadInputError
+
+    if fmt not in ("table", "json"):
+        fail(BadInputError(f"unknown --format {fmt!r}", "use table or json", exit_code=ExitCode.USAGE))
+    try:
+        from ..metrics.evaluate import ClipPair, EvalOptions, evaluate, read_pairs_csv, render_table, to_json, write_outputs
+
+        if pairs is not None:
+            if generated is not None or reference is not None:
+                raise BadInputError("give either --pairs or --generated/--reference, not both", "pick one",
+                                    exit_code=ExitCode.USAGE)
+            clip_pairs = read_pairs_csv(pairs)
+        else:
+            if generated is None or reference is None:
+                raise BadInputError("need --generated and --reference (or --pairs CSV)",
+                                    "hoi eval --generated gen.mp4 --reference gt.mp4", exit_code=ExitCode.USAGE)
+            clip_pairs = [ClipPair(generated, reference, generated_mask=generated_mask, reference_mask=reference_mask)]
+        for p in clip_pairs:
+            for path in (p.generated, p.reference, p.generated_mask, p.reference_mask):
+                if path is not None and not path.exists():
+                    raise BadInputError(f"not found: {path}", "check the path")
+        groups = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        opts = EvalOptions(metrics=groups, weights_dir=weights_dir,
+                           fid_weights=str(fid_weights) if fid_weights else None,
+                           i3d_weights=str(i3d_weights) if i3d_weights else None,
+                           dino_weights=str(dino_weights) if dino_weights else None,
+                           alexnet_weights=str(alexnet_weights) if alexnet_weights else None,
+                           amt_weights=str(amt_weights) if amt_weights else None,
+                           fid_resize=fid_resize, fvd_frames=fvd_frames, hoi_crop=hoi_crop, hoi_margin=hoi_margin,
+                           max_frames=max_frames, strict=strict, device=device)
+        doc = evaluate(clip_pairs, opts, log=log)
+        if out is not None:
+            paths = write_outputs(doc, out)
+            log(f"wrote {paths['metrics']} and {paths['per_clip']}")
+    except HoiError as exc:
+        fail(exc)
+        return
+    if fmt == "json":
+        sys.stdout.write(to_json(doc) + "\n")
+    else:
+        render_table(doc, Console())

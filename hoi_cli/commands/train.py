@@ -1,0 +1,109 @@
+"""`hoi train RUN... --out CKPT_DIR`: train the HOI video diffusion model on run folders.
+
+Registered by the CLI as ``app.command("train")(train_command)``. torch is imported inside
+the function so that ``hoi --help`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import BadInputError
+
+PIPELINE_SYSTEMS = {"rehold": "rehold", "manivideo": "manivideo", "cointeract": "cointeract",
+                    "genhoi": "genhoi", "full": "all", "all": "all"}
+
+
+def _pipelines_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "pipelines"
+
+
+def resolve_pipeline(name: str | None) -> tuple[str | None, dict]:
+    """(system, model overrides) from a pipeline recipe name or TOML path.
+
+    The system comes from a ``[model] system = ...`` entry, else from the recipe's name
+    (rehold, manivideo, cointeract, genhoi; full -> all). Other keys of ``[model]`` override
+    config fields (e.g. ``memory_size = 16``).
+    """
+    if not name:
+        return None, {}
+    path = Path(name)
+    if path.suffix != ".toml":
+        path = _pipelines_dir() / f"{name}.toml"
+    model: dict = {}
+    if path.exists():
+        with open(path, "rb") as f:
+            model = dict(tomllib.load(f).get("model", {}))
+    system = model.pop("system", None) or PIPELINE_SYSTEMS.get(path.stem)
+    if system is None and not path.exists():
+        raise BadInputError(f"unknown pipeline {name!r} (no {path})",
+                            "give --system rehold|manivideo|cointeract|genhoi|all instead")
+    return system, model
+
+
+def train_command(
+    runs: Annotated[list[Path], typer.Argument(help="run folders (runs/<clip-id>) to train on")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="checkpoint folder (resumed if it holds one)")],
+    pipeline: Annotated[Optional[str], typer.Option(help="pipeline recipe name or TOML; picks the system")] = None,
+    config: Annotated[str, typer.Option(help="size preset: tiny | small | base")] = "tiny",
+    system: Annotated[Optional[str], typer.Option(
+        help="conditioning switches: rehold | manivideo | cointeract | genhoi | all | none")] = None,
+    steps: Annotated[int, typer.Option(help="total optimisation steps")] = 200,
+    batch_size: Annotated[int, typer.Option(help="clips per step (per process)")] = 2,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 3e-4,
+    warmup: Annotated[int, typer.Option(help="linear warm-up steps")] = 0,
+    frames: Annotated[Optional[int], typer.Option(help="frames per clip (default: the preset's)")] = None,
+    height: Annotated[Optional[int], typer.Option(help="training height in px (default: the preset's)")] = None,
+    width: Annotated[Optional[int], typer.Option(help="training width in px (default: the preset's)")] = None,
+    frame_stride: Annotated[int, typer.Option(help="take every n-th frame")] = 1,
+    vae: Annotated[Optional[Path], typer.Option(help="local diffusers AutoencoderKL folder (latent mode)")] = None,
+    patch_size: Annotated[Optional[int], typer.Option(help="patch size on the latent grid")] = None,
+    ema_decay: Annotated[float, typer.Option(help="EMA decay")] = 0.999,
+    amp: Annotated[bool, typer.Option(help="mixed precision on CUDA")] = True,
+    grad_checkpointing: Annotated[bool, typer.Option(help="gradient checkpointing (less memory)")] = False,
+    save_every: Annotated[int, typer.Option(help="checkpoint every n steps")] = 100,
+    log_every: Annotated[int, typer.Option(help="loss-log line every n steps")] = 10,
+    resume: Annotated[bool, typer.Option(help="resume from --out if it holds a checkpoint; --no-resume starts over, deleting its checkpoints")] = True,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    device: Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:N (default: cuda if available)")] = None,
+    num_workers: Annotated[int, typer.Option(help="data-loader worker processes")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
+    format: Annotated[str, typer.Option("--format", help="text | json summary on stdout")] = "text",
+) -> None:
+    """Train the HOI video diffusion model on run folders (self-reenactment)."""
+    import torch
+
+    from ..models.config import make_config
+    from ..models.vae import config_for_vae
+    from ..train.loop import TrainOptions, train
+
+    if threads:
+        torch.set_num_threads(threads)
+    pipe_system, overrides = resolve_pipeline(pipeline)
+    system = system or pipe_system or "all"
+    for key, val in (("num_frames", frames), ("height", height), ("width", width), ("patch_size", patch_size)):
+        if val is not None:
+            overrides[key] = val
+    try:
+        cfg = make_config(config, system, **overrides)
+        if vae is not None:
+            cfg = config_for_vae(cfg, vae, patch_size)
+    except (ValueError, TypeError) as exc:
+        raise BadInputError(f"bad model configuration: {exc}", "check --config/--system/--frames/--height/--width") from exc
+    opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, ema_decay=ema_decay, amp=amp,
+                        grad_checkpointing=grad_checkpointing, save_every=save_every, log_every=log_every,
+                        seed=seed, device=device, num_workers=num_workers, resume=resume,
+                        frame_stride=frame_stride)
+    summary = train(runs, cfg, out, opts, log=lambda m: print(m, file=sys.stderr))
+    summary["system"], summary["preset"] = cfg.system, cfg.preset
+    if format == "json":
+        print(json.dumps(summary))
+    else:
+        print(f"trained {summary['steps']} steps ({cfg.preset}/{cfg.system}) -> {out}; "
+              f"loss {summary['first_loss']} -> {summary['last_loss']}")

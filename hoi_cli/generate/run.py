@@ -1,0 +1,185 @@
+"""`hoi generate` as a function: one run folder + one reference -> video.mp4 + video.json.
+
+The JSON sidecar (beside the video, same stem, ``.json``) records: the backend, its
+parameters (layout, composite, reference preparation), the reference (path, sha256, method,
+aspect, size), the run (path, the fingerprints and output digests of every stage read, and
+``run_fingerprint``: sha256 over those), the output (frames, fps, size, sha256 of the mp4),
+the layout summary and the timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import BadInputError, OutputError
+from .composite import CompositeParams
+from .layout import LayoutParams
+from .reference import Reference, ReferenceParams
+
+STAGES_READ = ("00_frames", "01_detect", "03_segment", "04_mlo")
+
+
+@dataclass
+class GenerateOptions:
+    backend: str = "composite"
+    layout: LayoutParams = field(default_factory=LayoutParams)
+    composite: CompositeParams = field(default_factory=CompositeParams)
+    reference: ReferenceParams = field(default_factory=ReferenceParams)
+    crf: int = 18
+    # diffusion backend
+    checkpoint: str | None = None
+    steps: int = 25
+    guidance: float = 3.0
+    strength: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+
+
+def run_fingerprint(run_dir: Path) -> dict:
+    """Fingerprints and output digests of the stages `hoi generate` reads, and one digest over them."""
+    from ..store import RunStore
+
+    store = RunStore(run_dir)
+    stages = {}
+    for name in STAGES_READ:
+        m = store.manifest(name)
+        if m is not None:
+            stages[name] = {"fingerprint": m.get("fingerprint"), "output_digest": m.get("output_digest")}
+    text = json.dumps(stages, sort_keys=True, separators=(",", ":"))
+    return {"stages": stages, "run_fingerprint": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def prepare_reference(run_dir: Path, reference: str | Path | None, from_frame: int | None,
+                      params: ReferenceParams, frames: np.ndarray | None = None,
+                      masks: dict | None = None) -> Reference:
+    from .reference import load_reference, reference_from_frame
+
+    if (reference is None) == (from_frame is None):
+        raise BadInputError("give exactly one of --reference IMAGE and --reference-from-frame N",
+                            "e.g. hoi generate RUN --reference mug.png --out out.mp4")
+    if reference is not None:
+        return load_reference(reference, params)
+    T = len(frames)
+    if not (0 <= from_frame < T):
+        raise BadInputError(f"--reference-from-frame {from_frame} is outside the clip (0..{T - 1})",
+                            "pick a frame index of the run")
+    return reference_from_frame(frames[from_frame], masks["object"][from_frame], params,
+                                source=f"run:{Path(run_dir).resolve()}#frame={from_frame}")
+
+
+def generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | None = None,
+             reference_from_frame: int | None = None, options: GenerateOptions | None = None,
+             log: Callable[[str], None] = lambda m: None,
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    """Generate one video; returns the sidecar dict (also written beside the video)."""
+    from .. import __version__
+    from ..stages.frames import load_frames, load_meta
+    from ..store import file_digest
+    from ..video import VideoWriter
+    from . import inputs
+
+    opts = options or GenerateOptions()
+    run_dir, out = Path(run_dir), Path(out)
+    t0 = time.perf_counter()
+    if not run_dir.is_dir():
+        raise BadInputError(f"run folder not found: {run_dir}", "pass a runs/<clip-id> folder made by `hoi preprocess`")
+    if out.suffix.lower() != ".mp4":
+        raise BadInputError(f"--out must be an .mp4 path, got {out}", "e.g. --out generated/clip.mp4")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out.parent}: {exc.strerror}", "pick a writable --out") from None
+    if opts.backend not in ("composite", "diffusion"):
+        raise BadInputError(f"unknown backend {opts.backend!r}", "use --backend composite or diffusion")
+    if opts.composite.anchor_frame is None and reference_from_frame is not None:
+        opts.composite.anchor_frame = reference_from_frame
+
+    meta = load_meta(run_dir)
+    frames = load_frames(run_dir)
+    masks = inputs.load_masks(run_dir)
+    det = inputs.load_detections(run_dir)
+    T = len(frames)
+    for k in ("object", "hand"):
+        if masks[k].shape[0] != T or masks[k].shape[1:] != frames.shape[1:3]:
+            raise BadInputError(f"03_segment {k} masks {masks[k].shape} do not match the frames {frames.shape[:3]}",
+                                "rerun `hoi preprocess` (the stages are out of date)")
+    if not masks["object"].any():
+        raise BadInputError(f"{run_dir.name}: the object mask is empty in every frame",
+                            "check 01_detect's object prompt (--object-box/--object-point) and rerun 03_segment")
+    ref = prepare_reference(run_dir, reference, reference_from_frame, opts.reference, frames, masks)
+    hand_boxes = det.get("hand_boxes_square", det.get("hand_boxes"))
+    hand_boxes = np.asarray(hand_boxes, np.float32)[:T]
+    object_boxes = np.asarray(det["object_boxes"], np.float32)[:T] if "object_boxes" in det else None
+    hand_in_front = inputs.load_hand_in_front(run_dir, masks["hand"].shape, log=log)
+    fps = float(meta.get("fps") or 25.0)
+    t_load = time.perf_counter() - t0
+
+    tmp = out.with_name(f".{out.stem}.partial.mp4")
+    if opts.backend == "composite":
+        from .composite import composite_clip
+
+        try:
+            with VideoWriter(tmp, fps, crf=opts.crf) as writer:
+                res = composite_clip(frames, masks["object"], masks["hand"], ref, hand_boxes,
+                                     object_boxes=object_boxes, hand_in_front=hand_in_front,
+                                     params=opts.composite, layout_params=opts.layout, writer=writer,
+                                     keep_frames=False, progress=progress, log=log)
+        except OSError as exc:
+            raise OutputError(f"cannot write {out}: {exc}", "pick a writable --out") from None
+        layout, timings = res.layout, res.timings
+        track = {"anchor_frame": res.track.anchor,
+                 "angle_deg": [round(float(a), 3) for a in res.track.angle_deg],
+                 "scale": [round(float(s), 4) for s in res.track.scale]}
+    else:
+        from .diffusion import diffusion_clip
+
+        layout, timings, track = diffusion_clip(run_dir, frames, masks, ref, hand_boxes, object_boxes, opts, tmp,
+                                                fps, log=log, progress=progress)
+    tmp.replace(out)
+    sidecar = {
+        "hoi_version": __version__,
+        "backend": opts.backend,
+        "run": {"path": str(run_dir.resolve()), **run_fingerprint(run_dir),
+                "hand_depth_order": "04_mlo" if hand_in_front is not None else "visible hand pixels in front"},
+        "reference": ref.to_json(),
+        "params": {"layout": opts.layout.to_json(), "composite": opts.composite.to_json(),
+                   "reference": {k: v for k, v in vars(opts.reference).items()}, "crf": opts.crf,
+                   **({"checkpoint": opts.checkpoint, "steps": opts.steps, "guidance": opts.guidance,
+                       "strength": opts.strength, "seed": opts.seed} if opts.backend == "diffusion" else {})},
+        "output": {"path": str(out.resolve()), "sha256": file_digest(out), "frames": T, "fps": fps,
+                   "width": int(frames.shape[2]), "height": int(frames.shape[1]), "codec": "h264"},
+        "layout": {**layout.summary(),
+                   "object_boxes": np.round(layout.object_boxes, 2).tolist(),
+                   "hand_boxes": np.round(layout.hand_boxes, 2).tolist()},
+        "track": track,
+        "timings": {"load_s": round(t_load, 4), **{k: round(v, 4) for k, v in timings.items()},
+                    "total_s": round(time.perf_counter() - t0, 4)},
+    }
+    sidecar_path = out.with_suffix(".json")
+    sidecar_path.write_text(json.dumps(_clean(sidecar), indent=1, default=_json_nan))
+    sidecar["sidecar"] = str(sidecar_path)
+    return sidecar
+
+
+def _clean(o):
+    """NaN -> null (strict JSON)."""
+    if isinstance(o, float):
+        return None if o != o else o
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def _json_nan(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(type(o).__name__)

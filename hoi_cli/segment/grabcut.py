@@ -1,0 +1,264 @@
+"""Weight-free object segmentation: GrabCut seeded from a box, run on a small ROI, through time.
+
+Convention:
+    Images are RGB uint8 ``(H, W, 3)``; masks bool ``(H, W)``; boxes ``xyxy`` float pixels at
+    the image's resolution, NaN = missing (see `hoi_cli.conventions`).
+
+How one frame is segmented (`grabcut_box`):
+
+1. ROI = the box grown by ``margin`` (a fraction of its size, at least ``min_margin_px``),
+   clipped to the image; the ROI is downscaled so its longest side is at most ``max_side``
+   px (GrabCut's cost grows with the pixel count; at 96-128 px it takes a few ms).
+2. Seeds: outside the box = sure background; inside the box = probable foreground; the
+   hand region (``bg_mask``, e.g. the rendered hand mesh) = sure background; where a
+   previous mask is given (``prior``), its pixels inside the box stay probable foreground
+   and the rest of the box becomes probable background, which starts GrabCut's colour
+   models from a much better split than the bare box.
+3. ``iterations`` rounds of GrabCut. The colour models (GMMs) can be carried over from the
+   previous frame (``models``), which skips the k-means initialisation.
+4. The result is upsampled to the ROI, and cleaned: only connected components that touch
+   the prior or are at least ``keep_frac`` of the largest are kept; holes are filled.
+
+Through time (`segment_sequence`): each frame is seeded by the previous frame's mask moved
+by the box's motion, then a per-pixel majority vote over a window of ``vote`` frames
+(centred) removes single-frame flicker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class GrabCutParams:
+    max_side: int = 112  # the box's longest side after downscaling for GrabCut, px (0 = full resolution)
+    iterations: int = 3  # GrabCut iterations per frame
+    margin: float = 0.15  # ROI = box grown by this fraction of its size per side...
+    min_margin_px: int = 8  # ...and at least this many pixels
+    use_prior: bool = True  # seed each frame with the previous mask (temporal propagation)
+    reuse_models: bool = True  # carry the colour models over from the previous frame
+    keep_frac: float = 0.2  # keep connected components >= this fraction of the largest
+    vote: int = 3  # temporal majority-vote window, frames (1 = off)
+    color_space: str = "rgb"  # "rgb" or "lab": the colour space GrabCut models
+    hand_erode_px: int = 2  # shrink the hand region before marking it sure background
+
+
+def _int_box(box, width: int, height: int) -> tuple[int, int, int, int] | None:
+    b = np.asarray(box, dtype=np.float64)
+    if b.shape != (4,) or not np.all(np.isfinite(b)):
+        return None
+    x0, y0 = int(np.clip(np.floor(b[0]), 0, width)), int(np.clip(np.floor(b[1]), 0, height))
+    x1, y1 = int(np.clip(np.ceil(b[2]), 0, width)), int(np.clip(np.ceil(b[3]), 0, height))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return x0, y0, x1, y1
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of a bool mask (background regions not connected to the border)."""
+    m = mask.astype(np.uint8)
+    h, w = m.shape
+    pad = np.zeros((h + 2, w + 2), np.uint8)
+    pad[1:-1, 1:-1] = m
+    flood = pad.copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    holes = flood[1:-1, 1:-1] == 0
+    return mask | holes
+
+
+def clean_mask(mask: np.ndarray, keep_frac: float = 0.2, prior: np.ndarray | None = None) -> np.ndarray:
+    """Keep the large connected components (and those touching ``prior``), fill holes."""
+    m = mask.astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return mask.astype(bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = areas >= keep_frac * areas.max()
+    if prior is not None and prior.any():
+        touching = np.unique(labels[prior & (labels > 0)])
+        # a component touching the prior survives only if it is not a speck
+        keep[touching - 1] |= areas[touching - 1] >= 0.05 * areas.max()
+    lut = np.concatenate([[False], keep])
+    return fill_holes(lut[labels])
+
+
+def grabcut_box(image: np.ndarray, box, *, params: GrabCutParams | None = None,
+                bg_mask: np.ndarray | None = None, prior: np.ndarray | None = None,
+                models: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Segment the object inside ``box`` in one RGB image.
+
+    Returns ``(mask (H, W) bool, models)``; ``models`` are GrabCut's colour models to pass to
+    the next frame (None where nothing was segmented).
+    """
+    p = params or GrabCutParams()
+    H, W = image.shape[:2]
+    out = np.zeros((H, W), bool)
+    ib = _int_box(box, W, H)
+    if ib is None:
+        return out, None
+    x0, y0, x1, y1 = ib
+    bw, bh = x1 - x0, y1 - y0
+    mx = max(p.min_margin_px, int(round(p.margin * bw)))
+    my = max(p.min_margin_px, int(round(p.margin * bh)))
+    rx0, ry0, rx1, ry1 = max(0, x0 - mx), max(0, y0 - my), min(W, x1 + mx), min(H, y1 + my)
+    rw, rh = rx1 - rx0, ry1 - ry0
+    scale = 1.0
+    if p.max_side and max(bw, bh) > p.max_side:
+        scale = p.max_side / max(bw, bh)
+    sw, sh = max(4, int(round(rw * scale))), max(4, int(round(rh * scale)))
+    crop = image[ry0:ry1, rx0:rx1]
+    small = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA) if scale < 1 else crop.copy()
+    small = np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_RGB2Lab if p.color_space == "lab" else cv2.COLOR_RGB2BGR))
+    sx, sy = sw / rw, sh / rh
+
+    seed = np.full((sh, sw), cv2.GC_BGD, np.uint8)
+    bx0, by0 = int(np.floor((x0 - rx0) * sx)), int(np.floor((y0 - ry0) * sy))
+    bx1, by1 = int(np.ceil((x1 - rx0) * sx)), int(np.ceil((y1 - ry0) * sy))
+    seed[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
+
+    def _small(m: np.ndarray) -> np.ndarray:
+        c = m[ry0:ry1, rx0:rx1].astype(np.uint8)
+        if scale < 1:
+            c = cv2.resize(c * 255, (sw, sh), interpolation=cv2.INTER_AREA) >= 128
+        return c.astype(bool)
+
+    if prior is not None and prior.any():
+        pr = _small(prior)
+        inbox = seed == cv2.GC_PR_FGD
+        if (pr & inbox).sum() >= 8:
+            seed[inbox & ~pr] = cv2.GC_PR_BGD
+    if bg_mask is not None and bg_mask.any():
+        hb = bg_mask
+        if p.hand_erode_px > 0:
+            k = 2 * p.hand_erode_px + 1
+            hb = cv2.erode(bg_mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+        seed[_small(hb)] = cv2.GC_BGD
+    fg_seed = (seed == cv2.GC_PR_FGD) | (seed == cv2.GC_FGD)
+    if fg_seed.sum() < 4 or (~fg_seed).sum() < 4:
+        return out, None
+
+    mode = cv2.GC_INIT_WITH_MASK
+    if models is not None and p.reuse_models:
+        bgd, fgd = models[0].copy(), models[1].copy()
+        mode = cv2.GC_EVAL
+    else:
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(small, seed, None, bgd, fgd, max(1, p.iterations), mode)
+    except cv2.error:
+        if mode == cv2.GC_EVAL:  # a degenerate carried-over model: start afresh
+            bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+            cv2.grabCut(small, seed, None, bgd, fgd, max(1, p.iterations), cv2.GC_INIT_WITH_MASK)
+        else:
+            return out, None
+    fg = ((seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)).astype(np.uint8)
+    if scale < 1:
+        fg = cv2.resize(fg * 255, (rw, rh), interpolation=cv2.INTER_LINEAR) >= 128
+    out[ry0:ry1, rx0:rx1] = fg.astype(bool)
+    # never outside the box
+    boxmask = np.zeros((H, W), bool)
+    boxmask[y0:y1, x0:x1] = True
+    out &= boxmask
+    out = clean_mask(out, p.keep_frac, None if prior is None else prior & out)
+    return out, (bgd, fgd)
+
+
+def shift_mask(mask: np.ndarray, dx: float, dy: float, sx: float = 1.0, sy: float = 1.0,
+               cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
+    """Move a mask by the box motion: scale by (sx, sy) about (cx, cy), then translate."""
+    A = np.array([[sx, 0, cx - sx * cx + dx], [0, sy, cy - sy * cy + dy]], np.float32)
+    h, w = mask.shape
+    return cv2.warpAffine(mask.astype(np.uint8), A, (w, h), flags=cv2.INTER_NEAREST).astype(bool)
+
+
+def _box_motion(prev_box, box) -> tuple[float, float, float, float, float, float]:
+    pb, b = np.asarray(prev_box, float), np.asarray(box, float)
+    pcx, pcy = (pb[0] + pb[2]) / 2, (pb[1] + pb[3]) / 2
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    sx = np.clip((b[2] - b[0]) / max(pb[2] - pb[0], 1e-3), 0.5, 2.0)
+    sy = np.clip((b[3] - b[1]) / max(pb[3] - pb[1], 1e-3), 0.5, 2.0)
+    return cx - pcx, cy - pcy, sx, sy, pcx, pcy
+
+
+def temporal_vote(masks: np.ndarray, window: int = 3) -> np.ndarray:
+    """Per-pixel majority over a centred window of ``window`` frames (edges use what exists)."""
+    if window <= 1 or len(masks) < 2:
+        return masks.astype(bool)
+    T = len(masks)
+    half = window // 2
+    m = masks.astype(np.uint8)
+    csum = np.concatenate([np.zeros((1,) + m.shape[1:], np.int32), np.cumsum(m, axis=0, dtype=np.int32)])
+    out = np.empty(masks.shape, bool)
+    for t in range(T):
+        a, b = max(0, t - half), min(T, t + half + 1)
+        n = b - a
+        out[t] = (csum[b] - csum[a]) * 2 > n
+        if n % 2 == 0:  # a tie keeps the frame's own value
+            out[t] |= ((csum[b] - csum[a]) * 2 == n) & masks[t].astype(bool)
+    return out
+
+
+def flicker(masks: np.ndarray) -> float:
+    """Mean ``1 - IoU`` between consecutive masks (frames where both are empty are skipped)."""
+    vals = []
+    for a, b in zip(masks[:-1], masks[1:]):
+        u = np.logical_or(a, b).sum()
+        if u:
+            vals.append(1.0 - np.logical_and(a, b).sum() / u)
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def fill_missing_boxes(boxes: np.ndarray, max_gap: int = 6) -> np.ndarray:
+    """Linearly interpolate NaN boxes across gaps of at most ``max_gap`` frames; hold at ends."""
+    b = np.array(boxes, dtype=np.float64)
+    ok = np.all(np.isfinite(b), axis=1)
+    if ok.sum() == 0:
+        return b
+    idx = np.nonzero(ok)[0]
+    out = b.copy()
+    for t in np.nonzero(~ok)[0]:
+        before, after = idx[idx < t], idx[idx > t]
+        if len(before) and len(after):
+            t0, t1 = before[-1], after[0]
+            if t1 - t0 - 1 <= max_gap:
+                w = (t - t0) / (t1 - t0)
+                out[t] = (1 - w) * b[t0] + w * b[t1]
+        elif len(before) and t - before[-1] <= max_gap:
+            out[t] = b[before[-1]]
+        elif len(after) and after[0] - t <= max_gap:
+            out[t] = b[after[0]]
+    return out
+
+
+def segment_sequence(frames: np.ndarray, boxes: np.ndarray, *, hand_masks: np.ndarray | None = None,
+                     params: GrabCutParams | None = None, progress=None) -> np.ndarray:
+    """Object masks ``(T, H, W)`` bool for frames ``(T, H, W, 3)`` and boxes ``(T, 4)`` (NaN = none)."""
+    p = params or GrabCutParams()
+    T, H, W = frames.shape[:3]
+    masks = np.zeros((T, H, W), bool)
+    prev_mask, prev_box, models = None, None, None
+    for t in range(T):
+        box = boxes[t]
+        if _int_box(box, W, H) is None:
+            prev_mask, prev_box, models = None, None, None
+            if progress:
+                progress(t + 1, T)
+            continue
+        prior = None
+        if p.use_prior and prev_mask is not None and prev_mask.any():
+            prior = shift_mask(prev_mask, *_box_motion(prev_box, box))
+        m, models_new = grabcut_box(frames[t], box, params=p,
+                                    bg_mask=None if hand_masks is None else hand_masks[t],
+                                    prior=prior, models=models if p.reuse_models else None)
+        masks[t] = m
+        if m.any():
+            prev_mask, prev_box, models = m, box, models_new
+        else:
+            prev_mask, prev_box, models = None, None, None
+        if progress:
+            progress(t + 1, T)
+    return temporal_vote(masks, p.vote)

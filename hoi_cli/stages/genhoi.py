@@ -1,0 +1,136 @@
+"""07_genhoi: GenHOI's conditioning videos (object-mask video, object-removed video, reference image).
+
+GenHOI conditions on the object mask video, the video with the object removed, and a
+reference image of the object. This stage makes them from 00_frames and 03_segment:
+
+    ``object_mask.mp4``     the object mask, white on black
+    ``object_removed.mp4``  the frames with the object region (mask dilated by ``dilate_px``)
+                            filled from other frames where the background shows there, by
+                            `hoi_cli.inpaint.remove_object` (see its docs); the hands are kept
+    ``reference.png``       the object crop (box of the mask grown by ``reference_pad``) of the
+                            frame where the object mask is largest, object pixels only
+                            (others set to white)
+    ``genhoi.npz``          ``reference_frame ()``, ``reference_box (4,)`` xyxy px, and
+                            ``removed_fraction (T,)`` the share of pixels replaced per frame
+
+The lossless masks stay in 03_segment (this stage does not copy them).
+Read with `load_genhoi(run_dir)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError
+from .base import StageContext
+
+NAME = "07_genhoi"
+VERSION = "1"
+DEPENDS_ON: tuple[str, ...] = ("00_frames", "03_segment")
+
+
+@dataclass
+class Params:
+    dilate_px: int = 5  # grow the object mask before removal (covers soft edges and shadows' rims)
+    reference_pad: float = 0.1  # grow the reference crop by this fraction of its size
+    crf: int = 18
+
+
+def _remove(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    try:
+        from ..inpaint import remove_object  # owned by 03_segment's engineer
+    except ImportError:
+        return _remove_fallback(frames, masks)
+    return np.asarray(remove_object(frames, masks))
+
+
+def _remove_fallback(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Temporal fill (median of frames where the pixel is not masked), then cv2.inpaint for the rest."""
+    import cv2
+
+    out = frames.copy()
+    T = len(frames)
+    for t in range(T):
+        m = masks[t]
+        if not m.any():
+            continue
+        others = [s for s in range(T) if s != t]
+        filled = np.zeros(m.sum(), bool)
+        if others:
+            stack = frames[others][:, m].astype(np.float32)  # (S,N,3)
+            free = ~masks[others][:, m]  # (S,N)
+            cnt = free.sum(0)
+            stack[~free] = np.nan
+            with np.errstate(all="ignore"):
+                med = np.nanmedian(stack, axis=0)
+            filled = cnt > 0
+            px = out[t][m]
+            px[filled] = np.clip(np.rint(med[filled]), 0, 255).astype(np.uint8)
+            out[t][m] = px
+        rest = np.zeros_like(m)
+        rest[m] = ~filled
+        if rest.any():
+            out[t] = cv2.inpaint(out[t], rest.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    return out
+
+
+def run(ctx: StageContext) -> dict:
+    import cv2
+
+    from ..conventions import box_from_mask
+    from ..render.scene import read_masks
+    from ..video import write_image, write_video
+    from .frames import load_frames, load_meta
+
+    p: Params = ctx.params
+    ctx.input_dir("03_segment")
+    meta = load_meta(ctx.run_dir)
+    fps = float(meta.get("fps") or 10.0)
+    frames = load_frames(ctx.run_dir)
+    masks = read_masks(ctx.run_dir)
+    if masks is None or "object" not in masks:
+        raise BadInputError("03_segment has no object masks", "rerun 03_segment")
+    obj = np.asarray(masks["object"], bool)
+    if obj.shape != frames.shape[:3]:
+        raise BadInputError(f"object masks {obj.shape} do not match the frames {frames.shape[:3]}", "rerun 03_segment")
+    if p.dilate_px > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.dilate_px + 1, 2 * p.dilate_px + 1))
+        remove = np.stack([cv2.dilate(m.astype(np.uint8), k).astype(bool) for m in obj])
+    else:
+        remove = obj
+    removed = _remove(frames, remove)
+    write_video(ctx.out_dir / "object_mask.mp4", [np.repeat(m[..., None], 3, -1).astype(np.uint8) * 255 for m in obj],
+                fps, crf=p.crf)
+    write_video(ctx.out_dir / "object_removed.mp4", list(removed), fps, crf=p.crf)
+    areas = obj.reshape(len(obj), -1).sum(1)
+    t_ref = int(np.argmax(areas))
+    box = box_from_mask(obj[t_ref])
+    if np.isfinite(box).all():
+        H, W = obj.shape[1:]
+        pw, ph = (box[2] - box[0]) * p.reference_pad, (box[3] - box[1]) * p.reference_pad
+        x0, y0 = int(max(0, box[0] - pw)), int(max(0, box[1] - ph))
+        x1, y1 = int(min(W, np.ceil(box[2] + pw))), int(min(H, np.ceil(box[3] + ph)))
+        crop = frames[t_ref, y0:y1, x0:x1].copy()
+        crop[~obj[t_ref, y0:y1, x0:x1]] = 255
+        write_image(ctx.out_dir / "reference.png", crop)
+        ref_box = np.array([x0, y0, x1, y1], np.float32)
+    else:
+        ref_box = np.full(4, np.nan, np.float32)
+    frac = remove.reshape(len(remove), -1).mean(1).astype(np.float32)
+    np.savez(ctx.out_dir / "genhoi.npz", reference_frame=np.int64(t_ref), reference_box=ref_box, removed_fraction=frac)
+    return {"n_frames": len(frames), "reference_frame": t_ref, "mean_removed_fraction": round(float(frac.mean()), 5)}
+
+
+def load_genhoi(run_dir: str | Path) -> dict:
+    """Paths of the videos and the reference image, plus the arrays of genhoi.npz."""
+    d = Path(run_dir) / NAME
+    if not (d / "genhoi.npz").exists():
+        raise BadInputError(f"no GenHOI outputs in {run_dir}", "run 07_genhoi first (--pipeline genhoi)")
+    with np.load(d / "genhoi.npz", allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    out.update(object_mask_video=d / "object_mask.mp4", object_removed_video=d / "object_removed.mp4",
+               reference_image=d / "reference.png" if (d / "reference.png").exists() else None)
+    return out

@@ -1,0 +1,183 @@
+"""Stage 02_hands: one MANO track per detected hand slot, fitted over the whole clip.
+
+Reads ``01_detect/detections.npz`` and ``00_frames`` (size, fps, frames for the preview).
+For each slot (0 = left, 1 = right) with detections, the frames from its first to its last
+detection are fitted jointly (`hoi_cli.handmodel.fit.fit_track`): per-frame pose, global
+orientation and translation, one shape per track; interpolated frames get a lower weight,
+missing frames inside the span none (they are still solved, through temporal smoothness,
+but reported as not valid). Outside a track's span everything is NaN.
+
+Model: the official MANO files when ``mano_dir`` (``--mano-dir``) or ``$HOI_MANO_DIR`` is set,
+else the project's built-in MANO-format hand (assets/hand_model); both through smplx.MANO.
+
+Camera: ``K = conventions.default_intrinsics(W, H, focal)``; default focal = 1.0 * max(W, H) px,
+``focal`` (px) overrides.
+
+Outputs (DESIGN.md contract), ``02_hands/mano.npz``:
+    ``global_orient (T,2,3)``, ``hand_pose (T,2,45)`` (absolute axis-angle, flat_hand_mean),
+    ``betas (2,10)``, ``transl (T,2,3)`` metres camera frame, ``joints (T,2,21,3)`` OpenPose order,
+    camera frame metres, fingertips from the model's tip vertices, ``vertices (T,2,V,3)``
+    float32, ``faces (F,3)``, ``K (3,3)``, ``reproj_error_px (T,2)`` (mean over the detected
+    keypoints), ``valid (T,2)`` bool; plus ``model_kind`` ("builtin" | "mano").
+``02_hands/preview.mp4``: the meshes drawn over the frames (blue left, orange right).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..conventions import HAND_SLOTS, default_intrinsics
+from ..errors import BadInputError, NoHandsError
+from .base import StageContext
+
+NAME = "02_hands"
+VERSION = "1"
+DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")
+
+
+@dataclass
+class Params:
+    focal: float = 0.0  # focal length in px; 0 = default (1.0 * max(W, H))
+    mano_dir: str = ""  # folder with MANO_RIGHT/LEFT.pkl|.npz; "" = $HOI_MANO_DIR or the built-in hand
+    iters: int = 160  # optimiser iterations per track
+    world_weight: float = 0.3  # weight of the MediaPipe world-landmark term (0 = 2D only)
+    interpolated_weight: float = 0.3  # weight of frames flagged as interpolated
+    smooth_weight: float = 0.5  # 3D joint acceleration term
+    preview: bool = True
+    threads: int = 1  # torch CPU threads
+
+
+def model_files(params: Params, weights_dir=None) -> dict[str, Path]:
+    from ..handmodel.mano_io import resolve_model_file
+
+    return {f"hand_{side}": resolve_model_file(side, params.mano_dir or None)[0] for side in ("left", "right")}
+
+
+def _load_detections(run_dir: Path) -> dict:
+    try:
+        from .detect import load_detections  # the 01_detect stage's loader
+
+        return dict(load_detections(run_dir))
+    except ImportError:
+        path = Path(run_dir) / "01_detect" / "detections.npz"
+        if not path.exists():
+            raise BadInputError(f"no detections in {run_dir} ({path} missing)", "run 01_detect first") from None
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+
+def _meta(run_dir: Path) -> dict:
+    path = Path(run_dir) / "00_frames" / "meta.json"
+    if not path.exists():
+        raise BadInputError(f"no frames in {run_dir} ({path} missing)", "run 00_frames first")
+    return json.loads(path.read_text())
+
+
+def fit_run(run_dir: Path, params: Params, log=print) -> dict:
+    """Fit both slots of a run; returns the arrays of mano.npz (no files written)."""
+    import torch
+
+    from ..handmodel.fit import FitConfig, KeypointModel, fit_track, mesh_vertices
+    from ..handmodel.mano_io import load_hand_model
+
+    if params.threads:
+        torch.set_num_threads(int(params.threads))
+    det = _load_detections(run_dir)
+    meta = _meta(run_dir)
+    W, H = int(meta["width"]), int(meta["height"])
+    fps = float(meta.get("fps") or 30.0)
+    K = default_intrinsics(W, H, params.focal or None)
+    kp = np.asarray(det["hand_keypoints"], dtype=np.float64)  # (T,2,21,3)
+    T = kp.shape[0]
+    world = det.get("hand_world")
+    interp = np.asarray(det.get("hand_interpolated", np.zeros((T, 2), bool)), dtype=bool)
+    models = {s: load_hand_model(side, params.mano_dir or None) for s, side in enumerate(HAND_SLOTS)}
+    V = models[1].n_vertices
+    out = {
+        "global_orient": np.full((T, 2, 3), np.nan), "hand_pose": np.full((T, 2, 45), np.nan),
+        "betas": np.full((2, 10), np.nan), "transl": np.full((T, 2, 3), np.nan),
+        "joints": np.full((T, 2, 21, 3), np.nan), "vertices": np.full((T, 2, V, 3), np.nan, np.float32),
+        "faces": models[1].faces, "K": K, "reproj_error_px": np.full((T, 2), np.nan),
+        "valid": np.zeros((T, 2), bool),
+    }
+    cfg = FitConfig(iters=params.iters, w_world=params.world_weight, w_smooth_j=params.smooth_weight,
+                    interpolated_weight=params.interpolated_weight)
+    summary = {}
+    for s in range(2):
+        xy = kp[:, s, :, :2]
+        present = np.isfinite(xy).all(axis=2).sum(axis=1) >= 6
+        if not present.any():
+            summary[HAND_SLOTS[s]] = {"frames": 0}
+            continue
+        idx = np.nonzero(present)[0]
+        a, b = idx[0], idx[-1] + 1
+        fw = np.where(present[a:b], np.where(interp[a:b, s], params.interpolated_weight, 1.0), 0.0)
+        conf = np.nan_to_num(kp[a:b, s, :, 2], nan=1.0) if kp.shape[-1] > 2 else None
+        if conf is not None:
+            conf = np.clip(conf, 0.05, 1.0)
+        wl = None
+        if world is not None and params.world_weight > 0:
+            wl = np.asarray(world[a:b, s], dtype=np.float64)
+        m = models[s]
+        res = fit_track(m, xy[a:b], K, conf=conf, world=wl, frame_weight=fw, cfg=cfg, fps=fps,
+                        kp_model=KeypointModel(m))
+        sl = slice(a, b)
+        out["global_orient"][sl, s] = res["global_orient"]
+        out["hand_pose"][sl, s] = res["hand_pose"]
+        out["betas"][s] = res["betas"]
+        out["transl"][sl, s] = res["transl"]
+        out["joints"][sl, s] = res["joints"]
+        out["vertices"][sl, s] = mesh_vertices(m, res["global_orient"], res["hand_pose"], res["betas"], res["transl"])
+        out["reproj_error_px"][sl, s] = np.where(present[a:b], res["reproj_error_px"], np.nan)
+        out["valid"][sl, s] = present[a:b]
+        summary[HAND_SLOTS[s]] = {"frames": int(present.sum()), "span": [int(a), int(b)],
+                                  "reproj_error_px": float(np.nanmean(res["reproj_error_px"][present[a:b]]))}
+        log(f"02_hands: {HAND_SLOTS[s]} hand, {int(present.sum())} frames, "
+            f"reprojection {summary[HAND_SLOTS[s]]['reproj_error_px']:.2f} px")
+    if not out["valid"].any():
+        raise NoHandsError(f"no hand keypoints in {run_dir.name}'s detections",
+                           "check 01_detect's preview; the clip may show no hands")
+    out["model_kind"] = np.array(models[1].kind)
+    summary["model"] = models[1].kind
+    summary["vertices"] = int(V)
+    return out, summary
+
+
+def write_preview(run_dir: Path, res: dict, path: Path, fps: float) -> None:
+    from ..handmodel.render import SLOT_COLORS, draw_mesh
+    from ..video import VideoWriter, read_image
+
+    frames = sorted((Path(run_dir) / "00_frames" / "frames").glob("*.png"))
+    with VideoWriter(path, fps, crf=23) as w:
+        for t, fp in enumerate(frames):
+            img = read_image(fp)[..., :3]
+            for s in range(2):
+                if t < len(res["valid"]) and np.isfinite(res["vertices"][t, s]).all():
+                    img = draw_mesh(img, res["vertices"][t, s], res["faces"], res["K"], SLOT_COLORS[s],
+                                    alpha=0.6 if res["valid"][t, s] else 0.3)
+            w.write(img)
+
+
+def run(ctx: StageContext) -> dict:
+    p: Params = ctx.params
+    ctx.input_dir("00_frames")
+    ctx.input_dir("01_detect")
+    res, summary = fit_run(ctx.run_dir, p, log=ctx.log)
+    np.savez_compressed(ctx.out_dir / "mano.npz", **res)
+    if p.preview:
+        write_preview(ctx.run_dir, res, ctx.out_dir / "preview.mp4", float(_meta(ctx.run_dir).get("fps") or 30.0))
+    summary["mean_reproj_error_px"] = float(np.nanmean(res["reproj_error_px"])) if res["valid"].any() else None
+    return summary
+
+
+def load_mano(run_dir: str | Path) -> dict:
+    """The arrays of ``02_hands/mano.npz`` (see the module docstring for keys and units)."""
+    path = Path(run_dir) / NAME / "mano.npz"
+    if not path.exists():
+        raise BadInputError(f"no hand fits in {run_dir} ({path} missing)", "run 02_hands first")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

@@ -1,0 +1,113 @@
+"""06_layout: Re-HOLD's layout maps (two fixed-size square hand boxes and one object box per frame).
+
+Channels, in this order: [left hand, right hand, object] (`CHANNELS`). A pixel is inside a
+box when its centre lies in it: pixel (row i, column j), centre (j + 0.5, i + 0.5), is on in
+the map of box [x0, y0, x1, y1] iff x0 <= j + 0.5 < x1 and y0 <= i + 0.5 < y1; so an integer
+box [10, 20, 30, 40] sets columns 10..29 and rows 20..39 exactly. A missing (NaN) box gives an
+empty channel. Boxes are clipped to the image.
+
+Hand boxes are 01_detect's ``hand_boxes_square`` (Re-HOLD's fixed-size squares); the object
+box is ``object_boxes``, or, with ``object_box_from = "mask"``, the tight box of 03_segment's
+object mask (which must then have been run).
+
+Outputs (``06_layout/``):
+    ``layout.npz``  ``layout (T,3,H,W) uint8`` with 0 / 255 (channels-first, ready for a conv
+                    encoder: divide by 255), ``boxes (T,3,4) float32`` the boxes drawn
+                    (xyxy px at the working resolution), ``channels`` the names;
+                    at ``size`` > 0 the maps are drawn at ``size x size`` px instead, the boxes
+                    scaled to it (``boxes`` stay in working-resolution pixels)
+    ``layout.mp4``  the maps as RGB (R left, G right, B object), for viewing
+Read with `load_layout(run_dir)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError
+from .base import StageContext
+
+NAME = "06_layout"
+VERSION = "1"
+DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")
+CHANNELS = ("left_hand", "right_hand", "object")
+
+
+@dataclass
+class Params:
+    object_box_from: str = "detect"  # "detect" (01_detect object_boxes) | "mask" (03_segment)
+    size: int = 0  # 0 = working resolution; else square maps of size x size px
+    write_video: bool = True
+
+
+def box_pixels(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+    """(c0, r0, c1, r1), half-open column/row ranges of the pixels whose centres the box contains."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    c0 = int(np.clip(np.ceil(x0 - 0.5), 0, width))
+    c1 = int(np.clip(np.ceil(x1 - 0.5), 0, width))
+    r0 = int(np.clip(np.ceil(y0 - 0.5), 0, height))
+    r1 = int(np.clip(np.ceil(y1 - 0.5), 0, height))
+    return c0, r0, max(c0, c1), max(r0, r1)
+
+
+def draw_layout(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``boxes (T,C,4)`` -> ``(T,C,H,W)`` uint8 0/255 maps."""
+    boxes = np.asarray(boxes, np.float64)
+    out = np.zeros((*boxes.shape[:2], height, width), np.uint8)
+    for t in range(boxes.shape[0]):
+        for c in range(boxes.shape[1]):
+            if not np.isfinite(boxes[t, c]).all():
+                continue
+            c0, r0, c1, r1 = box_pixels(boxes[t, c], height, width)
+            out[t, c, r0:r1, c0:c1] = 255
+    return out
+
+
+def run(ctx: StageContext) -> dict:
+    from .frames import load_meta
+
+    p: Params = ctx.params
+    ctx.input_dir("01_detect")
+    meta = load_meta(ctx.run_dir)
+    T, H, W = int(meta["n_frames"]), int(meta["height"]), int(meta["width"])
+    with np.load(ctx.run_dir / "01_detect" / "detections.npz", allow_pickle=False) as z:
+        hand_sq = np.asarray(z["hand_boxes_square"], np.float32)
+        obj = np.asarray(z["object_boxes"], np.float32)
+    if p.object_box_from == "mask":
+        from ..conventions import box_from_mask
+        from ..render.scene import read_masks
+
+        masks = read_masks(ctx.run_dir)
+        if masks is None:
+            raise BadInputError("object_box_from=mask needs 03_segment", "run 03_segment or use object_box_from=detect")
+        obj = np.stack([box_from_mask(m) for m in masks["object"]])
+    elif p.object_box_from != "detect":
+        raise BadInputError(f"unknown object_box_from {p.object_box_from!r}", "use detect or mask")
+    if hand_sq.shape[0] != T or obj.shape[0] != T:
+        raise BadInputError(f"01_detect has {hand_sq.shape[0]} frames, 00_frames {T}", "rerun 01_detect")
+    boxes = np.concatenate([hand_sq, obj[:, None]], axis=1).astype(np.float32)  # (T,3,4)
+    if p.size > 0:
+        scale = np.array([p.size / W, p.size / H, p.size / W, p.size / H], np.float32)
+        maps = draw_layout(boxes * scale, p.size, p.size)
+    else:
+        maps = draw_layout(boxes, H, W)
+    np.savez_compressed(ctx.out_dir / "layout.npz", layout=maps, boxes=boxes, channels=np.array(CHANNELS))
+    if p.write_video:
+        from ..video import write_video
+
+        write_video(ctx.out_dir / "layout.mp4", [np.moveaxis(m, 0, -1) for m in maps], float(meta.get("fps") or 10.0))
+    present = np.isfinite(boxes).all(-1).sum(0)
+    return {"n_frames": T, "frames_with_box": {c: int(n) for c, n in zip(CHANNELS, present)},
+            "size": list(maps.shape[-2:])}
+
+
+def load_layout(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """``layout (T,3,H,W) uint8`` 0/255 in CHANNELS order, ``boxes (T,3,4) float32``."""
+    path = Path(run_dir) / NAME / "layout.npz"
+    if not path.exists():
+        raise BadInputError(f"no layout maps in {run_dir}", "run 06_layout first (--pipeline rehold)")
+    with np.load(path, allow_pickle=False) as z:
+        return {"layout": z["layout"], "boxes": z["boxes"]}

@@ -1,0 +1,1 @@
+"""Training: the dataset over run folders and the training loop."""

@@ -1,0 +1,181 @@
+"""Training data over synthetic run folders, the training loop (log, EMA, resume) and `hoi train`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hoi_cli.errors import BadInputError
+from hoi_cli.models.checkpoint import load_checkpoint
+from hoi_cli.models.config import make_config
+from hoi_cli.models.flow import sample_video
+from hoi_cli.train.dataset import HOIRunDataset, make_synthetic_run, rasterize_boxes
+from hoi_cli.train.loop import TrainOptions, train
+
+ALL_STAGES = ("01_detect", "03_segment", "04_mlo", "05_silhouette")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
+def full_run(tmp_path):
+    return make_synthetic_run(tmp_path / "runs" / "clipA", n_frames=10, stages=ALL_STAGES)
+
+
+def test_dataset_item_shapes_and_ranges(full_run):
+    ds = HOIRunDataset([full_run], 4, 32, 32, required=make_config("tiny", "all").required_conditions())
+    assert len(ds) == 4  # windows start every 2 frames: 0, 2, 4, 6
+    item = ds[1]
+    expect = {"video": (4, 3, 32, 32), "reference": (3, 32, 32), "layout": (4, 3, 32, 32),
+              "hand_mask": (4, 1, 32, 32), "object_mask": (4, 1, 32, 32), "hand_render": (4, 3, 32, 32),
+              "structure": (4, 2, 32, 32), "mlo_normals": (4, 21, 32, 32), "mlo_occlusion": (4, 7, 32, 32)}
+    for k, shape in expect.items():
+        assert tuple(item[k].shape) == shape, k
+        assert item[k].dtype == torch.float32
+    assert item["video"].min() >= -1 and item["video"].max() <= 1
+    assert item["hand_mask"].max() > 0 and item["object_mask"].max() > 0
+    assert bool(item["reference_valid"])
+    assert int(item["start"]) == 2
+    batch = torch.utils.data.default_collate([ds[0], ds[1]])
+    assert batch["video"].shape == (2, 4, 3, 32, 32)
+
+
+def test_reference_is_the_clips_own_object_on_white(full_run):
+    ds = HOIRunDataset([full_run], 4, 32, 32)
+    ref = ds[0]["reference"]
+    corner = ref[:, 0, 0]
+    assert torch.allclose(corner, torch.ones(3))  # outside the object mask: white
+    centre = ref[:, 16, 16]
+    expect = torch.tensor([200, 60, 30]) / 127.5 - 1  # the synthetic object's colour
+    assert torch.allclose(centre, expect, atol=0.1)
+    # deterministic per (seed, epoch, index); the epoch changes the drawn frame's position only
+    assert torch.equal(ds[0]["reference"], ds[0]["reference"])
+
+
+def test_layout_is_rasterised_from_detections(full_run):
+    ds = HOIRunDataset([full_run], 4, 24, 32)  # the synthetic clip is 48x64 px: scale 0.5
+    item = ds[0]
+    with np.load(full_run / "01_detect" / "detections.npz") as z:
+        ob = z["object_boxes"][0] * 0.5
+    expected = rasterize_boxes(ob[None, None], (24, 32), (24, 32))[0, 0]
+    assert np.array_equal(item["layout"][0, 2].numpy(), expected)
+    assert item["layout"][0, 0].sum() == 0  # no left hand in the synthetic clip
+    assert item["layout"][0, 1].sum() > 0
+
+
+def test_missing_optional_stage_is_zeros_required_is_an_error(tmp_path):
+    run = make_synthetic_run(tmp_path / "clipB", n_frames=6, stages=("01_detect",))
+    ds = HOIRunDataset([run], 4, 32, 32, required=make_config("tiny", "rehold").required_conditions() - {
+        "hand_mask", "object_mask", "hand_render"})
+    item = ds[0]
+    assert item["mlo_normals"].abs().sum() == 0 and item["hand_mask"].sum() == 0
+    assert bool(item["reference_valid"])  # from the detection box alone
+    with pytest.raises(BadInputError) as err:
+        HOIRunDataset([run], 4, 32, 32, required=make_config("tiny", "manivideo").required_conditions())
+    assert "mlo_normals" in err.value.message and "04_mlo" in err.value.message
+    with pytest.raises(BadInputError):
+        HOIRunDataset([run], 8, 32, 32)  # too short for the window
+
+
+def test_train_loop_logs_checkpoints_and_resumes(full_run, tmp_path):
+    cfg = make_config("tiny", "all")
+    out = tmp_path / "ckpt"
+    opts = TrainOptions(steps=3, batch_size=2, log_every=1, save_every=2, progress=False)
+    s1 = train([full_run], cfg, out, opts)
+    assert s1["steps"] == 3 and s1["resumed_from"] is None
+    assert (out / "latest").read_text().strip() == "step_000003"
+    for name in ("config.json", "model.safetensors", "ema.safetensors", "optimizer.safetensors",
+                 "train_state.json"):
+        assert (out / "step_000003" / name).exists(), name
+    lines = [json.loads(x) for x in (out / "loss_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3]
+    assert {"loss", "video", "structure", "router", "lr"} <= set(lines[0])
+    s2 = train([full_run], cfg, out, TrainOptions(steps=5, batch_size=2, log_every=1, save_every=10,
+                                                  progress=False))
+    assert s2["resumed_from"].endswith("step_000003") and s2["steps"] == 5
+    lines = [json.loads(x) for x in (out / "loss_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4, 5]
+    with pytest.raises(BadInputError):  # another config into the same folder
+        train([full_run], make_config("tiny", "none"), out, TrainOptions(steps=6, progress=False))
+    model = load_checkpoint(out)
+    video = sample_video(model, {k: v.unsqueeze(0) for k, v in HOIRunDataset([full_run], 4, 32, 32)[0].items()
+                                 if k not in ("video", "start", "reference_valid")}, steps=2, seed=0)
+    assert video.shape == (1, 4, 3, 32, 32)
+
+
+def test_train_command_through_typer(full_run, tmp_path):
+    typer = pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from hoi_cli.commands.train import resolve_pipeline, train_command
+
+    app = typer.Typer()
+    app.command("train")(train_command)
+    app.command("noop")(lambda: None)  # keep "train" a subcommand
+    out = tmp_path / "ck"
+    res = CliRunner().invoke(app, ["train", str(full_run), "--out", str(out), "--config", "tiny", "--system",
+                                   "genhoi", "--steps", "2", "--batch-size", "1", "--format", "json",
+                                   "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and summary["system"] == "genhoi"
+    assert load_checkpoint(out).config.head_sliding_rope
+    assert resolve_pipeline("rehold") == ("rehold", {})
+    assert resolve_pipeline("full")[0] == "all"
+    assert resolve_pipeline(None) == (None, {})
+
+
+def test_pipeline_toml_model_table(tmp_path):
+    from hoi_cli.commands.train import resolve_pipeline
+
+    p = tmp_path / "mine.toml"
+    p.write_text('[model]\nsystem = "manivideo"\nmemory_size = 4\n')
+    assert resolve_pipeline(str(p)) == ("manivideo", {"memory_size": 4})
+    with pytest.raises(BadInputError):
+        resolve_pipeline("no-such-recipe")
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(full_run, tmp_path):
+    """Two Gloo ranks train one step each and rank 0 writes the checkpoint."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(str(full_run), str(tmp_path / "ck"), port), nprocs=2, join=True)
+    assert (tmp_path / "ck" / "step_000002").exists()
+
+
+def _ddp_worker(rank: int, run: str, out: str, port: int) -> None:
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    train([run], make_config("tiny", "all"), out, TrainOptions(steps=2, batch_size=1, progress=False,
+                                                               device="cpu"))
+    torch.distributed.destroy_process_group()
+
+
+def test_no_resume_starts_over(full_run, tmp_path):
+    out = tmp_path / "ck"
+    train([full_run], make_config("tiny", "none"), out, TrainOptions(steps=3, log_every=1, save_every=1,
+                                                                     progress=False))
+    s = train([full_run], make_config("tiny", "genhoi"), out, TrainOptions(steps=2, log_every=1, save_every=1,
+                                                                           progress=False, resume=False))
+    assert s["resumed_from"] is None
+    assert sorted(p.name for p in out.glob("step_*")) == ["step_000001", "step_000002"]
+    assert [json.loads(x)["step"] for x in (out / "loss_log.jsonl").read_text().splitlines()] == [1, 2]
+    assert load_checkpoint(out).config.system == "genhoi"

@@ -6,7 +6,9 @@ Known errors print one line and a hint and exit with the codes in `hoi_cli.error
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 from enum import Enum
@@ -125,10 +127,11 @@ def preprocess(
 
             record = {"clip": str(clip), "run": str(out_dir / rid), "ok": True}
             try:
-                outcomes = pl.preprocess_clip(
-                    clip, out_dir / rid, recipe, overrides=overrides, force=set(force), from_stage=from_stage,
-                    until=until, weights_dir=weights_dir, device=dev, on_stage_start=on_stage_start,
-                    progress=on_progress, log=lambda m: err.print(m, highlight=False))
+                with contextlib.redirect_stdout(sys.stderr):  # libraries that print (smplx) must not corrupt stdout
+                    outcomes = pl.preprocess_clip(
+                        clip, out_dir / rid, recipe, overrides=overrides, force=set(force), from_stage=from_stage,
+                        until=until, weights_dir=weights_dir, device=dev, on_stage_start=on_stage_start,
+                        progress=on_progress, log=lambda m: err.print(m, highlight=False))
                 record["stages"] = {o.stage: {"action": o.action, "seconds": o.seconds, "summary": o.summary}
                                     for o in outcomes}
             except HoiError as exc:
@@ -299,8 +302,28 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def _silence_native_logs() -> None:
+    """Drop what native libraries (MediaPipe/TFLite/absl) write straight to fd 2.
+
+    Python's ``sys.stderr`` moves to a duplicate of the real stderr first, so our logs,
+    progress and tracebacks still show. ``HOI_NATIVE_LOGS=1`` keeps the native logs.
+    """
+    if os.environ.get("HOI_NATIVE_LOGS"):
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        sys.stderr = open(saved, "w", buffering=1, closefd=True)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def run() -> None:
     """Console-script entry point: known errors anywhere become one line and an exit code."""
+    _silence_native_logs()
     try:
         app()
     except HoiError as exc:

@@ -94,7 +94,7 @@ def render_sample_clip(path: str | Path = SAMPLE_CLIP, n_frames: int = 36, width
     for side in ("left", "right"):
         model = load_hand_model(side)
         hands[side] = (model, *_posed_hand(model, curl=0.12, thumb_curl=0.1))
-    box = _striped_box((0.17, 0.12, 0.06))
+    box = _striped_box((0.19, 0.21, 0.05))
     table = _table_texture(width, height)
     renderer = pyrender.OffscreenRenderer(width, height)
     skin = pyrender.MetallicRoughnessMaterial(baseColorFactor=SKIN, roughnessFactor=0.75, metallicFactor=0.0)
@@ -109,7 +109,7 @@ def render_sample_clip(path: str | Path = SAMPLE_CLIP, n_frames: int = 36, width
             scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
             box_pose = np.eye(4)
             box_pose[:3, :3] = CV_TO_GL @ group_rot
-            box_pose[:3, 3] = CV_TO_GL @ (group_rot @ np.array([0.0, -0.035, 0.065]) + group_t)
+            box_pose[:3, 3] = CV_TO_GL @ (group_rot @ np.array([0.0, -0.055, 0.06]) + group_t)
             scene.add(pyrender.Mesh.from_trimesh(box, smooth=False), pose=box_pose)
             for side, x in (("left", -0.068), ("right", 0.068)):
                 model, verts, finger_dir, back_normal = hands[side]
@@ -117,11 +117,11 @@ def render_sample_clip(path: str | Path = SAMPLE_CLIP, n_frames: int = 36, width
                 tilt = np.deg2rad(12 if side == "left" else -12)
                 up = np.array([np.sin(tilt), -np.cos(tilt), 0.0])
                 R = _look_rotation(finger_dir, back_normal, up, [0.0, 0.0, -1.0])
-                v = (verts @ R.T + np.array([x, 0.075, 0.0])) @ group_rot.T + group_t
+                v = (verts @ R.T + np.array([x, 0.11, 0.0])) @ group_rot.T + group_t
                 mesh = trimesh.Trimesh((CV_TO_GL @ v.T).T, model.faces, process=False)
                 scene.add(pyrender.Mesh.from_trimesh(mesh, material=skin, smooth=True))
                 # a forearm from the wrist out of the frame: detectors expect an arm behind a hand
-                wrist = (np.array([x, 0.075, 0.0])) @ group_rot.T + group_t
+                wrist = (np.array([x, 0.11, 0.0])) @ group_rot.T + group_t
                 elbow = wrist + group_rot @ np.array([-up[0] * 0.25, 0.25, 0.03])
                 arm = trimesh.creation.cylinder(radius=0.026, segment=[wrist + group_rot @ (0.02 * np.array([-up[0], 1, 0])),
                                                                         elbow], sections=32)

@@ -68,6 +68,18 @@ class HandDetectorConfig:
     square_size: float = 0.0  # Re-HOLD square side in px; 0 = auto (see `auto_square_size`)
     square_scale: float = 1.2  # auto square side = square_scale * median longer box side
     num_threads: int = 1
+    # palm-detector seeding (MediaPipe's palm_detection_full.tflite on upscaled tiles) for frames
+    # that the passes above leave without two hands; a seed is accepted when the landmark model
+    # confirms it (presence >= palm_min_presence) and the track it starts lasts >= palm_min_track
+    early_accept: float = 0.9  # crop re-detection: stop trying variants at this presence
+    palm_seed: bool = True
+    palm_min_score: float = 0.5
+    palm_min_presence: float = 0.85
+    palm_min_track: int = 6
+    palm_stride: int = 3  # ... on every n-th frame lacking hands
+    palm_tile_scales: tuple[float, ...] = (0.5,)
+    palm_tile_overlap: float = 0.25
+    palm_max_candidates: int = 4
 
 
 @dataclass
@@ -79,10 +91,12 @@ class _Det:
     score: float  # presence (re-detection) or handedness-classifier confidence (full frame)
     p_right: float  # probability that it is the person's RIGHT hand (slot 1)
     source: str
+    origin: str = ""  # the pass that found the track's seed (propagated by crop re-detection)
     box: np.ndarray = field(init=False)
 
     def __post_init__(self):
         self.box = box_from_points(self.kp)
+        self.origin = self.origin or self.source
 
 
 # ----------------------------------------------------------------- MediaPipe wrappers
@@ -126,6 +140,113 @@ class LandmarkModel:
         handed_mp_left = float(self.interp.get_tensor(self.out[2]).ravel()[0])
         world = self.interp.get_tensor(self.out[3]).reshape(21, 3)
         return lm, presence, handed_mp_left, world
+
+
+def _palm_anchors() -> np.ndarray:
+    """SSD anchors of MediaPipe's 192 px palm detector (strides 8, 16, 16, 16; fixed size)."""
+    out = []
+    for stride, n in ((8, 2), (16, 6)):
+        g = 192 // stride
+        for y in range(g):
+            for x in range(g):
+                out.extend([((x + 0.5) / g, (y + 0.5) / g)] * n)
+    return np.asarray(out, dtype=np.float64)
+
+
+class PalmModel:
+    """MediaPipe's palm detector (``palm_detection_full.tflite``) on a square RGB image.
+
+    Returns ``(score, cx, cy, size, angle)`` per palm in the image's pixels, where ``angle`` is
+    the rotation (deg, cv2 sense) that turns the wrist->middle-finger direction up, as
+    `hand_up_angle` does for landmarks."""
+
+    SIZE = 192
+
+    def __init__(self, num_threads: int = 1):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # pragma: no cover
+            Interpreter = None
+        self.available = Interpreter is not None
+        if not self.available:
+            return
+        path = _mp_modules_dir() / "palm_detection" / "palm_detection_full.tflite"
+        self.interp = Interpreter(model_path=str(path), num_threads=num_threads)
+        self.interp.allocate_tensors()
+        self.input_index = self.interp.get_input_details()[0]["index"]
+        outs = {d["name"]: d["index"] for d in self.interp.get_output_details()}
+        self.reg_index, self.cls_index = outs["Identity"], outs["Identity_1"]
+        self.anchors = _palm_anchors()
+
+    def __call__(self, img_rgb: np.ndarray, min_score: float = 0.5) -> list[tuple[float, ...]]:
+        import cv2
+
+        side = img_rgb.shape[0]
+        x = cv2.resize(img_rgb, (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA if side > self.SIZE
+                       else cv2.INTER_LINEAR).astype(np.float32) / 255.0
+        self.interp.set_tensor(self.input_index, x[None])
+        self.interp.invoke()
+        reg = self.interp.get_tensor(self.reg_index)[0].astype(np.float64)
+        logit = np.clip(self.interp.get_tensor(self.cls_index)[0, :, 0].astype(np.float64), -50, 50)
+        score = 1.0 / (1.0 + np.exp(-logit))
+        idx = np.nonzero(score >= min_score)[0]
+        if not len(idx):
+            return []
+        idx = idx[np.argsort(-score[idx], kind="stable")]
+        cxy = (reg[idx, :2] / self.SIZE + self.anchors[idx]) * side
+        wh = reg[idx, 2:4] / self.SIZE * side
+        k0 = (reg[idx, 4:6] / self.SIZE + self.anchors[idx]) * side  # wrist
+        k2 = (reg[idx, 8:10] / self.SIZE + self.anchors[idx]) * side  # middle finger base
+        out, kept = [], []
+        for i in range(len(idx)):
+            size = float(max(wh[i]))
+            if size < 4 or any(np.hypot(*(cxy[i] - cxy[j])) < 0.5 * max(size, float(max(wh[j]))) for j in kept):
+                continue
+            kept.append(i)
+            v = k2[i] - k0[i]
+            out.append((float(score[idx[i]]), float(cxy[i, 0]), float(cxy[i, 1]), size,
+                        float(np.degrees(np.arctan2(v[0], -v[1])))))
+        return out
+
+
+def palm_candidates(frame: np.ndarray, model: PalmModel, cfg: "HandDetectorConfig") -> list[tuple[float, ...]]:
+    """Palms in a frame: the padded whole frame, then square tiles (upscaled to the detector's
+    192 px input, so small hands get bigger); duplicates merged, best score first."""
+    import cv2
+
+    H, W = frame.shape[:2]
+    pad = int(round(cfg.pad_fraction * max(H, W)))
+    side = max(H, W) + 2 * pad
+    img = cv2.copyMakeBorder(frame, pad, side - H - pad, pad, side - W - pad, cv2.BORDER_REPLICATE)
+    cands = [(s, cx - pad, cy - pad, sz, a) for s, cx, cy, sz, a in model(img, cfg.palm_min_score)]
+    for sc in cfg.palm_tile_scales:
+        for x0, y0, ts in tile_windows(W, H, cfg.palm_tile_overlap, sc):
+            tile = np.ascontiguousarray(frame[y0:y0 + ts, x0:x0 + ts])
+            cands += [(s, cx + x0, cy + y0, sz, a) for s, cx, cy, sz, a in model(tile, cfg.palm_min_score)]
+    cands.sort(key=lambda c: -c[0])
+    out = []
+    for c in cands:
+        if all(np.hypot(c[1] - o[1], c[2] - o[2]) >= 0.5 * max(c[3], o[3]) for o in out):
+            out.append(c)
+    return out[:cfg.palm_max_candidates]
+
+
+def _palm_seed(frame, cand, model: "LandmarkModel", cfg: "HandDetectorConfig") -> "_Det | None":
+    """Landmark-model check of a palm candidate: the crop MediaPipe would take (2.6 palm sizes,
+    shifted half a palm towards the fingers) at the palm's orientation (plus the usual variants)."""
+    score, cx, cy, size, ang = cand
+    a = np.radians(ang)
+    up = np.array([np.sin(a), -np.cos(a)])  # wrist -> fingers direction in the image
+    c = np.array([cx, cy]) + 0.5 * size * up
+    half = 2.6 * size / cfg.crop_scale / 2
+    box = np.array([c[0] - half, c[1] - half, c[0] + half, c[1] + half])
+    d = redetect_in_crop(frame, box, model, cfg, angle=ang)
+    if d is None or d.score < cfg.palm_min_presence:
+        return None
+    if np.hypot(*((d.box[:2] + d.box[2:]) / 2 - c)) > 1.5 * size:
+        return None
+    d.source = d.origin = "palm"
+    return d
 
 
 def _slot_prob_right(label: str, score: float) -> float:
@@ -233,7 +354,7 @@ def hand_up_angle(kp: np.ndarray) -> float:
 
 def redetect_in_crop(frame: np.ndarray, seed_box: np.ndarray, model: LandmarkModel,
                      cfg: HandDetectorConfig, seed_kp: np.ndarray | None = None,
-                     return_best: bool = False) -> _Det | None:
+                     return_best: bool = False, angle: float | None = None) -> _Det | None:
     """Best landmark-model detection in a square crop around ``seed_box`` over rotations/flip."""
     import cv2
 
@@ -243,8 +364,11 @@ def redetect_in_crop(frame: np.ndarray, seed_box: np.ndarray, model: LandmarkMod
     angles = list(cfg.redetect_rotations)
     if seed_kp is not None and np.isfinite(seed_kp).all():
         angles = [hand_up_angle(seed_kp)] + angles
+    elif angle is not None:
+        angles = [float(angle)] + angles
     flips = (False, True) if cfg.redetect_flip else (False,)
     best = None
+    own = len(angles) > len(cfg.redetect_rotations)  # first variant: the seed's own orientation
     for flip in flips:
         for ang in angles:
             M = _crop_affine(cx, cy, side, ang, flip)
@@ -262,6 +386,11 @@ def redetect_in_crop(frame: np.ndarray, seed_box: np.ndarray, model: LandmarkMod
             if flip:
                 p_right = 1.0 - p_right
             best = (presence, kp, w, p_right, seed_kp is not None and ang == angles[0] and not flip)
+            if own and presence >= cfg.early_accept:
+                break  # the seed's own orientation is convincing: skip the other variants
+            own = False
+        if best is not None and best[0] >= cfg.early_accept and len(angles) > len(cfg.redetect_rotations):
+            break
     if best is None or (best[0] < cfg.min_presence and not return_best):
         return None
     return _Det(best[1], best[2], best[0], best[3], "crop")
@@ -335,7 +464,9 @@ def _assign_slots(tracks: list[dict[int, _Det]], cfg: HandDetectorConfig) -> lis
     """One slot per track by its handedness vote; resolve tracks that claim the same slot."""
     tracks = [tr for tr in tracks
               if max(d.score for d in tr.values()) >= cfg.min_track_score
-              and (len(tr) >= cfg.min_track_length or max(d.score for d in tr.values()) >= 0.8)]
+              and (len(tr) >= cfg.min_track_length or max(d.score for d in tr.values()) >= 0.8)
+              # palm-detector seeds must persist: a track started only by them needs length
+              and (len(tr) >= cfg.palm_min_track or any(d.origin != "palm" for d in tr.values()))]
     # strongest evidence first: length * confidence of the vote
     order = sorted(range(len(tracks)), key=lambda i: (-len(tracks[i]) * abs(_track_vote(tracks[i])), i))
     occupied = {LEFT: set(), RIGHT: set()}
@@ -382,11 +513,32 @@ def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None) -
                       if r.score >= (cfg.min_presence_tiles if r.source == "mp_tiles" else cfg.min_presence)]
                      for t, dets in enumerate(per_frame)]
     per_frame = [_nms(d) for d in per_frame]
+    tried: set = set()
     if cfg.redetect and T:
         if model.available:
-            per_frame = _redetect_sweeps(frames, per_frame, model, cfg)
+            per_frame = _redetect_sweeps(frames, per_frame, model, cfg, tried)
         if progress:
             progress(n_steps, n_steps)
+    if cfg.palm_seed and T and model is not None and model.available:
+        palm = PalmModel(cfg.num_threads)
+        if palm.available:
+            lacking = [t for t in range(T) if len(per_frame[t]) < cfg.max_hands]
+            added = 0
+            for t in lacking[::max(1, cfg.palm_stride)]:
+                for cand in palm_candidates(frames[t], palm, cfg):
+                    if len(per_frame[t]) >= cfg.max_hands:
+                        break
+                    if any(e.box[0] <= cand[1] <= e.box[2] and e.box[1] <= cand[2] <= e.box[3]
+                           for e in per_frame[t]):
+                        continue  # a hand we already have
+                    d = _palm_seed(frames[t], cand, model, cfg)
+                    if d is None or any(box_iou(d.box, e.box) > 0.2 or _contains(e.box, d.box, 0.5)
+                                        for e in per_frame[t]):
+                        continue
+                    per_frame[t].append(d)
+                    added += 1
+            if added and cfg.redetect:
+                per_frame = _redetect_sweeps(frames, per_frame, model, cfg, tried)
     tracks = _link_tracks(per_frame)
     slotted = _assign_slots(tracks, cfg)
     return _to_arrays(slotted, T, frames[0].shape[:2] if T else (0, 0), cfg)
@@ -402,7 +554,7 @@ def _rescore(frame, d: _Det, model: LandmarkModel, cfg: HandDetectorConfig) -> _
     return d
 
 
-def _redetect_sweeps(frames, per_frame, model, cfg):
+def _redetect_sweeps(frames, per_frame, model, cfg, tried: set | None = None):
     """Propagate hands to neighbouring frames by crop re-detection, forward then backward,
     repeated until a sweep finds nothing new."""
     T = len(frames)
@@ -418,9 +570,15 @@ def _redetect_sweeps(frames, per_frame, model, cfg):
                         continue
                     if len(per_frame[t]) >= cfg.max_hands:
                         break
+                    key = (id(d), t)
+                    if tried is not None:
+                        if key in tried:
+                            continue
+                        tried.add(key)
                     new = redetect_in_crop(frames[t], d.box, model, cfg, d.kp)
                     if new is None:
                         continue
+                    new.origin = d.origin
                     # must stay near the seed and not land on another hand
                     size = max(d.box[2] - d.box[0], d.box[3] - d.box[1], 1.0)
                     shift = np.hypot(*(((new.box[:2] + new.box[2:]) - (d.box[:2] + d.box[2:])) / 2)) / size

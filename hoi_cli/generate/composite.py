@@ -285,7 +285,7 @@ class Compositor:
         import cv2
 
         from ..conventions import box_from_mask
-        from .inputs import remove_object
+        from ..inpaint import remove_object
 
         self.p = p = params or CompositeParams()
         self.timings: dict[str, float] = {}
@@ -306,7 +306,7 @@ class Compositor:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.remove_dilate_px + 1,) * 2)
         self.remove = np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj]) & ~self.hand
         if background is None:
-            background = remove_object(frames, self.remove, keep_masks=self.hand, log=log)
+            background = remove_object(frames, self.remove, keep_masks=self.hand)
         self.background = background
         self.timings["remove_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()

@@ -45,6 +45,7 @@ METRIC_INFO: dict[str, tuple[str, bool | None, str]] = {
     "hand_mpjpe_px": ("px", False, "2-D keypoint error of matched hands, mean over 21 joints"),
     "hand_mpjpe_norm": ("", False, "keypoint error / longer side of the reference hand box"),
     "hand_miss_rate": ("", False, "fraction of reference hands not detected in the generated frame"),
+    "hand_extra_rate": ("", False, "fraction of generated hands with no reference hand in that frame and slot"),
     "subject_consistency": ("", True, "VBench subject consistency, DINO ViT-B/16, generated clip"),
     "subject_consistency_reference": ("", True, "the same on the reference clip (baseline)"),
     "motion_smoothness": ("", True, "VBench motion smoothness, AMT-S interpolation, generated clip"),
@@ -333,8 +334,9 @@ def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None
             rdet, detector = timed("hand_detection", detect, ref)
             if "hands" in want:
                 gdet, detector = timed("hand_detection", detect, gen)
-                m.update({k2: v for k2, v in timed("hands", hand_metrics, gdet, rdet).items()
-                          if k2.startswith("hand_")})
+                hm = timed("hands", hand_metrics, gdet, rdet)
+                m.update({k2: v for k2, v in hm.items() if k2.startswith("hand_")})
+                rec["hand_counts"] = {k2: v for k2, v in hm.items() if k2.startswith("n_")}
         from . import pixel
 
         if "psnr" in want:

@@ -14,26 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import HAND_PARTS, unpack_masks
+from ..conventions import HAND_PARTS
 from ..errors import BadInputError
 
-# MANO's native 16 joints (wrist, index x3, middle x3, pinky x3, ring x3, thumb x3) -> HAND_PARTS index
-MANO_JOINT_TO_PART = np.array([0, 2, 2, 2, 3, 3, 3, 5, 5, 5, 4, 4, 4, 1, 1, 1], dtype=np.int64)
 
 
 def read_hands(run_dir: str | Path) -> dict:
     """02_hands: ``vertices (T,2,V,3)``, ``faces (F,3)``, ``K (3,3)``, ``valid (T,2)``, ``joints (T,2,21,3)``."""
-    run_dir = Path(run_dir)
-    try:
-        from ..stages.hands import load_mano  # type: ignore
+    from ..stages.hands import load_mano
 
-        d = dict(load_mano(run_dir))
-    except ImportError:
-        path = run_dir / "02_hands" / "mano.npz"
-        if not path.exists():
-            raise BadInputError(f"no hand meshes in {run_dir} ({path} missing)", "run 02_hands first")
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
+    d = dict(load_mano(Path(run_dir)))
     for key in ("vertices", "faces", "K", "valid"):
         if key not in d:
             raise BadInputError(f"02_hands output lacks {key!r}", "rerun 02_hands")
@@ -46,14 +36,9 @@ def read_masks(run_dir: str | Path) -> dict | None:
     path = run_dir / "03_segment" / "masks.npz"
     if not path.exists():
         return None
-    try:
-        from ..stages.segment import load_masks  # type: ignore
+    from ..stages.segment import load_masks
 
-        return dict(load_masks(run_dir))
-    except ImportError:
-        with np.load(path, allow_pickle=False) as z:
-            shape = z["shape"]
-            return {k: unpack_masks(z[k], shape) for k in ("object", "hand") if k in z.files}
+    return dict(load_masks(run_dir))
 
 
 def _builtin_weights(n_vertices: int) -> np.ndarray | None:
@@ -79,10 +64,8 @@ def vertex_parts(n_vertices: int, joints: np.ndarray | None = None, vertices: np
     if weights is None:
         weights = _builtin_weights(n_vertices)
     if weights is not None and weights.shape == (n_vertices, 16):
-        try:
-            from ..handmodel.parts import part_labels
-        except ImportError:
-            return MANO_JOINT_TO_PART[np.argmax(weights, axis=1)]
+        from ..handmodel.parts import part_labels
+
         return np.asarray(part_labels(weights), np.int64)
     if joints is not None and vertices is not None:
         return _nearest_bone_parts(np.asarray(vertices, np.float64), np.asarray(joints, np.float64))

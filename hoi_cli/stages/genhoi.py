@@ -40,41 +40,9 @@ class Params:
 
 
 def _remove(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    try:
-        from ..inpaint import remove_object  # owned by 03_segment's engineer
-    except ImportError:
-        return _remove_fallback(frames, masks)
+    from ..inpaint import remove_object
+
     return np.asarray(remove_object(frames, masks))
-
-
-def _remove_fallback(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Temporal fill (median of frames where the pixel is not masked), then cv2.inpaint for the rest."""
-    import cv2
-
-    out = frames.copy()
-    T = len(frames)
-    for t in range(T):
-        m = masks[t]
-        if not m.any():
-            continue
-        others = [s for s in range(T) if s != t]
-        filled = np.zeros(m.sum(), bool)
-        if others:
-            stack = frames[others][:, m].astype(np.float32)  # (S,N,3)
-            free = ~masks[others][:, m]  # (S,N)
-            cnt = free.sum(0)
-            stack[~free] = np.nan
-            with np.errstate(all="ignore"):
-                med = np.nanmedian(stack, axis=0)
-            filled = cnt > 0
-            px = out[t][m]
-            px[filled] = np.clip(np.rint(med[filled]), 0, 255).astype(np.uint8)
-            out[t][m] = px
-        rest = np.zeros_like(m)
-        rest[m] = ~filled
-        if rest.any():
-            out[t] = cv2.inpaint(out[t], rest.astype(np.uint8), 5, cv2.INPAINT_TELEA)
-    return out
 
 
 def run(ctx: StageContext) -> dict:

@@ -280,6 +280,7 @@ def _register_optional() -> None:
     import importlib
 
     for module, attr, name, kind in [
+        ("hoi_cli.commands.demo", "demo_command", "demo", "command"),
         ("hoi_cli.commands.show", "show_command", "show", "command"),
         ("hoi_cli.commands.generate", "generate_command", "generate", "command"),
         ("hoi_cli.commands.train", "train_command", "train", "command"),

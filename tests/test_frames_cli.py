@@ -181,7 +181,7 @@ def test_run_ids_disambiguate_generic_names():
 
 
 def test_sigkill_during_frames_then_rerun_matches_clean_run(tmp_path):
-    clip = make_clip(tmp_path / "long.mp4", n=240, width=320, height=240)
+    clip = make_clip(tmp_path / "long.mp4", n=100, width=320, height=240)
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "hoi_cli", "preprocess", str(clip), "--out", str(out),
                              "--until", "frames", "-q", "--set", "frames.png_compression=9"],

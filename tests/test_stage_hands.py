@@ -64,29 +64,89 @@ def test_stage_on_synthetic_run(tmp_path):
     assert r["faces"].shape[1] == 3
     assert r["valid"][:3, 0].sum() == 0 and r["valid"][3:, 0].all() and r["valid"][:, 1].all()
     assert np.isnan(r["joints"][:3, 0]).all()
-    assert np.nanmean(r["reproj_error_px"]) < 4.0
+    assert np.nanmean(r["reproj_error_px"]) < 2.5  # measured 1.5 px (2 px noise)
     # joints in camera frame close to the truth (root-relative)
-    g = truth["right"]["joints"]
-    j = r["joints"][:, 1]
-    assert np.linalg.norm((j - j[:, :1]) - (g - g[:, :1]), axis=-1).mean() < 0.03  # stage mechanics; accuracy: test_fit
+    # measured: left 8 mm, right 19 mm (a 10-frame track whose right hand has a finger-depth
+    # ambiguity the 2D keypoints cannot resolve); accuracy proper is test_fit's and measure_fit's
+    for s, bound in ((0, 0.012), (1, 0.025)):
+        g = truth[("left", "right")[s]]["joints"][3:]
+        j = r["joints"][3:, s]
+        assert np.linalg.norm((j - j[:, :1]) - (g - g[:, :1]), axis=-1).mean() < bound, s
     # fingertips are the model's tip vertices
     tips = load_hand_model("right").tip_ids
     np.testing.assert_allclose(r["joints"][:, 1, [4, 8, 12, 16, 20]], r["vertices"][:, 1][:, tips], atol=1e-4)
     assert (tmp_path / hands.NAME / "preview.mp4").stat().st_size > 0
 
 
+def test_slot_without_hand_is_consistently_missing(tmp_path):
+    """A clip with only the right hand: slot 0 is NaN everywhere (betas too), never valid, and
+    ``slot_faces`` holds each side's own (outward) faces."""
+    import torch
+
+    make_synthetic_run(tmp_path, T=6)
+    path = tmp_path / "01_detect" / "detections.npz"
+    det = dict(np.load(path))
+    for k in ("hand_keypoints", "hand_world"):
+        det[k][:, 0] = np.nan
+    det["hand_score"][:, 0] = np.nan
+    np.savez(path, **det)
+    res, summary = hands.fit_run(tmp_path, hands.Params(iters=40, preview=False), log=lambda m: None)
+    assert summary["left"] == {"frames": 0}
+    assert not res["valid"][:, 0].any() and res["valid"][:, 1].all()
+    for k in ("global_orient", "hand_pose", "betas", "transl", "joints", "vertices", "reproj_error_px"):
+        a = np.asarray(res[k])
+        assert np.isnan(a[0] if k == "betas" else a[:, 0]).all(), k
+        assert np.isfinite(a[1] if k == "betas" else a[:, 1]).all(), k
+    left, right = load_hand_model("left"), load_hand_model("right")
+    np.testing.assert_array_equal(res["slot_faces"][0], left.faces)
+    np.testing.assert_array_equal(res["slot_faces"][1], right.faces)
+    np.testing.assert_array_equal(res["faces"], right.faces)
+    # outward winding per slot: positive signed volume of the fitted right mesh and of a left mesh
+    from hoi_cli.handmodel.render import _signed_volume
+
+    v = res["vertices"][0, 1].astype(np.float64)
+    assert _signed_volume(v[res["slot_faces"][1]]) > 0
+    vl = left.forward(torch.zeros(1, 3), torch.zeros(1, 45), torch.zeros(1, 10), torch.zeros(1, 3))[0][0].numpy()
+    assert _signed_volume(vl.astype(np.float64)[res["slot_faces"][0]]) > 0
+
+
+def test_draw_mesh_takes_either_winding():
+    """The left hand drawn with the right model's faces looks the same as with its own."""
+    import torch
+
+    from hoi_cli.conventions import default_intrinsics
+    from hoi_cli.handmodel.render import draw_mesh
+
+    left, right = load_hand_model("left"), load_hand_model("right")
+    v = left.forward(torch.tensor([[np.pi, 0.0, 0.0]]), torch.zeros(1, 45), torch.zeros(1, 10),
+                     torch.tensor([[0.0, 0.0, 0.4]]))[0][0].numpy().astype(np.float64)
+    K = default_intrinsics(160, 120)
+    img = np.zeros((120, 160, 3), np.uint8)
+    a = draw_mesh(img, v, left.faces, K).astype(int)
+    b = draw_mesh(img, v, right.faces, K).astype(int)
+    assert a.sum() > 0 and np.abs(a - b).mean() < 0.5
+
+
+# measured (bench/measure_fit.py --real, detections of the real 01_detect): clip 125021 1.86 % of the box,
+# silhouette IoU 0.56; bounds with a margin
+REAL_PCT_BOUND = 3.0
+REAL_IOU_BOUND = 0.45
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_stage_on_real_clip(interdyn_clips, tmp_path):
-    """A real InterDyn clip: MediaPipe detections, fit, 2D error <= 5% of the hand box."""
+def test_stage_on_real_clip(interdyn_clips):
+    """A real InterDyn clip: real 00_frames + 01_detect (cached), fit, 2D error well under 5% of
+    the hand box, silhouette IoU against the reference hand mask."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from measure_fit import make_run, real_metrics
 
     clip = interdyn_clips[0]
-    run = make_run(clip, tmp_path / clip.parent.name)
-    res, _ = hands.fit_run(run, hands.Params(iters=120), log=lambda m: None)
+    run = make_run(clip)
+    res, _ = hands.fit_run(run, hands.Params(), log=lambda m: None)
     m = real_metrics(run, res, clip.parent / "masks.npz")
-    assert m["reproj_pct_of_box"] <= 5.0, m
-    assert m["silhouette_iou"] > 0.3, m
+    assert m["frames_fitted"] >= 20, m
+    assert m["reproj_pct_of_box"] <= REAL_PCT_BOUND, m
+    assert m["silhouette_iou"] > REAL_IOU_BOUND, m

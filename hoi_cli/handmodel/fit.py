@@ -10,7 +10,8 @@ works for the built-in and the official model); ``hand_pose`` is the linear map 
 Losses: robust 2D reprojection (relative to the hand's box size), root-relative and
 scale-normalised 3D shape against MediaPipe's world landmarks, a Gaussian pose prior,
 joint-limit hinges, a shape prior, and temporal smoothness (3D joint acceleration, pose
-velocity). Frames flagged as interpolated get a lower weight, missing frames none (they are
+velocity; weighted in physical units, i.e. per second, so a 12 fps clip is smoothed as lightly as
+the same motion at 30 fps: at 12 fps frame-to-frame motion is 2.5x larger and must not be damped). Frames flagged as interpolated get a lower weight, missing frames none (they are
 filled by the smoothness terms only inside a track and reported as not valid).
 
 The loss is evaluated with a keypoint-only forward pass (the 16 joints and the 5 tip
@@ -38,12 +39,15 @@ class FitConfig:
     iters: int = 160
     lr: float = 0.04
     w_2d: float = 1.0  # on (px error / hand box size)^2 * 1e4
-    w_world: float = 0.3  # on scale-normalised root-relative 3D (x100)^2
+    # on scale-normalised root-relative 3D (x100)^2. Low: MediaPipe's world landmarks are a separate
+    # regression that disagrees with its own 2D keypoints; 0.3 cost ~1 % of the box in real 2D error
+    # and bought ~0.4 mm synthetic MPJPE (bench/measure_fit.py)
+    w_world: float = 0.1
     w_prior: float = 0.02
     w_limits: float = 50.0
     w_betas: float = 0.05
-    w_smooth_j: float = 0.5  # 3D joint acceleration (mm)^2 / 100
-    w_smooth_pose: float = 5.0
+    w_smooth_j: float = 0.5  # 3D joint acceleration (mm/frame^2)^2 / 100, at 30 fps (scaled by (fps/30)^4)
+    w_smooth_pose: float = 5.0  # pose velocity, at 30 fps (scaled by (fps/30)^2)
     interpolated_weight: float = 0.3
     robust_sigma: float = 40.0  # percent of the box size; GMoF robustifier on the 2D term
 
@@ -224,7 +228,10 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
     opt = torch.optim.Adam([{"params": [go, theta], "lr": cfg.lr}, {"params": [tr], "lr": cfg.lr * 0.05},
                             {"params": [betas], "lr": cfg.lr}])
     n_obs = max(float(fw.sum()), 1.0)
-    smooth_scale = (30.0 / max(fps, 1.0)) ** 2
+    # smoothness in physical units, normalised at 30 fps: acceleration per frame^2 scales as
+    # fps^-2 (its square as fps^-4), velocity per frame as fps^-1 (its square fps^-2)
+    acc_scale = (max(fps, 1.0) / 30.0) ** 4
+    vel_scale = (max(fps, 1.0) / 30.0) ** 2
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(cfg.iters * 0.7)], 0.3)
     for it in range(cfg.iters):
         opt.zero_grad(set_to_none=True)
@@ -246,9 +253,9 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
         loss = loss + cfg.w_betas * (betas ** 2).sum()
         if T >= 3:
             acc = (j[2:] - 2 * j[1:-1] + j[:-2]) * 1000.0
-            loss = loss + cfg.w_smooth_j * smooth_scale * (acc ** 2).sum(-1).mean() / 100 * 21
-            loss = loss + cfg.w_smooth_pose * smooth_scale * ((theta[1:] - theta[:-1]) ** 2).sum() / T
-            loss = loss + cfg.w_smooth_pose * smooth_scale * ((go[1:] - go[:-1]) ** 2).sum() / T
+            loss = loss + cfg.w_smooth_j * acc_scale * (acc ** 2).sum(-1).mean() / 100 * 21
+            loss = loss + cfg.w_smooth_pose * vel_scale * ((theta[1:] - theta[:-1]) ** 2).sum() / T
+            loss = loss + cfg.w_smooth_pose * vel_scale * ((go[1:] - go[:-1]) ** 2).sum() / T
         loss.backward()
         opt.step()
         sched.step()

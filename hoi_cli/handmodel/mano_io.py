@@ -26,6 +26,7 @@ flat_hand_mean=True``, so ``hand_pose (45,)`` is the absolute axis-angle of join
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -321,8 +322,11 @@ def load_hand_model(side: str, mano_dir: str | Path | None = None, *, dtype=None
                 right = load_model_arrays(r)
                 break
         arrays, _ = fix_left_shapedirs(arrays, right)
-    layer = smplx.MANO(str(path), is_rhand=(side == "right"), data_struct=Struct(**arrays), use_pca=False,
-                       flat_hand_mean=True, batch_size=batch_size, dtype=dtype or torch.float32,
-                       num_betas=10)
+    # smplx prints "WARNING: You are using a MANO model, with only 10 shape coefficients." to
+    # stdout on every load; stdout is for data (``--format json``), so drop that line
+    with contextlib.redirect_stdout(io.StringIO()):
+        layer = smplx.MANO(str(path), is_rhand=(side == "right"), data_struct=Struct(**arrays), use_pca=False,
+                           flat_hand_mean=True, batch_size=batch_size, dtype=dtype or torch.float32,
+                           num_betas=10)
     layer = layer.to(device)
     return HandModel(layer, side, kind, path, arrays, tip_vertex_ids(arrays))

@@ -3,6 +3,8 @@
 Convention: vertices in the OpenCV camera frame (x right, y down, z forward, metres);
 ``K`` 3x3 pixels; images ``(H, W, 3)`` uint8 RGB. Triangles are drawn back to front
 (painter's algorithm), flat-shaded by the angle between the face normal and the view ray.
+`draw_mesh` takes either winding of a closed mesh (it checks the signed volume), so a left hand
+drawn with the right model's ``faces`` is shaded and culled correctly too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def silhouette(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, hw: tuple[in
     return mask.astype(bool)
 
 
+def _signed_volume(tri3: np.ndarray) -> float:
+    """Signed volume of a closed triangle mesh ``(F,3,3)``: > 0 when its faces wind outwards."""
+    return float(np.einsum("fi,fi->", tri3[:, 0], np.cross(tri3[:, 1], tri3[:, 2])) / 6.0)
+
+
 def draw_mesh(image: np.ndarray, verts: np.ndarray, faces: np.ndarray, K: np.ndarray,
               color=(255, 140, 90), alpha: float = 0.6) -> np.ndarray:
     """Overlay a flat-shaded mesh on ``image`` (returns a new image)."""
@@ -43,6 +50,8 @@ def draw_mesh(image: np.ndarray, verts: np.ndarray, faces: np.ndarray, K: np.nda
     tri3 = verts[faces]
     n = np.cross(tri3[:, 1] - tri3[:, 0], tri3[:, 2] - tri3[:, 0])
     n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+    if _signed_volume(tri3) < 0:  # inward winding (e.g. a left hand drawn with the right model's faces)
+        n = -n
     view = tri3.mean(axis=1)
     view /= np.linalg.norm(view, axis=1, keepdims=True)
     facing = -(n * view).sum(axis=1)

@@ -27,6 +27,8 @@ def read_hands(run_dir: str | Path) -> dict:
     for key in ("vertices", "faces", "K", "valid"):
         if key not in d:
             raise BadInputError(f"02_hands output lacks {key!r}", "rerun 02_hands")
+    if "slot_faces" not in d:  # 02_hands before version 2: one winding for both hands
+        d["slot_faces"] = np.stack([d["faces"], d["faces"]])
     return d
 
 

@@ -18,7 +18,18 @@ Outputs (DESIGN.md contract), ``02_hands/mano.npz``:
     ``betas (2,10)``, ``transl (T,2,3)`` metres camera frame, ``joints (T,2,21,3)`` OpenPose order,
     camera frame metres, fingertips from the model's tip vertices, ``vertices (T,2,V,3)``
     float32, ``faces (F,3)``, ``K (3,3)``, ``reproj_error_px (T,2)`` (mean over the detected
-    keypoints), ``valid (T,2)`` bool; plus ``model_kind`` ("builtin" | "mano").
+    keypoints), ``valid (T,2)`` bool; plus ``model_kind`` ("builtin" | "mano") and
+    ``slot_faces (2,F,3)``.
+
+Faces: both sides share one topology (the same vertex-index triangles), but the left model is
+the x-mirror of the right one, so its triangles wind the other way. ``faces`` is the right
+model's (outward normals for slot 1; for slot 0 they point inwards); ``slot_faces[s]`` is
+the faces of the model used for slot ``s``, outward for both. Silhouettes and masks may use
+either; anything that needs normals or back-face culling should use ``slot_faces``.
+
+A slot with no detected hand has no track: all its per-slot arrays are NaN (``betas[s]``
+included), ``valid[:, s]`` is False and ``reproj_error_px[:, s]`` NaN; ``slot_faces[s]`` is still
+the faces of that side's model, so every per-slot array has the same meaning in every run.
 ``02_hands/preview.mp4``: the meshes drawn over the frames (blue left, orange right).
 """
 
@@ -35,7 +46,7 @@ from ..errors import BadInputError, NoHandsError
 from .base import StageContext
 
 NAME = "02_hands"
-VERSION = "1"
+VERSION = "2"  # 2: smoothness in physical units, world weight 0.1, slot_faces
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")
 
 
@@ -44,7 +55,7 @@ class Params:
     focal: float = 0.0  # focal length in px; 0 = default (1.0 * max(W, H))
     mano_dir: str = ""  # folder with MANO_RIGHT/LEFT.pkl|.npz; "" = $HOI_MANO_DIR or the built-in hand
     iters: int = 160  # optimiser iterations per track
-    world_weight: float = 0.3  # weight of the MediaPipe world-landmark term (0 = 2D only)
+    world_weight: float = 0.1  # weight of the MediaPipe world-landmark term (0 = 2D only)
     interpolated_weight: float = 0.3  # weight of frames flagged as interpolated
     smooth_weight: float = 0.5  # 3D joint acceleration term
     preview: bool = True
@@ -101,7 +112,9 @@ def fit_run(run_dir: Path, params: Params, log=print) -> dict:
         "global_orient": np.full((T, 2, 3), np.nan), "hand_pose": np.full((T, 2, 45), np.nan),
         "betas": np.full((2, 10), np.nan), "transl": np.full((T, 2, 3), np.nan),
         "joints": np.full((T, 2, 21, 3), np.nan), "vertices": np.full((T, 2, V, 3), np.nan, np.float32),
-        "faces": models[1].faces, "K": K, "reproj_error_px": np.full((T, 2), np.nan),
+        "faces": np.asarray(models[1].faces, np.int64),
+        "slot_faces": np.stack([np.asarray(models[s].faces, np.int64) for s in range(2)]),
+        "K": K, "reproj_error_px": np.full((T, 2), np.nan),
         "valid": np.zeros((T, 2), bool),
     }
     cfg = FitConfig(iters=params.iters, w_world=params.world_weight, w_smooth_j=params.smooth_weight,
@@ -157,7 +170,7 @@ def write_preview(run_dir: Path, res: dict, path: Path, fps: float) -> None:
             img = read_image(fp)[..., :3]
             for s in range(2):
                 if t < len(res["valid"]) and np.isfinite(res["vertices"][t, s]).all():
-                    img = draw_mesh(img, res["vertices"][t, s], res["faces"], res["K"], SLOT_COLORS[s],
+                    img = draw_mesh(img, res["vertices"][t, s], res["slot_faces"][s], res["K"], SLOT_COLORS[s],
                                     alpha=0.6 if res["valid"][t, s] else 0.3)
             w.write(img)
 

@@ -60,7 +60,7 @@ from ..errors import BadInputError
 from .base import StageContext
 
 NAME = "04_mlo"
-VERSION = "1"
+VERSION = "2"
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "02_hands", "03_segment")
 N_LAYERS = len(MLO_LAYERS)
 OBJECT_LAYER = 0
@@ -276,6 +276,8 @@ class FrameScenes:
         if verts.shape[0] != n_frames:
             raise BadInputError(f"02_hands has {verts.shape[0]} frames, 00_frames {n_frames}", "rerun 02_hands")
         self.faces = np.asarray(self.hands["faces"], np.int64)
+        # each hand's own winding: the left hand's is reversed, so its normals point outwards
+        self.slot_faces = np.asarray(self.hands["slot_faces"], np.int64)
         self.valid = np.asarray(self.hands["valid"], bool)
         joints = self.hands.get("joints")
         self.joints = None if joints is None else np.asarray(joints, np.float64)
@@ -307,7 +309,8 @@ class FrameScenes:
         verts = self.hands["vertices"]
         for slot in range(2):
             if self.valid[t, slot]:
-                comps.append(hand_component(np.asarray(verts[t, slot], np.float64), self.faces, self.fparts, slot))
+                comps.append(hand_component(np.asarray(verts[t, slot], np.float64), self.slot_faces[slot], self.fparts,
+                                            slot))
         if self.obj_mesh is not None:
             v, f = self.obj_mesh
             pose = self.obj_poses[t]

@@ -10,8 +10,16 @@ small, blurry, partly occluded hand-object clips. This module raises recall with
    through MediaPipe's own landmark model (``hand_landmark_full.tflite``, shipped in the
    mediapipe wheel, run with ``ai-edge-litert``) at the hand's last orientation, at four
    rotations, and mirrored; the variant with the highest hand-presence score wins;
-3. linking detections into tracks, one handedness vote per track (so a track never swaps
-   left/right between frames), and short-gap interpolation, flagged in ``hand_interpolated``.
+   (the hand's own orientation is tried first and accepted at once when its presence is
+   >= ``early_accept``);
+3. optional (``palm_seed``, off by default): MediaPipe's palm detector
+   (``palm_detection_full.tflite``) on the padded frame and on upscaled tiles of frames still
+   lacking hands, each palm checked by the landmark model in the crop MediaPipe would take;
+   tracks that start only from such seeds must last ``palm_min_track`` frames;
+4. linking detections into tracks, one handedness vote per track (so a track never swaps
+   left/right between frames), the two slots resolved jointly (coexisting tracks must differ;
+   when their votes are about equal, the horizontal order decides, see
+   `_horizontal_tie_break`), and short-gap interpolation, flagged in ``hand_interpolated``.
 
 Everything is deterministic (no random numbers; fixed order of passes).
 
@@ -71,8 +79,10 @@ class HandDetectorConfig:
     # palm-detector seeding (MediaPipe's palm_detection_full.tflite on upscaled tiles) for frames
     # that the passes above leave without two hands; a seed is accepted when the landmark model
     # confirms it (presence >= palm_min_presence) and the track it starts lasts >= palm_min_track
+    slot_tie_margin: float = 0.1  # coexisting tracks whose votes differ less: horizontal order decides
+    left_hand_on_image_left: bool = True  # ... in this sense (see `_horizontal_tie_break`)
     early_accept: float = 0.9  # crop re-detection: stop trying variants at this presence
-    palm_seed: bool = True
+    palm_seed: bool = False  # opt-in: on the InterDyn clips it adds false hands (forearms) for little recall
     palm_min_score: float = 0.5
     palm_min_presence: float = 0.85
     palm_min_track: int = 6
@@ -460,6 +470,29 @@ def _track_vote(tr: dict[int, _Det]) -> float:
     return float(np.sum(w * (p - 0.5)) / max(w.sum(), 1e-9))
 
 
+def _horizontal_tie_break(tracks, votes, cfg: HandDetectorConfig) -> dict[int, int]:
+    """Slots forced on pairs of coexisting tracks whose handedness votes say the same hand with
+    about the same strength (MediaPipe labels CG hands, or hands seen from the back, "Right"
+    twice): the two must differ, and the horizontal order decides which is which, a weak cue
+    (``cfg.left_hand_on_image_left``: True for egocentric or over-the-shoulder views, where the
+    person's left hand is on the image's left; a person facing the camera is the opposite)."""
+    forced: dict[int, int] = {}
+    for i in range(len(tracks)):
+        for j in range(i + 1, len(tracks)):
+            if i in forced or j in forced or (votes[i] > 0) != (votes[j] > 0):
+                continue
+            if abs(abs(votes[i]) - abs(votes[j])) >= cfg.slot_tie_margin:
+                continue
+            shared = sorted(set(tracks[i]) & set(tracks[j]))
+            if len(shared) < cfg.min_track_length:
+                continue
+            xi = np.mean([(tracks[i][t].box[0] + tracks[i][t].box[2]) / 2 for t in shared])
+            xj = np.mean([(tracks[j][t].box[0] + tracks[j][t].box[2]) / 2 for t in shared])
+            left_first = (xi < xj) == cfg.left_hand_on_image_left
+            forced[i], forced[j] = (LEFT, RIGHT) if left_first else (RIGHT, LEFT)
+    return forced
+
+
 def _assign_slots(tracks: list[dict[int, _Det]], cfg: HandDetectorConfig) -> list[tuple[int, dict[int, _Det]]]:
     """One slot per track by its handedness vote; resolve tracks that claim the same slot."""
     tracks = [tr for tr in tracks
@@ -467,13 +500,15 @@ def _assign_slots(tracks: list[dict[int, _Det]], cfg: HandDetectorConfig) -> lis
               and (len(tr) >= cfg.min_track_length or max(d.score for d in tr.values()) >= 0.8)
               # palm-detector seeds must persist: a track started only by them needs length
               and (len(tr) >= cfg.palm_min_track or any(d.origin != "palm" for d in tr.values()))]
+    votes = [_track_vote(tr) for tr in tracks]
+    forced = _horizontal_tie_break(tracks, votes, cfg)
     # strongest evidence first: length * confidence of the vote
-    order = sorted(range(len(tracks)), key=lambda i: (-len(tracks[i]) * abs(_track_vote(tracks[i])), i))
+    order = sorted(range(len(tracks)), key=lambda i: (-len(tracks[i]) * abs(votes[i]), i))
     occupied = {LEFT: set(), RIGHT: set()}
     out = []
     for i in order:
         tr = tracks[i]
-        pref = RIGHT if _track_vote(tr) > 0 else LEFT
+        pref = forced.get(i, RIGHT if votes[i] > 0 else LEFT)
         frames = set(tr)
         slot = None
         for s in (pref, 1 - pref):
@@ -522,9 +557,12 @@ def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None) -
     if cfg.palm_seed and T and model is not None and model.available:
         palm = PalmModel(cfg.num_threads)
         if palm.available:
-            lacking = [t for t in range(T) if len(per_frame[t]) < cfg.max_hands]
+            # frames without any hand: every palm_stride-th; with one hand: 3x sparser
+            st = max(1, cfg.palm_stride)
+            none = [t for t in range(T) if not per_frame[t]][::st]
+            one = [t for t in range(T) if 0 < len(per_frame[t]) < cfg.max_hands][::3 * st]
             added = 0
-            for t in lacking[::max(1, cfg.palm_stride)]:
+            for t in sorted(none + one):
                 for cand in palm_candidates(frames[t], palm, cfg):
                     if len(per_frame[t]) >= cfg.max_hands:
                         break

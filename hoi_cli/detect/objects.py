@@ -7,12 +7,19 @@ Modes:
   keypoints marked as background). The box is tracked with OpenCV's CSRT tracker forward to
   the end and backward to the start. Score: 1.0 on the prompt frame, the tracker's success
   (0.8) elsewhere, NaN box and 0 score where the tracker lost it.
-- **auto** (no prompt): in every frame with a hand, GrabCut in a window around the grasp
-  point (the centroid of the thumb, index and middle fingertips; the midpoint of both hands'
-  grasp points when both hands are close) with the hands' skeletons marked background; the
-  foreground component nearest the grasp point gives the box. Boxes are then smoothed with a
-  temporal median and frames without hands are filled by CSRT tracking from the nearest
-  proposed frame. Score 0.5 (proposal) or 0.4 (tracked).
+- **auto** (no prompt), built to be fast: on key frames (every ``key_stride``-th frame with a
+  hand) GrabCut runs once in a window around the grasp point (the centroid of the thumb, index
+  and middle fingertips; the midpoint of both hands' grasp points when both hands are close),
+  downscaled to <= ``auto_max_side`` px, 2 iterations. Initial labels: window border
+  background; the hands' palms (wrist + finger bases) background; finger skeletons only
+  *probably* background (fingers lie on the object); a disc around the grasp point and the
+  pixels that move with the hands (Farneback optical flow to the next frame, relative to the
+  background's motion) probably object. The foreground component at the grasp point gives the
+  box; the window grows towards the sides the object touches (``max_grow`` times). A result
+  filling the window (colours do not separate) or a sliver smaller than ``min_rel_area`` x
+  hand size^2 falls back to a hand-sized box at the grasp point. Key boxes get a temporal
+  median, frames in between are interpolated linearly, frames before/after are held.
+  Score 0.5 (key), 0.4 (interpolated), 0.3 (held).
 
 Deterministic: GrabCut is seeded by ``cv2.setRNGSeed``.
 
@@ -34,9 +41,23 @@ class ObjectConfig:
     object_point: tuple[float, float] | None = None
     object_frame: int = 0
     auto: bool = True  # propose a box automatically when there is no prompt
-    grabcut_iters: int = 3
+    grabcut_iters: int = 3  # prompt (point) mode
     window_scale: float = 2.0  # auto window side = window_scale * hand size
     median_window: int = 5
+    # auto mode (fast): proposals on key frames only, GrabCut on a downscaled window that grows
+    # towards the sides the object touches; linear interpolation between key frames
+    key_stride: int = 3  # a proposal on every n-th frame with a hand
+    auto_iters: int = 2
+    auto_max_side: int = 64  # the GrabCut window is downscaled to at most this many px
+    max_grow: int = 2  # times the window may grow towards sides the object touches
+    grow_factor: float = 0.75  # ... by this fraction of its side each time
+    min_rel_area: float = 0.1  # proposals smaller than this x hand size^2 fall back to the prior box
+    seed_shift: float = 0.0  # one hand: move the seed this x hand size beyond the fingertips
+    motion: bool = True  # what moves with the hands (optical flow) is probably object
+    motion_gap: int = 1  # ... between a key frame and the frame this many frames later
+    fg_radius: float = 0.6  # initial "probably object" disc around the grasp point (x hand size); 0 = whole window
+    max_fill: float = 0.8  # a segmentation filling more of the window than this is rejected
+    prior_scale: float = 1.0  # fallback where GrabCut gives nothing: a box this x hand size at the grasp point
 
 
 def prompt_from_mask_box(mask: np.ndarray, frame: int) -> tuple[tuple[float, float, float, float], int]:
@@ -154,33 +175,202 @@ def _grabcut_box(frame, win, seed_xy, seed_r, hand_kp, iters, interior=None) -> 
     return np.array([s[0] + x0, s[1] + y0, s[0] + s[2] + x0, s[1] + s[3] + y0], dtype=np.float32)
 
 
+PALM = [0, 1, 5, 9, 13, 17]  # wrist and finger bases: the palm polygon
+
+
+def _auto_grabcut(frame, win, seed_xy, seed_r, hand_kps, iters, max_side, fg_radius=None, max_fill=1.0,
+                  motion=None):
+    """GrabCut in ``win`` downscaled to ``max_side`` px: window border = background, the hands'
+    palms (wrist + finger bases) = background, their finger skeletons = probably background
+    (fingers lie on the object, so they must not cut it), the rest probably foreground, a disc
+    at the grasp point foreground. Returns the box of the foreground component nearest the
+    seed (frame px) and which window sides it touches (x0, y0, x1, y1)."""
+    import cv2
+
+    H, W = frame.shape[:2]
+    x0, y0 = int(max(0, np.floor(win[0]))), int(max(0, np.floor(win[1])))
+    x1, y1 = int(min(W, np.ceil(win[2]))), int(min(H, np.ceil(win[3])))
+    nan = np.full(4, np.nan, dtype=np.float32)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return nan, (False,) * 4
+    s = min(1.0, max_side / max(x1 - x0, y1 - y0))
+    w, h = max(8, int(round((x1 - x0) * s))), max(8, int(round((y1 - y0) * s)))
+    sx_, sy_ = w / (x1 - x0), h / (y1 - y0)
+    img = cv2.resize(np.ascontiguousarray(frame[y0:y1, x0:x1]), (w, h), interpolation=cv2.INTER_AREA)
+    img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+
+    def to_roi(p):
+        return int(round((p[0] - x0) * sx_)), int(round((p[1] - y0) * sy_))
+
+    mask = np.full((h, w), cv2.GC_PR_FGD if fg_radius is None else cv2.GC_PR_BGD, np.uint8)
+    if fg_radius is not None:  # only a disc around the grasp point is probably object
+        cv2.circle(mask, to_roi(seed_xy), max(2, int(fg_radius * sx_)), cv2.GC_PR_FGD, -1)
+    if motion is not None:  # ... and what moves with the hands
+        ms = motion.shape[1] / W
+        mx0, my0 = int(x0 * ms), int(y0 * ms)
+        mx1, my1 = max(mx0 + 1, int(np.ceil(x1 * ms))), max(my0 + 1, int(np.ceil(y1 * ms)))
+        m = cv2.resize(motion[my0:my1, mx0:mx1].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        mask[m > 0] = cv2.GC_PR_FGD
+    # frame-edge sides are not window border: an object may be cut by the frame
+    if win[1] > 0:
+        mask[:1, :] = cv2.GC_BGD
+    if win[3] < H:
+        mask[-1:, :] = cv2.GC_BGD
+    if win[0] > 0:
+        mask[:, :1] = cv2.GC_BGD
+    if win[2] < W:
+        mask[:, -1:] = cv2.GC_BGD
+
+    for kp in hand_kps:
+        size = max(np.ptp(kp[:, 0]), np.ptp(kp[:, 1]), 4.0) * sx_
+        th = max(1, int(size * 0.08))
+        for j, pj in enumerate(OPENPOSE_PARENTS):
+            if pj >= 0:
+                cv2.line(mask, to_roi(kp[j]), to_roi(kp[pj]), cv2.GC_PR_BGD, th)
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.array([to_roi(kp[j]) for j in PALM], np.int32)), cv2.GC_BGD)
+    sx, sy = to_roi(seed_xy)
+    cv2.circle(mask, (sx, sy), max(1, int(seed_r * sx_)), cv2.GC_FGD, -1)
+    if not ((mask == cv2.GC_BGD) | (mask == cv2.GC_PR_BGD)).any():
+        return nan, (False,) * 4
+    cv2.setRNGSeed(0)
+    bgd = np.zeros((1, 65), np.float64)
+    fgd = np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(img, mask, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return nan, (False,) * 4
+    fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
+    n, lab, stats, cent = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    if n <= 1:
+        return nan, (False,) * 4
+    if fg.mean() > max_fill:  # everything is "object": the colours do not separate, no answer
+        return nan, (False,) * 4
+    iy, ix = int(np.clip(sy, 0, h - 1)), int(np.clip(sx, 0, w - 1))
+    k = lab[iy, ix]
+    if k == 0:
+        d = np.hypot(cent[1:, 0] - sx, cent[1:, 1] - sy) / np.sqrt(stats[1:, 4])
+        k = 1 + int(np.argmin(d))
+    bx, by, bw, bh = stats[k, :4]
+    touch = (bx <= 1 and win[0] > 0, by <= 1 and win[1] > 0, bx + bw >= w - 1 and win[2] < W,
+             by + bh >= h - 1 and win[3] < H)
+    box = np.array([x0 + bx / sx_, y0 + by / sy_, x0 + (bx + bw) / sx_, y0 + (by + bh) / sy_], dtype=np.float32)
+    return box, touch
+
+
+def _auto_window(kps, cfg):
+    """Seed (grasp point), seed radius and the initial window around the hands of one frame."""
+    sizes = [max(np.ptp(k[:, 0]), np.ptp(k[:, 1]), 8.0) for k in kps]
+    gps = [grasp_point(k) for k in kps]
+    size = max(sizes)
+    if len(kps) == 2 and np.hypot(*(gps[0] - gps[1])) < 3.0 * size:
+        seed = (gps[0] + gps[1]) / 2
+        half = max(cfg.window_scale * size, abs(gps[0][0] - gps[1][0]) + size) / 2
+    else:
+        i = int(np.argmax(sizes))
+        seed, size = gps[i], sizes[i]
+        v = gps[i] - kps[i][0]  # the object lies beyond the fingertips, away from the wrist
+        seed = seed + cfg.seed_shift * size * v / max(np.hypot(*v), 1e-6)
+        half = cfg.window_scale * size / 2
+    return seed, 0.1 * size, np.array([seed[0] - half, seed[1] - half, seed[0] + half, seed[1] + half])
+
+
+def comoving_mask(frame_a, frame_b, kps, max_side: int = 160) -> np.ndarray | None:
+    """Pixels of ``frame_a`` that move with the hands between ``frame_a`` and ``frame_b`` (dense
+    Farneback flow on frames downscaled to ``max_side`` px): flow within half the hand-vs-
+    background motion of the hands' median flow. None where the hands barely move against the
+    background (no signal). The mask is at the downscaled size; resize to use it."""
+    import cv2
+
+    H, W = frame_a.shape[:2]
+    s = min(1.0, max_side / max(H, W))
+    size = (max(8, int(round(W * s))), max(8, int(round(H * s))))
+    ga = cv2.cvtColor(cv2.resize(frame_a, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    gb = cv2.cvtColor(cv2.resize(frame_b, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    flow = cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+    pts = np.concatenate([k for k in kps]) * s
+    ix = np.clip(pts[:, 0].astype(int), 0, size[0] - 1)
+    iy = np.clip(pts[:, 1].astype(int), 0, size[1] - 1)
+    hand = np.median(flow[iy, ix], axis=0)
+    border = np.concatenate([flow[:3].reshape(-1, 2), flow[-3:].reshape(-1, 2),
+                             flow[:, :3].reshape(-1, 2), flow[:, -3:].reshape(-1, 2)])
+    bg = np.median(border, axis=0)
+    rel = float(np.hypot(*(hand - bg)))
+    if rel < 1.0:
+        return None
+    return np.hypot(*(flow - hand).transpose(2, 0, 1)) < 0.5 * rel
+
+
+def propose_object_box(frame, kps, cfg: ObjectConfig, motion: np.ndarray | None = None) -> np.ndarray:
+    """One automatic object box for one frame (see `_auto_grabcut`), growing the window towards
+    the sides the object touches, up to ``cfg.max_grow`` times."""
+    H, W = frame.shape[:2]
+    seed, r, win = _auto_window(kps, cfg)
+    box = np.full(4, np.nan, dtype=np.float32)
+    fr = cfg.fg_radius * r / 0.1 if cfg.fg_radius else None
+    for g in range(cfg.max_grow + 1):
+        box, touch = _auto_grabcut(frame, win, seed, r, kps, cfg.auto_iters, cfg.auto_max_side, fr, cfg.max_fill,
+                                   motion)
+        if not np.isfinite(box).all() or not any(touch) or g == cfg.max_grow:
+            break
+        d = cfg.grow_factor * max(win[2] - win[0], win[3] - win[1])
+        win = win + np.array([-d * touch[0], -d * touch[1], d * touch[2], d * touch[3]])
+        win = np.clip(win, [0, 0, 0, 0], [W, H, W, H])
+    hs = r / 0.1  # hand size
+    if np.isfinite(box).all() and (box[2] - box[0]) * (box[3] - box[1]) < cfg.min_rel_area * hs * hs:
+        box = np.full(4, np.nan, dtype=np.float32)  # a sliver (a handle, a fingertip): not the object
+    if not np.isfinite(box).all() and cfg.prior_scale > 0:  # fallback: a box at the grasp point
+        half = cfg.prior_scale * r / 0.1 / 2
+        box = np.array([seed[0] - half, seed[1] - half, seed[0] + half, seed[1] + half], dtype=np.float32)
+        box = np.clip(box, [0, 0, 0, 0], [W, H, W, H]).astype(np.float32)
+    return box
+
+
 def grasp_point(kp: np.ndarray) -> np.ndarray:
     """Centroid of the thumb, index and middle fingertips of one hand's (21,2) keypoints."""
     return kp[[4, 8, 12]].mean(axis=0)
 
 
-def propose_object_boxes(frames, hand_keypoints: np.ndarray, cfg: ObjectConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Automatic per-frame object boxes near the hands (see module docstring)."""
+def auto_object_boxes(frames, hand_keypoints: np.ndarray, cfg: ObjectConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Automatic boxes: `propose_object_box` on key frames (every ``cfg.key_stride``-th frame
+    with a hand, plus the last), a temporal median over the key boxes, linear interpolation in
+    between and the nearest key box held before the first and after the last key.
+    Scores: 0.5 key, 0.4 interpolated, 0.3 held, 0 none."""
     T = len(frames)
     boxes = empty_boxes(T)
+    score = np.zeros(T, dtype=np.float32)
+    has = [t for t in range(T) if np.isfinite(hand_keypoints[t, :, :, :2]).all(axis=(1, 2)).any()]
+    if not has:
+        return boxes, score
+    keys = has[::max(1, cfg.key_stride)]
+    if keys[-1] != has[-1]:
+        keys.append(has[-1])
+    prop = {}
+    for t in keys:
+        kps = [hand_keypoints[t, s, :, :2].astype(np.float64) for s in range(2)
+               if np.isfinite(hand_keypoints[t, s, :, :2]).all()]
+        motion = None
+        if cfg.motion:
+            t2 = t + cfg.motion_gap if t + cfg.motion_gap < T else t - cfg.motion_gap
+            if 0 <= t2 < T:
+                motion = comoving_mask(frames[t], frames[t2], kps)
+        b = propose_object_box(frames[t], kps, cfg, motion)
+        if np.isfinite(b).all():
+            prop[t] = b
+    if not prop:
+        return boxes, score
+    kt = np.array(sorted(prop))
+    kb = _temporal_median(np.stack([prop[t] for t in kt]), 3)
     for t in range(T):
-        kps = [hand_keypoints[t, s, :, :2] for s in range(2) if np.isfinite(hand_keypoints[t, s, :, :2]).all()]
-        if not kps:
-            continue
-        sizes = [max(np.ptp(k[:, 0]), np.ptp(k[:, 1]), 8.0) for k in kps]
-        gps = [grasp_point(k) for k in kps]
-        size = max(sizes)
-        if len(kps) == 2 and np.hypot(*(gps[0] - gps[1])) < 3.0 * size:
-            seed = (gps[0] + gps[1]) / 2
-            half = max(cfg.window_scale * size, abs(gps[0][0] - gps[1][0]) + size) / 2
+        if t in prop:
+            boxes[t], score[t] = kb[np.searchsorted(kt, t)], 0.5
+        elif kt[0] < t < kt[-1]:
+            b = np.searchsorted(kt, t)
+            a = b - 1
+            w = (t - kt[a]) / (kt[b] - kt[a])
+            boxes[t], score[t] = (1 - w) * kb[a] + w * kb[b], 0.4
         else:
-            i = int(np.argmax(sizes))
-            seed = gps[i]
-            half = cfg.window_scale * size / 2
-        win = np.array([seed[0] - half, seed[1] - half, seed[0] + half, seed[1] + half])
-        boxes[t] = _grabcut_box(frames[t], win, seed, 0.12 * size, np.stack(kps), cfg.grabcut_iters,
-                                interior=3)  # cv2.GC_PR_FGD: the window is probably object
-    return boxes, np.isfinite(boxes).all(axis=1)
+            boxes[t], score[t] = kb[0 if t < kt[0] else -1], 0.3
+    return boxes, score
 
 
 def _temporal_median(boxes: np.ndarray, k: int) -> np.ndarray:
@@ -220,26 +410,5 @@ def detect_objects(frames, detections: dict | None, cfg: ObjectConfig | None = N
             score[f] = 1.0
     elif cfg.auto:
         mode = "auto"
-        prop, ok = propose_object_boxes(frames, kp, cfg)
-        prop = _temporal_median(prop, cfg.median_window)
-        boxes = prop
-        score = np.where(ok, 0.5, 0.0).astype(np.float32)
-        if ok.any() and not ok.all():
-            # fill frames without a proposal by tracking from the nearest proposed frame
-            idx = np.nonzero(ok)[0]
-            first, last = idx[0], idx[-1]
-            tb, tok = track_box(frames, prop[first], int(first))
-            for t in range(0, first):
-                if tok[t]:
-                    boxes[t], score[t] = tb[t], 0.4
-            tb, tok = track_box(frames, prop[last], int(last))
-            for t in range(last + 1, T):
-                if tok[t]:
-                    boxes[t], score[t] = tb[t], 0.4
-            for t in range(first, last):
-                if not np.isfinite(boxes[t]).all():  # interior gap: linear interpolation
-                    a = idx[idx < t].max()
-                    b = idx[idx > t].min()
-                    w = (t - a) / (b - a)
-                    boxes[t], score[t] = (1 - w) * prop[a] + w * prop[b], 0.4
+        boxes, score = auto_object_boxes(frames, kp, cfg)
     return {"object_boxes": boxes.astype(np.float32), "object_score": score.astype(np.float32), "object_mode": mode}

@@ -23,7 +23,7 @@ from ..errors import BadInputError, NoHandsError
 from .base import StageContext
 
 NAME = "01_detect"
-VERSION = "1"
+VERSION = "2"
 DEPENDS_ON: tuple[str, ...] = ("00_frames",)
 
 CONTRACT_KEYS = ("hand_keypoints", "hand_world", "hand_score", "hand_interpolated", "hand_boxes",
@@ -41,6 +41,8 @@ class Params:
     min_presence: float = 0.5  # hand presence needed for a crop re-detection
     redetect: bool = True  # crop re-detection around neighbouring frames' hands
     tiles: bool = False  # extra multi-scale tile pass (more recall, more false hands, slower)
+    palm_seed: bool = False  # seed hands from MediaPipe's palm detector on upscaled tiles (opt-in)
+    left_hand_on_image_left: bool = True  # slot tie-break for equal handedness votes (egocentric view)
     max_gap: int = 3  # interpolate gaps of at most this many frames (flagged)
     model_complexity: int = 1
     preview: bool = True
@@ -68,7 +70,8 @@ def detect(frames: np.ndarray, p: Params, progress=None, clip_name: str = "clip"
     passes = ("forward", "backward", "static") + (("tiles",) if p.tiles else ())
     cfg = HandDetectorConfig(min_detection_confidence=p.min_detection_confidence, min_presence=p.min_presence,
                              redetect=p.redetect, max_gap=p.max_gap, model_complexity=p.model_complexity,
-                             square_size=p.square_size, full_frame_passes=passes, rescore=p.tiles)
+                             square_size=p.square_size, full_frame_passes=passes, rescore=p.tiles,
+                             palm_seed=p.palm_seed, left_hand_on_image_left=p.left_hand_on_image_left)
     T = len(frames)
     hands = detect_hands(frames, cfg, progress=progress)
     found = np.isfinite(hands["hand_score"])

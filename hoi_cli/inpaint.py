@@ -106,17 +106,22 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
                     for r, k in zip(rem, keep)])
     A = estimate_camera_motion(frames, bad, static_px)
     if A is None:
+        # one background plate for the whole clip, from background observations only (never
+        # hands or object), over the region to fill plus a margin for the inpainting's sources
         ys, xs = np.nonzero(rem.any(axis=0))
-        src = frames[:, ys, xs]  # (T, N, 3)
-        ok = ~bad[:, ys, xs]
-        med, found = _median_fill(src, ok)
-        plate = np.median(frames, axis=0).astype(np.uint8)
-        plate[ys, xs] = np.clip(np.round(med), 0, 255).astype(np.uint8)
-        hole = np.zeros((H, W), np.uint8)
-        hole[ys[~found], xs[~found]] = 1
+        margin = 3 * inpaint_radius + 4
+        y0, y1 = max(ys.min() - margin, 0), min(ys.max() + margin + 1, H)
+        x0, x1 = max(xs.min() - margin, 0), min(xs.max() + margin + 1, W)
+        crop = frames[:, y0:y1, x0:x1].reshape(T, -1, 3)
+        ok = ~bad[:, y0:y1, x0:x1].reshape(T, -1)
+        med, found = _median_fill(crop, ok)
+        plate = np.clip(np.round(med), 0, 255).astype(np.uint8).reshape(y1 - y0, x1 - x0, 3)
+        hole = (~found).reshape(y1 - y0, x1 - x0).astype(np.uint8)  # never background: object or hand always
         if hole.any():
             plate = cv2.inpaint(plate, hole, inpaint_radius, cv2.INPAINT_TELEA)
-        out[rem] = np.broadcast_to(plate, frames.shape)[rem]
+        full = np.zeros((H, W, 3), np.uint8)
+        full[y0:y1, x0:x1] = plate
+        out[rem] = np.broadcast_to(full, frames.shape)[rem]
         return out
     for t in range(T):
         if not rem[t].any():
@@ -136,7 +141,10 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
         f = out[t]
         f[ys[found], xs[found]] = np.clip(np.round(med[found]), 0, 255).astype(np.uint8)
         if (~found).any():
-            hole = np.zeros((H, W), np.uint8)
-            hole[ys[~found], xs[~found]] = 1
-            out[t] = cv2.inpaint(f, hole, inpaint_radius, cv2.INPAINT_TELEA)
+            hole = np.zeros((H, W), bool)
+            hole[ys[~found], xs[~found]] = True
+            # kept pixels (hands) are not background: hide them from the inpainting's sources too
+            guard = bad[t] & ~rem[t]
+            filled = cv2.inpaint(f, (hole | guard).astype(np.uint8), inpaint_radius, cv2.INPAINT_TELEA)
+            f[hole] = filled[hole]
     return out

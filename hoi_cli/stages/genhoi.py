@@ -28,7 +28,7 @@ from ..errors import BadInputError
 from .base import StageContext
 
 NAME = "07_genhoi"
-VERSION = "1"
+VERSION = "2"
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "03_segment")
 
 
@@ -39,10 +39,11 @@ class Params:
     crf: int = 18
 
 
-def _remove(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def _remove(frames: np.ndarray, masks: np.ndarray, hands: np.ndarray | None) -> np.ndarray:
     from ..inpaint import remove_object
 
-    return np.asarray(remove_object(frames, masks))
+    # the hands are kept, and never used as background: they move with the object
+    return np.asarray(remove_object(frames, masks, keep_masks=hands))
 
 
 def run(ctx: StageContext) -> dict:
@@ -69,7 +70,8 @@ def run(ctx: StageContext) -> dict:
         remove = np.stack([cv2.dilate(m.astype(np.uint8), k).astype(bool) for m in obj])
     else:
         remove = obj
-    removed = _remove(frames, remove)
+    hands = np.asarray(masks["hand"], bool) if "hand" in masks else None
+    removed = _remove(frames, remove, hands)
     write_video(ctx.out_dir / "object_mask.mp4", [np.repeat(m[..., None], 3, -1).astype(np.uint8) * 255 for m in obj],
                 fps, crf=p.crf)
     write_video(ctx.out_dir / "object_removed.mp4", list(removed), fps, crf=p.crf)

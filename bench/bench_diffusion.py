@@ -44,8 +44,8 @@ def batch_for(cfg, b: int, device, t: int | None = None) -> dict:
              layout=torch.rand(b, t, 3, h, w, generator=g), hand_mask=hand, object_mask=obj,
              hand_render=torch.rand(b, t, cfg.hand_render_channels, h, w, generator=g),
              structure=torch.rand(b, t, cfg.structure_channels, h, w, generator=g),
-             mlo_normals=torch.rand(b, t, 21, h, w, generator=g) * 2 - 1,
-             mlo_occlusion=torch.rand(b, t, 7, h, w, generator=g))
+             mlo_normals=torch.rand(b, t, 3 * cfg.mlo_layers, h, w, generator=g) * 2 - 1,
+             mlo_occlusion=torch.rand(b, t, cfg.mlo_layers, h, w, generator=g))
     return {k: v.to(device) for k, v in d.items()}
 
 

@@ -120,16 +120,16 @@ def test_pairs_csv_with_fid_and_fvd_from_weights_dir(app, clips, tmp_path):
                                         f"two,{clips / 'a.mp4'},{clips / 'b.mp4'}\n")
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["eval", "--pairs", str(tmp_path / "pairs.csv"), "--metrics", "psnr,fid,fvd",
-                                 "--no-hoi-crop", "--weights-dir", str(wd), "--max-frames", "3", "--fvd-frames", "3",
+                                 "--no-hoi-crop", "--weights-dir", str(wd), "--max-frames", "2", "--fvd-frames", "2",
                                  "--out", str(out)])
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["n_clips"] == 2 and [c["name"] for c in doc["clips"]] == ["one", "two"]
     assert doc["metrics"]["fid"]["status"] == "ok" and doc["metrics"]["fid"]["value"] >= 0
     assert doc["metrics"]["fid"]["convention"]["resize"] == "pytorch-fid"
-    assert doc["metrics"]["fid"]["convention"]["n_frames_generated"] == 6
+    assert doc["metrics"]["fid"]["convention"]["n_frames_generated"] == 4  # pooled over both clips
     assert doc["metrics"]["fvd"]["status"] == "ok"
-    assert doc["metrics"]["fvd"]["convention"]["frames_used"] == [3]
+    assert doc["metrics"]["fvd"]["convention"]["frames_used"] == [2]
     assert "fid" in _stdout(r)  # the table
 
 
@@ -152,6 +152,7 @@ def test_importing_eval_command_is_cheap():
 # ----------------------------------------------------------------------------- real data
 
 
+@pytest.mark.realdata
 def test_real_anchorcrafter_pair(shared_data):
     from hoi_cli.metrics.evaluate import ClipPair, EvalOptions, evaluate
 
@@ -168,6 +169,7 @@ def test_real_anchorcrafter_pair(shared_data):
     assert m["object_mask_iou"]["value"] > 0.9
 
 
+@pytest.mark.realdata
 def test_real_pair_hand_metrics_few_frames(shared_data):
     from hoi_cli.metrics.evaluate import ClipPair, EvalOptions, evaluate
 

@@ -40,7 +40,30 @@ def test_frechet_distance_closed_form():
         pytest.approx(2.0)
 
 
+def test_fid_features_match_pytorch_fid(fid_weights, rng, tmp_path, monkeypatch):
+    """Fast check (default run): the same pool3 features as pytorch-fid's pipeline on PNG files."""
+    pfi = pytest.importorskip("pytorch_fid.inception")
+    from pytorch_fid import fid_score
+
+    import torch
+    from PIL import Image
+
+    frames = _frames(rng, 3)
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(tmp_path / f"{i:04d}.png")
+    monkeypatch.setattr(pfi, "load_state_dict_from_url",
+                        lambda *a, **k: torch.load(fid_weights, map_location="cpu"))
+    model = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    files = sorted(str(p) for p in tmp_path.glob("*.png"))
+    want = fid_score.get_activations(files, model, batch_size=8, dims=2048, device="cpu", num_workers=0)
+    got = fid.FIDFeatureExtractor(fid_weights).__call__(frames)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert got.std(axis=0).mean() > 1e-4  # the random weights do not collapse the features
+
+
+@pytest.mark.slow
 def test_fid_matches_pytorch_fid(fid_weights, rng, tmp_path, monkeypatch):
+    """The FID number against pytorch-fid end to end (slow: its scipy sqrtm of a 2048x2048 matrix)."""
     pfi = pytest.importorskip("pytorch_fid.inception")
     from pytorch_fid import fid_score
 

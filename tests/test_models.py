@@ -16,6 +16,8 @@ from hoi_cli.models.rope import (apply_rope, grid_positions, head_sliding_times,
 from hoi_cli.models.vae import LatentCodec
 
 B, T, H, W = 2, 4, 32, 32
+_CFG = make_config("tiny", "all")
+N_MLO, CH_RENDER, CH_STRUCT = _CFG.mlo_layers, _CFG.hand_render_channels, _CFG.structure_channels
 
 
 @pytest.fixture(autouse=True)
@@ -34,10 +36,10 @@ def conditions(seed: int = 0, b: int = B, t: int = T) -> dict:
     obj[..., 12:20, 8:16] = 1.0
     return dict(reference=torch.rand(b, 3, H, W, generator=g) * 2 - 1,
                 layout=torch.rand(b, t, 3, H, W, generator=g), hand_mask=hand, object_mask=obj,
-                hand_render=torch.rand(b, t, 3, H, W, generator=g),
-                structure=torch.rand(b, t, 2, H, W, generator=g),
-                mlo_normals=torch.rand(b, t, 21, H, W, generator=g) * 2 - 1,
-                mlo_occlusion=torch.rand(b, t, 7, H, W, generator=g))
+                hand_render=torch.rand(b, t, CH_RENDER, H, W, generator=g),
+                structure=torch.rand(b, t, CH_STRUCT, H, W, generator=g),
+                mlo_normals=torch.rand(b, t, 3 * N_MLO, H, W, generator=g) * 2 - 1,
+                mlo_occlusion=torch.rand(b, t, N_MLO, H, W, generator=g))
 
 
 def model_cond(c: dict) -> dict:
@@ -78,12 +80,12 @@ def test_config_roundtrip_and_presets(tmp_path):
 def test_shapes(system):
     m = tiny_model(system)
     c = conditions()
-    s = torch.randn(B, T, 2, H, W) if m.config.structure_stream else None
+    s = torch.randn(B, T, CH_STRUCT, H, W) if m.config.structure_stream else None
     v, aux = run(m, c, structure_noisy=s, return_aux=True)
     assert v.shape == (B, T, 3, H, W)
     assert torch.isfinite(v).all()
     if system in ("cointeract", "all"):
-        assert aux["structure_velocity"].shape == (B, T, 2, H, W)
+        assert aux["structure_velocity"].shape == (B, T, CH_STRUCT, H, W)
         assert len(aux["router_logits"]) == m.config.depth
         assert aux["router_logits"][0].shape == (B, T * 8 * 8)
 
@@ -151,7 +153,7 @@ def test_reference_dropout_is_the_unconditional_branch():
 def test_structure_stream_is_free_at_inference():
     m = tiny_model("cointeract")
     c = conditions()
-    s = torch.randn(B, T, 2, H, W)
+    s = torch.randn(B, T, CH_STRUCT, H, W)
     v_with, aux = run(m, c, structure_noisy=s, return_aux=True)
     v_without = run(m, c)
     torch.testing.assert_close(v_with, v_without, atol=1e-5, rtol=1e-5)  # video never attends structure

@@ -90,6 +90,22 @@ class HandDetectorConfig:
     palm_tile_scales: tuple[float, ...] = (0.5,)
     palm_tile_overlap: float = 0.25
     palm_max_candidates: int = 4
+    # exhaustive seed search (opt-in): when a clip is mostly without hands after the passes
+    # above, a multi-scale sliding-window scan of the landmark model on a few key frames; a
+    # window is a seed when the full model confirms it at its own orientation
+    # (>= seed_min_presence), it recurs at a consistent place in another key frame, and the
+    # track it starts lasts >= seed_min_track frames
+    seed_search: bool = False
+    seed_when_missing: float = 0.5  # run only if this fraction of the frames has no hand
+    seed_key_frames: int = 3  # key frames scanned, evenly spread over the frames without hands
+    seed_sizes: tuple[float, ...] = (0.25, 0.4, 0.65)  # window sides, fractions of min(H, W)
+    seed_step: float = 0.5  # grid step, fraction of the window side
+    seed_rotations: tuple[float, ...] = (0.0, 90.0, 270.0)
+    seed_scan_complexity: int = 0  # landmark model of the scan (0 = lite, faster)
+    seed_scan_presence: float = 0.7
+    seed_min_presence: float = 0.85
+    seed_min_track: int = 8
+    seed_max_per_frame: int = 4
 
 
 @dataclass
@@ -257,6 +273,101 @@ def _palm_seed(frame, cand, model: "LandmarkModel", cfg: "HandDetectorConfig") -
         return None
     d.source = d.origin = "palm"
     return d
+
+
+def seed_windows(W: int, H: int, cfg: "HandDetectorConfig") -> list[tuple[float, float, float]]:
+    """Square scan windows (cx, cy, side): sides ``cfg.seed_sizes`` * min(W, H) on a grid of
+    step ``cfg.seed_step`` * side; centres reach a quarter side from the frame's edges, so a
+    hand cut by the edge still fills its window (the crop's border is replicated)."""
+    out = []
+    for fr in cfg.seed_sizes:
+        side = max(24.0, fr * min(W, H))
+        step = max(4.0, cfg.seed_step * side)
+
+        def centres(n):
+            lo, hi = side / 4, n - side / 4
+            k = max(1, int(np.ceil((hi - lo) / step)) + 1)
+            return np.linspace(lo, hi, k) if hi > lo else np.array([n / 2])
+
+        out += [(float(x), float(y), side) for y in centres(H) for x in centres(W)]
+    return out
+
+
+def _scan_frame(frame, scan_model: "LandmarkModel", model: "LandmarkModel", cfg: "HandDetectorConfig") -> list["_Det"]:
+    """Seed candidates in one frame: every window of `seed_windows` at ``seed_rotations``
+    through the (lite) scan model; windows with presence >= ``seed_scan_presence`` are merged,
+    then each is confirmed twice by the full model at the hand's own orientation (crop
+    re-detection around the found keypoints, then again around its result): both presences
+    >= ``seed_min_presence`` and the two boxes overlapping (IoU >= 0.3)."""
+    import cv2
+
+    H, W = frame.shape[:2]
+    cands = []
+    for cx, cy, side in seed_windows(W, H, cfg):
+        for ang in cfg.seed_rotations:
+            M = _crop_affine(cx, cy, side, ang, False)
+            crop = cv2.warpAffine(frame, M, (LANDMARK_INPUT, LANDMARK_INPUT), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            lm, presence, _, _ = scan_model(crop)
+            if presence < cfg.seed_scan_presence:
+                continue
+            Minv = cv2.invertAffineTransform(M)
+            kp = lm[:, :2] @ Minv[:, :2].T + Minv[:, 2]
+            cands.append((presence, kp))
+    cands.sort(key=lambda c: -c[0])
+    kept: list[tuple[float, np.ndarray]] = []
+    for p, kp in cands:
+        b = box_from_points(kp)
+        if all(box_iou(b, box_from_points(k)) <= 0.3 for _, k in kept):
+            kept.append((p, kp))
+    out: list[_Det] = []
+    for _, kp in kept[:2 * cfg.seed_max_per_frame]:
+        b = box_from_points(kp)
+        d = redetect_in_crop(frame, b, model, cfg, kp)
+        if d is None or d.score < cfg.seed_min_presence:
+            continue
+        d2 = redetect_in_crop(frame, d.box, model, cfg, d.kp)
+        if d2 is None or d2.score < cfg.seed_min_presence or box_iou(d2.box, d.box) < 0.3:
+            continue
+        if any(box_iou(d2.box, e.box) > 0.2 or _contains(e.box, d2.box, 0.5) for e in out):
+            continue
+        d2.source = d2.origin = "seed"
+        out.append(d2)
+        if len(out) >= cfg.seed_max_per_frame:
+            break
+    return out
+
+
+def _seed_search(frames, per_frame, model: "LandmarkModel", cfg: "HandDetectorConfig") -> int:
+    """Scan key frames without hands (`_scan_frame`); keep the seeds that recur at a consistent
+    place in another key frame (centre shift <= one box side + 4 px per frame between them)
+    and add them to ``per_frame``. Returns the number of seeds added."""
+    T = len(frames)
+    empty = [t for t in range(T) if not per_frame[t]]
+    if not empty or len(empty) < cfg.seed_when_missing * T or cfg.seed_key_frames < 2:
+        return 0
+    k = min(cfg.seed_key_frames, len(empty))
+    keys = sorted({empty[int(round(i))] for i in np.linspace(0, len(empty) - 1, k)})
+    scan_model = LandmarkModel(cfg.seed_scan_complexity, cfg.num_threads)
+    if not scan_model.available:
+        return 0
+    found = {t: _scan_frame(frames[t], scan_model, model, cfg) for t in keys}
+
+    def centre(d):
+        return (d.box[:2] + d.box[2:]) / 2
+
+    added = 0
+    for t in keys:
+        for d in found[t]:
+            size = max(d.box[2] - d.box[0], d.box[3] - d.box[1], 1.0)
+            if not any(np.hypot(*(centre(d) - centre(e))) <= size + 4.0 * abs(u - t)
+                       for u in keys if u != t for e in found[u]):
+                continue
+            if any(box_iou(d.box, e.box) > 0.2 or _contains(e.box, d.box, 0.5) for e in per_frame[t]):
+                continue
+            per_frame[t].append(d)
+            added += 1
+    return added
 
 
 def _slot_prob_right(label: str, score: float) -> float:
@@ -499,7 +610,9 @@ def _assign_slots(tracks: list[dict[int, _Det]], cfg: HandDetectorConfig) -> lis
               if max(d.score for d in tr.values()) >= cfg.min_track_score
               and (len(tr) >= cfg.min_track_length or max(d.score for d in tr.values()) >= 0.8)
               # palm-detector seeds must persist: a track started only by them needs length
-              and (len(tr) >= cfg.palm_min_track or any(d.origin != "palm" for d in tr.values()))]
+              and (len(tr) >= cfg.palm_min_track or any(d.origin != "palm" for d in tr.values()))
+              # ... and so must tracks started only by the exhaustive seed search
+              and (len(tr) >= cfg.seed_min_track or any(d.origin != "seed" for d in tr.values()))]
     votes = [_track_vote(tr) for tr in tracks]
     forced = _horizontal_tie_break(tracks, votes, cfg)
     # strongest evidence first: length * confidence of the vote
@@ -577,6 +690,9 @@ def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None) -
                     added += 1
             if added and cfg.redetect:
                 per_frame = _redetect_sweeps(frames, per_frame, model, cfg, tried)
+    if cfg.seed_search and T and model is not None and model.available:
+        if _seed_search(frames, per_frame, model, cfg) and cfg.redetect:
+            per_frame = _redetect_sweeps(frames, per_frame, model, cfg, tried)
     tracks = _link_tracks(per_frame)
     slotted = _assign_slots(tracks, cfg)
     return _to_arrays(slotted, T, frames[0].shape[:2] if T else (0, 0), cfg)

@@ -42,7 +42,8 @@ class ObjectConfig:
     object_frame: int = 0
     auto: bool = True  # propose a box automatically when there is no prompt
     grabcut_iters: int = 3  # prompt (point) mode
-    window_scale: float = 2.0  # auto window side = window_scale * hand size
+    window_scale: float = 3.0  # auto window side = window_scale * hand size (2.0 -> 3.0: auto box IoU
+    # 0.457 -> 0.488 on 8 InterDyn clips with hands, together with prior_scale 1.0 -> 1.5)
     median_window: int = 5
     # auto mode (fast): proposals on key frames only, GrabCut on a downscaled window that grows
     # towards the sides the object touches; linear interpolation between key frames
@@ -57,7 +58,7 @@ class ObjectConfig:
     motion_gap: int = 1  # ... between a key frame and the frame this many frames later
     fg_radius: float = 0.6  # initial "probably object" disc around the grasp point (x hand size); 0 = whole window
     max_fill: float = 0.8  # a segmentation filling more of the window than this is rejected
-    prior_scale: float = 1.0  # fallback where GrabCut gives nothing: a box this x hand size at the grasp point
+    prior_scale: float = 1.5  # fallback where GrabCut gives nothing: a box this x hand size at the grasp point
 
 
 def prompt_from_mask_box(mask: np.ndarray, frame: int) -> tuple[tuple[float, float, float, float], int]:
@@ -412,3 +413,4 @@ def detect_objects(frames, detections: dict | None, cfg: ObjectConfig | None = N
         mode = "auto"
         boxes, score = auto_object_boxes(frames, kp, cfg)
     return {"object_boxes": boxes.astype(np.float32), "object_score": score.astype(np.float32), "object_mode": mode}
+

@@ -2,19 +2,54 @@
 and the cut-out reference, sampled by `hoi_cli.models.flow.sample_video` from a `hoi train` checkpoint.
 
 The conditions are those of `hoi_cli.train.dataset.HOIRunDataset` over the whole clip (one
-window of T frames; the sampler windows it by the model's ``num_frames``), at the model's
-resolution, with two replacements: ``reference`` is the cut-out reference on white (as in
-training), and ``layout`` is the rasterised *adjusted* layout (Re-HOLD's adaptive layout
-adjustment). The output is resized back to the working resolution.
+window of T frames; the sampler windows it by the model's ``num_frames`` with overlapping,
+noise-consistent windows), at the model's resolution, read through the stages' loaders, with
+these replacements:
+
+- ``reference``: the cut-out reference on white, square-padded (as the training references are);
+- ``layout``: the rasterised *adjusted* layout (Re-HOLD's adaptive layout adjustment);
+- ``object_mask``: the source object mask united with the adjusted object box, so that the
+  regions where the model may read the reference / the object memory bank cover the new
+  object's place (the MLO object layer still describes the *source* object's shape).
+
+The structure stream (CoInteract) is training-only and is not used here.
+
+Starting from the composite (``--strength s < 1``, SDEdit): the composite backend's video is
+made first, encoded at the model's resolution, noised to flow time ``s`` and integrated from
+there. The model's resolution is small (32 px for the tiny preset), so the output frame is
+``up(model) + (composite - up(down(composite)))``: the model gives the content up to its own
+resolution and the composite the detail above it (``detail_from_composite``; set the
+attribute to False on the options object for the plain upsampled model output). From noise
+(``s = 1``) the output is the model's video upsampled to the working resolution.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BadInputError
+
+
+def _square_reference(ref, h: int, w: int) -> np.ndarray:
+    """The cut-out reference on white, square-padded, resized to ``h x w``: ``(3, h, w)`` in [-1, 1]."""
+    import cv2
+
+    side = max(ref.rgb.shape[:2])
+    canvas = np.full((side, side, 3), 255.0, np.float32)
+    a = ref.alpha[..., None].astype(np.float32)
+    y0, x0 = (side - ref.rgb.shape[0]) // 2, (side - ref.rgb.shape[1]) // 2
+    canvas[y0:y0 + ref.rgb.shape[0], x0:x0 + ref.rgb.shape[1]] = ref.rgb * a + 255.0 * (1 - a)
+    img = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
+    return (img.transpose(2, 0, 1) / 127.5 - 1.0).astype(np.float32)
+
+
+def _resize_frames(frames: np.ndarray, w: int, h: int, interp) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in frames])
 
 
 def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, object_boxes, opts, out_path: Path,
@@ -37,12 +72,19 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
     from ..video import VideoWriter
     from .layout import adjust_layout
 
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     device = resolve_device(opts.device)
     model = load_checkpoint(opts.checkpoint, device=device)
     cfg = model.config
     T, H, W = frames.shape[:3]
     h, w = cfg.height, cfg.width
-    ds = HOIRunDataset([run_dir], num_frames=T, height=h, width=w)
+    need = cfg.required_conditions() - {"structure", "video"}  # structure: training only
+    try:
+        ds = HOIRunDataset.for_config([run_dir], cfg, num_frames=T, required=need)
+    except BadInputError as exc:
+        raise BadInputError(f"the checkpoint's model ({cfg.system}) cannot run on {Path(run_dir).name}: {exc.message}",
+                            exc.hint) from None
     item = ds[0]
     boxes = np.stack([box_from_mask(m) for m in masks["object"]]).astype(np.float32)
     if object_boxes is not None:
@@ -50,22 +92,46 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
         boxes[miss] = object_boxes[miss]
     layout = adjust_layout(hand_boxes, boxes, ref.aspect, opts.layout)
     lay = np.concatenate([layout.hand_boxes, layout.object_boxes[:, None]], 1)
-    item["layout"] = torch.from_numpy(rasterize_boxes(lay, (H, W), (h, w)))
-    # the reference on white, square-padded, at the model's size (as the training references are)
-    side = max(ref.rgb.shape[:2])
-    canvas = np.full((side, side, 3), 255.0, np.float32)
-    a = ref.alpha[..., None]
-    y0, x0 = (side - ref.rgb.shape[0]) // 2, (side - ref.rgb.shape[1]) // 2
-    canvas[y0:y0 + ref.rgb.shape[0], x0:x0 + ref.rgb.shape[1]] = ref.rgb * a + 255.0 * (1 - a)
-    refimg = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
-    item["reference"] = torch.from_numpy(refimg.transpose(2, 0, 1) / 127.5 - 1.0).float()
+    lay_maps = rasterize_boxes(lay, (H, W), (h, w))
+    item["layout"] = torch.from_numpy(lay_maps)
+    item["object_mask"] = torch.maximum(item["object_mask"], torch.from_numpy(lay_maps[:, 2:3]))
+    item["reference"] = torch.from_numpy(_square_reference(ref, h, w))
     cond = {k: v for k, v in item.items() if k not in ("video", "start", "reference_valid", "structure")}
-    init = item["video"] if opts.strength < 1.0 else None
+    timings["diffusion_load_s"] = time.perf_counter() - t0
+
+    strength = float(opts.strength)
+    composite = None
+    init = None
+    if strength < 1.0:
+        from .composite import composite_clip
+        from .inputs import load_hand_in_front
+
+        t1 = time.perf_counter()
+        res = composite_clip(frames, masks["object"], masks["hand"], ref, hand_boxes, object_boxes=object_boxes,
+                             hand_in_front=load_hand_in_front(run_dir, masks["hand"].shape, log=log),
+                             params=opts.composite, layout_params=opts.layout, keep_frames=True, log=log)
+        composite = res.frames  # (T, H, W, 3) uint8
+        small = _resize_frames(composite, w, h, cv2.INTER_AREA)
+        init = torch.from_numpy(small.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
+        timings["composite_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
     video = sample_video(model, cond, steps=opts.steps, guidance=opts.guidance, seed=opts.seed,
-                         init_video=init, strength=opts.strength, device=device,
+                         init_video=init, strength=strength, device=device, resize_back=False,
                          progress=(lambda i, n: progress(i, n)) if progress else None)
-    vid = ((video.clamp(-1, 1).cpu().numpy() + 1) * 127.5).round().astype(np.uint8).transpose(0, 2, 3, 1)
+    timings["sample_s"] = time.perf_counter() - t2
+    vid = ((video.clamp(-1, 1).float().cpu().numpy() + 1) * 127.5).round().astype(np.uint8).transpose(0, 2, 3, 1)
+    up = _resize_frames(vid, W, H, cv2.INTER_CUBIC)
+    detail = composite is not None and getattr(opts, "detail_from_composite", True)
+    if detail:
+        blur = _resize_frames(_resize_frames(composite, w, h, cv2.INTER_AREA), W, H, cv2.INTER_CUBIC)
+        up = np.clip(up.astype(np.int16) + composite.astype(np.int16) - blur.astype(np.int16), 0, 255).astype(np.uint8)
+    t3 = time.perf_counter()
     with VideoWriter(out_path, fps, crf=opts.crf) as writer:
-        for f in vid:
-            writer.write(cv2.resize(f, (W, H), interpolation=cv2.INTER_CUBIC))
-    return layout, {}, {"model_size": [h, w], "steps": opts.steps}
+        for f in up:
+            writer.write(f)
+    timings["write_s"] = time.perf_counter() - t3
+    info = {"model_size": [h, w], "steps": opts.steps, "system": cfg.system, "preset": cfg.preset,
+            "start": "composite" if composite is not None else "noise", "strength": strength,
+            "detail_from_composite": bool(detail), "sampling_frames_per_s": round(T / max(timings["sample_s"], 1e-9), 3)}
+    return layout, timings, info

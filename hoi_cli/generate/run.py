@@ -23,7 +23,8 @@ from .composite import CompositeParams
 from .layout import LayoutParams
 from .reference import Reference, ReferenceParams
 
-STAGES_READ = ("00_frames", "01_detect", "03_segment", "04_mlo")
+# every stage either backend reads (diffusion also reads 02, 05 and 06): the sidecar fingerprints them all
+STAGES_READ = ("00_frames", "01_detect", "02_hands", "03_segment", "04_mlo", "05_silhouette", "06_layout")
 
 
 @dataclass

@@ -71,7 +71,7 @@ class ConvGuider(nn.Module):
 
 
 class MLOTokenizer(nn.Module):
-    """MLO normals (7x3 channels) + occlusion confidence (7) -> tokens ``(B, T*h'*w', dim)``.
+    """MLO normals (3 channels per layer) + occlusion confidence (1 per layer) -> tokens ``(B, T*h'*w', dim)``.
 
     A strided conv pools ``stride x stride`` patches into one token (``h' = h/(p*stride)``),
     then a two-layer MLP.

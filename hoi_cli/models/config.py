@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..conventions import MLO_LAYERS as _MLO_LAYERS
+
 SYSTEM_SWITCHES: dict[str, dict[str, bool]] = {
     "rehold": dict(layout_encoder=True, memory_banks=True, hand_render_guidance=True),
     "manivideo": dict(mlo_guider=True, mlo_tokens=True),
@@ -36,8 +38,12 @@ SWITCH_NAMES = ("layout_encoder", "memory_banks", "hand_render_guidance", "mlo_g
                 "structure_stream", "moe", "rope3d", "head_sliding_rope", "ref_gate", "ref_tokens")
 SYSTEMS = ("rehold", "manivideo", "cointeract", "genhoi", "all", "none")
 
-# Number of MLO layers (object, palm, thumb, index, middle, ring, pinky) and their channels.
-MLO_LAYERS = ("object", "palm", "thumb", "index", "middle", "ring", "pinky")
+# ManiVideo's MLO layers as 04_mlo writes them (`hoi_cli.conventions.MLO_LAYERS`, 13 layers):
+# the object, then the left hand's palm, thumb, index, middle, ring, pinky, then the right
+# hand's. The model sees them as ``mlo_normals`` (3 channels per layer, layer-major:
+# object nx, ny, nz, left_palm nx, ny, nz, ...; 39 channels) and ``mlo_occlusion`` (one
+# confidence channel per layer; 13 channels); see `hoi_cli.train.dataset`.
+MLO_LAYERS = _MLO_LAYERS
 N_MLO = len(MLO_LAYERS)
 
 
@@ -73,8 +79,9 @@ class ModelConfig:
     ref_gate: bool = False
     ref_tokens: bool = True
     # ------------------------------------------------------------- condition details
-    hand_render_channels: int = 3
-    structure_channels: int = 2  # hand-mesh silhouette, object mask
+    mlo_layers: int = N_MLO  # MLO layers: mlo_normals has 3 * mlo_layers channels, mlo_occlusion mlo_layers
+    hand_render_channels: int = 2  # 05_silhouette hand shading: left hand, right hand
+    structure_channels: int = 3  # 05_silhouette HOI structure RGB (grey hands, coloured object)
     memory_size: int = 8  # slots per memory bank (hand, object)
     mlo_token_stride: int = 2  # MLO tokens are pooled this many patches in each direction
     guider_hidden: int = 16  # channels of the 4-layer conv encoders
@@ -120,6 +127,8 @@ class ModelConfig:
             raise ValueError("head_sliding_rope needs rope3d and ref_tokens")
         if self.ref_gate and not self.ref_tokens:
             raise ValueError("ref_gate needs ref_tokens")
+        if self.mlo_layers < 1 or self.hand_render_channels < 1 or self.structure_channels < 1:
+            raise ValueError("mlo_layers, hand_render_channels and structure_channels must be >= 1")
         if self.t_sampling not in ("logit_normal", "uniform"):
             raise ValueError(f"unknown t_sampling {self.t_sampling!r}")
         return self

@@ -49,7 +49,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .conditioning import (ConvGuider, FeedForward, MemoryBanks, MLOTokenizer, MoEFeedForward,
                            region_fractions, resize_maps, zero_module)
-from .config import N_MLO, ModelConfig
+from .config import ModelConfig
 from .rope import apply_rope, grid_positions, reference_positions, rope_angles
 
 
@@ -215,9 +215,9 @@ class HOIVideoDiT(nn.Module):
         if cfg.hand_render_guidance:
             self.render_guider = ConvGuider(cfg.hand_render_channels, c, hid, cfg.zero_init)
         if cfg.mlo_guider:
-            self.mlo_guider = ConvGuider(3 * N_MLO, c, hid, cfg.zero_init)
+            self.mlo_guider = ConvGuider(3 * cfg.mlo_layers, c, hid, cfg.zero_init)
         if cfg.mlo_tokens:
-            self.mlo_tokenizer = MLOTokenizer(4 * N_MLO, d, p, cfg.mlo_token_stride, 2 * hid)
+            self.mlo_tokenizer = MLOTokenizer(4 * cfg.mlo_layers, d, p, cfg.mlo_token_stride, 2 * hid)
         if cfg.memory_banks:
             self.memory = MemoryBanks(cfg.memory_size, d)
         if cfg.ref_tokens:

@@ -23,7 +23,7 @@ from ..errors import BadInputError, NoHandsError
 from .base import StageContext
 
 NAME = "01_detect"
-VERSION = "2"
+VERSION = "3"
 DEPENDS_ON: tuple[str, ...] = ("00_frames",)
 
 CONTRACT_KEYS = ("hand_keypoints", "hand_world", "hand_score", "hand_interpolated", "hand_boxes",

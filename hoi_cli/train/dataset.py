@@ -6,39 +6,43 @@ condition the model may use. The reference image is the clip's *own* object, cro
 its box (and cut out by its mask where 03_segment exists) from a frame outside the window
 when there is one, which is what makes it self-reenactment.
 
-The batch dict (after default collation; ``B`` = batch, ``T`` = frames, ``H x W`` pixels):
+The batch dict (after default collation; ``B`` = batch, ``T`` = frames, ``H x W`` pixels,
+``L = 13`` MLO layers in `hoi_cli.conventions.MLO_LAYERS` order):
 
 ====================  ===================  =====================================================
-key                   shape                meaning
+key                   shape                meaning (source)
 ====================  ===================  =====================================================
-``video``             (B, T, 3, H, W)      RGB in [-1, 1]
+``video``             (B, T, 3, H, W)      RGB in [-1, 1] (00_frames)
 ``reference``         (B, 3, H, W)         object crop in [-1, 1], white background outside its mask
 ``reference_valid``   (B,) bool            False when no frame had an object box/mask (ref zeros)
 ``layout``            (B, T, 3, H, W)      [0, 1]: left-hand square box, right-hand square box,
-                                           object box (Re-HOLD layout)
+                                           object box (06_layout; else 01_detect's boxes rasterised)
 ``hand_mask``         (B, T, 1, H, W)      [0, 1] (area-resized from 03_segment)
-``object_mask``       (B, T, 1, H, W)      [0, 1]
-``hand_render``       (B, T, Ch, H, W)     hand-mesh render, [0, 1] (Re-HOLD structural guidance)
-``structure``         (B, T, Cs, H, W)     HOI structure: hand-mesh silhouette, object mask [0, 1]
-``mlo_normals``       (B, T, 21, H, W)     MLO normals in [-1, 1], 7 layers x (nx, ny, nz), in the
-                                           order object, palm, thumb, index, middle, ring, pinky
-``mlo_occlusion``     (B, T, 7, H, W)      occlusion confidence in [0, 1], same layer order
+``object_mask``       (B, T, 1, H, W)      [0, 1] (03_segment)
+``hand_render``       (B, T, 2, H, W)      [0, 1] hand-mesh render, Re-HOLD's structural guidance:
+                                           05_silhouette's grey hand shading, split by hand
+                                           (channel 0 where ``labels`` = left, 1 = right)
+``structure``         (B, T, 3, H, W)      [0, 1] CoInteract's HOI structure: 05_silhouette's RGB
+                                           (grey shaded hands, object in its flat colour) / 255
+``mlo_normals``       (B, T, 3L, H, W)     [-1, 1] MLO normals (04_mlo), layer-major (object nx, ny,
+                                           nz, left_palm nx, ny, nz, ...); 0 where a layer is absent
+``mlo_occlusion``     (B, T, L, H, W)      [0, 1] occlusion confidence (04_mlo), 0 where absent
 ``start``             (B,) int             first frame index of the window
 ====================  ===================  =====================================================
 
-A condition whose stage is missing is all zeros; the dataset raises `BadInputError` up
-front if the model configuration requires it (`ModelConfig.required_conditions`).
+A stage counts as present when its ``manifest.json`` exists (DESIGN.md: the manifest is
+written last). A condition whose stage is missing is all zeros; the dataset raises
+`BadInputError` up front if the model configuration requires it
+(`ModelConfig.required_conditions`).
 
-Each condition has exactly one reader function below (``read_*``). The files of
-04_mlo / 05_silhouette / 06_layout are not fixed yet; their names are the constants
-``MLO_FILE``, ``SILHOUETTE_FILE`` and ``LAYOUT_FILE`` and their keys are documented in the
-readers; change them there when those stages land. The layout falls back to rasterising
-01_detect's boxes, which is what the layout maps are.
+Every file is read through its stage's own loader (``load_frames``, ``load_detections``,
+``load_masks``, ``load_mlo``, ``load_silhouette``, ``load_layout``), once per run, and
+turned into float maps at the training resolution by one ``read_*`` function per
+condition below; nothing here parses a stage's files itself.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -46,96 +50,117 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..conventions import box_from_mask, unpack_masks
+from ..conventions import MLO_LAYERS, box_from_mask, decode_normals
 from ..errors import BadInputError
+from ..stages import detect as detect_stage
+from ..stages import frames as frames_stage
+from ..stages import layout as layout_stage
+from ..stages import mlo as mlo_stage
+from ..stages import segment as segment_stage
+from ..stages import silhouette as silhouette_stage
 
-MLO_FILE = "04_mlo/mlo.npz"  # normals (T,7,3,H,W) or (T,21,H,W) in [-1,1]; occlusion (T,7,H,W) in [0,1]
-SILHOUETTE_FILE = "05_silhouette/silhouette.npz"  # hand_render (T,Ch,H,W); structure (T,Cs,H,W), [0,1]
-LAYOUT_FILE = "06_layout/layout.npz"  # layout (T,3,H,W) in [0,1]
+N_MLO = len(MLO_LAYERS)
+HAND_RENDER_CHANNELS = 2  # left-hand shading, right-hand shading
+STRUCTURE_CHANNELS = 3  # 05_silhouette RGB
 
 # Which stage provides each condition (for error messages).
 CONDITION_STAGES = {
-    "video": "00_frames", "reference": "01_detect or 03_segment", "layout": "01_detect or 06_layout",
+    "video": "00_frames", "reference": "01_detect or 03_segment", "layout": "06_layout or 01_detect",
     "hand_mask": "03_segment", "object_mask": "03_segment", "hand_render": "05_silhouette",
     "structure": "05_silhouette", "mlo_normals": "04_mlo", "mlo_occlusion": "04_mlo",
 }
 
 
+def stage_done(run: Path, name: str) -> bool:
+    """A stage folder is complete when its manifest exists (DESIGN.md, "The run folder")."""
+    return (Path(run) / name / "manifest.json").exists()
+
+
 # ------------------------------------------------------------------ readers (one per condition)
 def read_meta(run: Path) -> dict:
-    path = run / "00_frames" / "meta.json"
-    if not path.exists():
-        raise BadInputError(f"{run} has no 00_frames/meta.json", "run `hoi preprocess` on it first")
-    return json.loads(path.read_text())
+    return frames_stage.load_meta(run)
 
 
 def frame_paths(run: Path) -> list[Path]:
-    paths = sorted((run / "00_frames" / "frames").glob("*.png"))
+    paths = frames_stage.frame_paths(run)
     if not paths:
         raise BadInputError(f"{run} has no frames in 00_frames/frames", "run `hoi preprocess` on it first")
     return paths
 
 
-def read_frames(run: Path, indices: list[int]) -> np.ndarray:
-    """RGB uint8 ``(len(indices), H0, W0, 3)`` from 00_frames."""
-    paths = frame_paths(run)
-    out = []
-    for i in indices:
-        img = cv2.imread(str(paths[i]), cv2.IMREAD_COLOR)
-        if img is None:
-            raise BadInputError(f"cannot read frame {paths[i]}")
-        out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    return np.stack(out)
+def read_frames(run: Path, indices: list[int] | None = None) -> np.ndarray:
+    """RGB uint8 ``(T, H0, W0, 3)`` from 00_frames."""
+    return frames_stage.load_frames(run, indices)
 
 
 def read_detections(run: Path) -> dict | None:
     """``hand_boxes_square (T,2,4)`` and ``object_boxes (T,4)`` xyxy px (NaN = missing), or None."""
-    path = run / "01_detect" / "detections.npz"
-    if not path.exists():
+    if not stage_done(run, detect_stage.NAME):
         return None
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k].astype(np.float32) for k in ("hand_boxes_square", "object_boxes") if k in z}
+    det = detect_stage.load_detections(run)
+    return {k: np.asarray(det[k], np.float32) for k in ("hand_boxes_square", "object_boxes") if k in det}
 
 
 def read_masks(run: Path) -> dict | None:
     """``hand``, ``object`` bool ``(T, H0, W0)`` from 03_segment, or None."""
-    path = run / "03_segment" / "masks.npz"
-    if not path.exists():
+    if not stage_done(run, segment_stage.NAME):
         return None
-    with np.load(path, allow_pickle=False) as z:
-        shape = z["shape"]
-        return {k: unpack_masks(z[k], shape) for k in ("hand", "object")}
+    return segment_stage.load_masks(run)
 
 
-def _npz_key(run: Path, rel: str, key: str) -> np.ndarray | None:
-    path = run / rel
-    if not path.exists():
+def read_layout(run: Path, hw: tuple[int, int]) -> np.ndarray | None:
+    """06_layout's maps ``(T, 3, h, w)`` in [0, 1] ([left, right, object]), or None."""
+    if not stage_done(run, layout_stage.NAME):
         return None
-    with np.load(path, allow_pickle=False) as z:
-        return z[key].astype(np.float32) if key in z else None
+    lay = layout_stage.load_layout(run)["layout"].astype(np.float32) / 255.0
+    return _resize_stack(lay, hw)
 
 
-def read_layout_file(run: Path) -> np.ndarray | None:
-    return _npz_key(run, LAYOUT_FILE, "layout")
+def read_silhouette(run: Path, hw: tuple[int, int]) -> dict | None:
+    """``hand_render (T, 2, h, w)`` and ``structure (T, 3, h, w)`` in [0, 1] from 05_silhouette, or None.
 
-
-def read_hand_render(run: Path) -> np.ndarray | None:
-    return _npz_key(run, SILHOUETTE_FILE, "hand_render")
-
-
-def read_structure(run: Path) -> np.ndarray | None:
-    return _npz_key(run, SILHOUETTE_FILE, "structure")
-
-
-def read_mlo(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """MLO ``normals (T,21,H,W)`` and ``occlusion (T,7,H,W)``, or None."""
-    normals = _npz_key(run, MLO_FILE, "normals")
-    occ = _npz_key(run, MLO_FILE, "occlusion")
-    if normals is None or occ is None:
+    05_silhouette draws the hands grey (shaded by how much they face the camera) and the
+    object over them in a flat colour, with ``labels`` 1 = left hand, 2 = right hand. The hand
+    render keeps the grey of each hand in its own channel (hand pixels hidden by the object
+    mask are not in 05_silhouette's output, so they are 0 here too); the structure is the RGB.
+    """
+    if not stage_done(run, silhouette_stage.NAME):
         return None
-    if normals.ndim == 5:
-        normals = normals.reshape(normals.shape[0], -1, *normals.shape[-2:])
-    return normals, occ
+    sil = silhouette_stage.load_silhouette(run)
+    rgb = sil["structure"].astype(np.float32) / 255.0  # (T, H, W, 3)
+    labels = sil["labels"]
+    grey = rgb[..., 0]
+    render = np.stack([np.where(labels == 1, grey, 0.0), np.where(labels == 2, grey, 0.0)], 1)
+    return {"hand_render": _resize_stack(render.astype(np.float32), hw),
+            "structure": _resize_stack(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)), hw)}
+
+
+def read_mlo(run: Path, hw: tuple[int, int], n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """MLO ``normals (T, 3L, h, w)`` in [-1, 1] and ``occlusion (T, L, h, w)`` in [0, 1], or None.
+
+    Read frame by frame through `hoi_cli.stages.mlo.load_mlo` (a whole clip of dense 13-layer
+    maps at the working resolution would not fit comfortably in memory) and resized at once.
+    A pixel where a layer is absent has normal code (0, 0, 0) on disk; it becomes 0 here (not
+    the -1 that decoding the code gives), and its confidence is 0.
+    """
+    if not stage_done(run, mlo_stage.NAME):
+        return None
+    n = len(mlo_stage.frame_files(run))
+    if n_frames is not None and n != n_frames:
+        raise BadInputError(f"{run.name}: 04_mlo has {n} frames, 00_frames {n_frames}", "rerun 04_mlo (hoi preprocess)")
+    normals, occ = [], []
+    for t in range(n):
+        f = mlo_stage.load_mlo(run, frames=[t])
+        code = f["normals"][0]  # (L, H, W, 3) uint8
+        if code.shape[0] != N_MLO:
+            raise BadInputError(f"{run.name}: 04_mlo has {code.shape[0]} layers, expected {N_MLO}",
+                                "rerun 04_mlo with this version (hoi preprocess --force 04_mlo)")
+        covered = (code != 0).any(-1, keepdims=True)
+        nrm = np.where(covered, decode_normals(code), 0.0).astype(np.float32)  # (L, H, W, 3)
+        nrm = np.ascontiguousarray(nrm.transpose(0, 3, 1, 2)).reshape(N_MLO * 3, *code.shape[1:3])
+        normals.append(_resize_stack(nrm[None], hw)[0])
+        occ.append(_resize_stack(f["confidence"][0][None].astype(np.float32) / 255.0, hw)[0])
+    return np.stack(normals), np.stack(occ)
 
 
 # ------------------------------------------------------------------ helpers
@@ -170,20 +195,28 @@ class HOIRunDataset(Dataset):
 
     def __init__(self, runs: list[str | Path], num_frames: int, height: int, width: int, *,
                  required: set[str] | frozenset = frozenset(), frame_stride: int = 1,
-                 window_step: int | None = None, hand_render_channels: int = 3,
-                 structure_channels: int = 2, seed: int = 0, ref_margin: float = 0.1):
+                 window_step: int | None = None, hand_render_channels: int = HAND_RENDER_CHANNELS,
+                 structure_channels: int = STRUCTURE_CHANNELS, mlo_layers: int = N_MLO, seed: int = 0,
+                 ref_margin: float = 0.1):
         self.runs = [Path(r) for r in runs]
         if not self.runs:
             raise BadInputError("no run folders given", "pass one or more runs/<clip-id> folders")
+        for name, got, want in (("hand_render_channels", hand_render_channels, HAND_RENDER_CHANNELS),
+                                ("structure_channels", structure_channels, STRUCTURE_CHANNELS),
+                                ("mlo_layers", mlo_layers, N_MLO)):
+            if got != want:
+                raise BadInputError(f"the model expects {name} = {got}; the run folders give {want}",
+                                    "train a new model with this version's config (hoi train)")
         self.T, self.hw = num_frames, (height, width)
         self.stride, self.seed, self.margin = frame_stride, seed, ref_margin
-        self.ch_render, self.ch_struct = hand_render_channels, structure_channels
         self.epoch = 0
         self.items: list[tuple[int, int]] = []
         self.available: dict[Path, set[str]] = {}
         span = (num_frames - 1) * frame_stride + 1
         step = window_step or max(1, span // 2)
         for ri, run in enumerate(self.runs):
+            if not run.is_dir():
+                raise BadInputError(f"run folder not found: {run}", "pass runs/<clip-id> folders made by `hoi preprocess`")
             n = len(frame_paths(run))
             if n < span:
                 raise BadInputError(f"{run} has {n} frames; a window needs {span}",
@@ -197,21 +230,28 @@ class HOIRunDataset(Dataset):
                                     "run those stages with `hoi preprocess`, or pick a --system that does not need them")
         self._cache: dict[int, dict] = {}
 
+    @classmethod
+    def for_config(cls, runs: list[str | Path], cfg, **kwargs) -> "HOIRunDataset":
+        """The dataset a `ModelConfig` trains on (its clip size, channels and required conditions)."""
+        kwargs.setdefault("num_frames", cfg.num_frames)
+        kwargs.setdefault("required", cfg.required_conditions())
+        return cls(runs, height=cfg.height, width=cfg.width, hand_render_channels=cfg.hand_render_channels,
+                   structure_channels=cfg.structure_channels, mlo_layers=cfg.mlo_layers, **kwargs)
+
     @staticmethod
     def _available(run: Path) -> set[str]:
         have = {"video"}
-        det = (run / "01_detect" / "detections.npz").exists()
-        seg = (run / "03_segment" / "masks.npz").exists()
+        det = stage_done(run, detect_stage.NAME)
+        seg = stage_done(run, segment_stage.NAME)
         if det or seg:
             have.add("reference")
-        if det or (run / LAYOUT_FILE).exists():
+        if det or stage_done(run, layout_stage.NAME):
             have.add("layout")
         if seg:
             have |= {"hand_mask", "object_mask"}
-        if (run / SILHOUETTE_FILE).exists():
-            with np.load(run / SILHOUETTE_FILE, allow_pickle=False) as z:
-                have |= {k for k in ("hand_render", "structure") if k in z}
-        if (run / MLO_FILE).exists():
+        if stage_done(run, silhouette_stage.NAME):
+            have |= {"hand_render", "structure"}
+        if stage_done(run, mlo_stage.NAME):
             have |= {"mlo_normals", "mlo_occlusion"}
         return have
 
@@ -226,8 +266,8 @@ class HOIRunDataset(Dataset):
         if ri in self._cache:
             return self._cache[ri]
         run = self.runs[ri]
-        n = len(frame_paths(run))
-        frames = read_frames(run, list(range(n)))
+        frames = read_frames(run)
+        n = len(frames)
         src_hw = frames.shape[1:3]
         h, w = self.hw
         video = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
@@ -236,25 +276,29 @@ class HOIRunDataset(Dataset):
         det = read_detections(run)
         masks = read_masks(run)
         d["det"], d["masks_full"] = det, masks
-        layout = read_layout_file(run)
+
+        def check(name: str, a: np.ndarray) -> np.ndarray:
+            if a.shape[0] != n:
+                raise BadInputError(f"{run.name}: {name} has {a.shape[0]} frames, 00_frames {n}",
+                                    "rerun the stages (hoi preprocess); they are out of date")
+            return a
+
+        layout = read_layout(run, self.hw)
         if layout is not None:
-            d["layout"] = _resize_stack(layout, self.hw)
-        elif det is not None:
+            d["layout"] = check("06_layout", layout)
+        elif det is not None and "hand_boxes_square" in det and "object_boxes" in det:
             boxes = np.concatenate([det["hand_boxes_square"], det["object_boxes"][:, None]], 1)
-            d["layout"] = rasterize_boxes(boxes, src_hw, self.hw)
+            d["layout"] = check("01_detect", rasterize_boxes(boxes, src_hw, self.hw))
         if masks is not None:
             for k in ("hand", "object"):
-                d[f"{k}_mask"] = _resize_stack(masks[k][:, None].astype(np.float32), self.hw)
-        hr = read_hand_render(run)
-        if hr is not None:
-            d["hand_render"] = _resize_stack(hr, self.hw)
-        st = read_structure(run)
-        if st is not None:
-            d["structure"] = _resize_stack(st, self.hw)
-        mlo = read_mlo(run)
+                d[f"{k}_mask"] = check("03_segment", _resize_stack(masks[k][:, None].astype(np.float32), self.hw))
+        sil = read_silhouette(run, self.hw)
+        if sil is not None:
+            d["hand_render"] = check("05_silhouette", sil["hand_render"])
+            d["structure"] = sil["structure"]
+        mlo = read_mlo(run, self.hw, n)
         if mlo is not None:
-            d["mlo_normals"] = _resize_stack(mlo[0], self.hw)
-            d["mlo_occlusion"] = _resize_stack(mlo[1], self.hw)
+            d["mlo_normals"], d["mlo_occlusion"] = mlo
         self._cache[ri] = d
         return d
 
@@ -307,55 +351,60 @@ class HOIRunDataset(Dataset):
             "layout": d["layout"][window] if "layout" in d else zeros(3),
             "hand_mask": d["hand_mask"][window] if "hand_mask" in d else zeros(1),
             "object_mask": d["object_mask"][window] if "object_mask" in d else zeros(1),
-            "hand_render": d["hand_render"][window] if "hand_render" in d else zeros(self.ch_render),
-            "structure": d["structure"][window] if "structure" in d else zeros(self.ch_struct),
-            "mlo_normals": d["mlo_normals"][window] if "mlo_normals" in d else zeros(21),
-            "mlo_occlusion": d["mlo_occlusion"][window] if "mlo_occlusion" in d else zeros(7),
+            "hand_render": d["hand_render"][window] if "hand_render" in d else zeros(HAND_RENDER_CHANNELS),
+            "structure": d["structure"][window] if "structure" in d else zeros(STRUCTURE_CHANNELS),
+            "mlo_normals": d["mlo_normals"][window] if "mlo_normals" in d else zeros(3 * N_MLO),
+            "mlo_occlusion": d["mlo_occlusion"][window] if "mlo_occlusion" in d else zeros(N_MLO),
             "start": np.int64(start),
         }
         return {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else torch.tensor(v)
                 for k, v in item.items()}
 
 
+SYNTHETIC_STAGES = ("01_detect", "03_segment", "04_mlo", "05_silhouette", "06_layout")
+
+
 def make_synthetic_run(run: Path, n_frames: int = 8, height: int = 48, width: int = 64, *,
                        stages: tuple[str, ...] = ("01_detect", "03_segment"), seed: int = 0) -> Path:
-    """Write a tiny synthetic run folder (a moving coloured 'object' and 'hand') for tests/benches."""
-    rng = np.random.default_rng(seed)
-    (run / "00_frames" / "frames").mkdir(parents=True, exist_ok=True)
-    hand = np.zeros((n_frames, height, width), bool)
-    obj = np.zeros((n_frames, height, width), bool)
-    hb = np.full((n_frames, 2, 4), np.nan, np.float32)
-    ob = np.full((n_frames, 4), np.nan, np.float32)
-    side = height // 3
-    for i in range(n_frames):
-        img = np.full((height, width, 3), 40, np.uint8) + rng.integers(0, 10, (height, width, 3), dtype=np.uint8)
-        ox, oy = 4 + i * 2 % (width - side - 8), height // 3
-        obj[i, oy:oy + side, ox:ox + side] = True
-        img[obj[i]] = (200, 60, 30)
-        hx, hy = ox + side // 2, oy - side // 3
-        hand[i, hy:hy + side // 2, hx:hx + side // 2] = True
-        img[hand[i]] = (230, 180, 150)
-        ob[i] = [ox, oy, ox + side, oy + side]
-        c = np.array([hx + side / 4, hy + side / 4])
-        hb[i, 1] = [c[0] - side / 2, c[1] - side / 2, c[0] + side / 2, c[1] + side / 2]
-        cv2.imwrite(str(run / "00_frames" / "frames" / f"{i:06d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    (run / "00_frames" / "meta.json").write_text(json.dumps(
-        {"fps": 10, "width": width, "height": height, "n_frames": n_frames, "source": {}, "timestamps": []}))
-    (run / "00_frames" / "manifest.json").write_text("{}")
-    if "01_detect" in stages:
-        (run / "01_detect").mkdir(exist_ok=True)
-        np.savez(run / "01_detect" / "detections.npz", hand_boxes_square=hb, object_boxes=ob)
-    if "03_segment" in stages:
-        (run / "03_segment").mkdir(exist_ok=True)
-        np.savez(run / "03_segment" / "masks.npz", hand=np.packbits(hand, axis=-1),
-                 object=np.packbits(obj, axis=-1), shape=np.array(hand.shape))
-    if "04_mlo" in stages:
-        (run / "04_mlo").mkdir(exist_ok=True)
-        normals = rng.uniform(-1, 1, (n_frames, 7, 3, height, width)).astype(np.float32)
-        np.savez(run / MLO_FILE, normals=normals, occlusion=rng.uniform(0, 1, (n_frames, 7, height, width)).astype(np.float32))
-    if "05_silhouette" in stages:
-        (run / "05_silhouette").mkdir(exist_ok=True)
-        render = np.repeat(hand[:, None].astype(np.float32), 3, 1)
-        structure = np.stack([hand, obj], 1).astype(np.float32)
-        np.savez(run / SILHOUETTE_FILE, hand_render=render, structure=structure)
+    """A small run folder in the real file formats, for tests and benches.
+
+    `hoi_cli.render.testing.make_synthetic_run` writes 00_frames..03_segment (two built-in-model
+    hands facing the camera and a round object between them); 04_mlo, 05_silhouette and
+    06_layout, where named in ``stages``, are then made by the stages' own ``run`` functions
+    (so the dataset reads exactly what `hoi preprocess` writes). 01_detect / 03_segment are
+    removed afterwards when not named. The hands' Re-HOLD squares are rescaled to 60 % of the
+    frame height (the helper's fixed 128 px would cover a small frame). ``seed`` is unused
+    (the scene is deterministic); it is kept for callers.
+    """
+    import json
+    import shutil
+
+    from ..conventions import square_box
+    from ..render.testing import make_synthetic_run as make_base
+    from ..stages.base import StageContext
+
+    unknown = set(stages) - set(SYNTHETIC_STAGES)
+    if unknown:
+        raise ValueError(f"unknown synthetic stages {sorted(unknown)}; choose from {SYNTHETIC_STAGES}")
+    run = Path(run)
+    make_base(run, n_frames=n_frames, width=width, height=height, object_radius_px=0.2 * min(height, width))
+    det_path = run / "01_detect" / "detections.npz"
+    with np.load(det_path, allow_pickle=False) as z:
+        det = {k: z[k] for k in z.files}
+    det["hand_boxes_square"] = square_box(det["hand_boxes"], 0.6 * height)
+    np.savez(det_path, **det)
+    mods = {"04_mlo": (mlo_stage, mlo_stage.Params(workers=1)),
+            "05_silhouette": (silhouette_stage, silhouette_stage.Params(write_video=False)),
+            "06_layout": (layout_stage, layout_stage.Params(write_video=False))}
+    for name, (mod, params) in mods.items():
+        if name not in stages:
+            continue
+        tmp = run / f".{name}.tmp"
+        tmp.mkdir()
+        summary = mod.run(StageContext(run, tmp, params))
+        (tmp / "manifest.json").write_text(json.dumps({"stage": name, "synthetic": True, "summary": summary}))
+        tmp.rename(run / name)
+    for name in ("01_detect", "03_segment"):
+        if name not in stages:
+            shutil.rmtree(run / name)
     return run

@@ -102,9 +102,7 @@ def train(runs: list[str | Path], cfg: ModelConfig, out_dir: str | Path, opts: T
     is_main = rank == 0
     torch.manual_seed(opts.seed + rank)
 
-    dataset = HOIRunDataset(runs, cfg.num_frames, cfg.height, cfg.width, required=cfg.required_conditions(),
-                            frame_stride=opts.frame_stride, hand_render_channels=cfg.hand_render_channels,
-                            structure_channels=cfg.structure_channels, seed=opts.seed)
+    dataset = HOIRunDataset.for_config(runs, cfg, frame_stride=opts.frame_stride, seed=opts.seed)
     sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=opts.seed) if distributed else None
     gen = torch.Generator().manual_seed(opts.seed)
     loader = DataLoader(dataset, batch_size=opts.batch_size, shuffle=sampler is None, sampler=sampler,

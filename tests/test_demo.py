@@ -38,3 +38,14 @@ def test_demo_runs_every_stage_and_replaces_the_object(tmp_path):
     sidecar = json.loads(open(out["sidecar"]).read())
     assert sidecar["run"]["stages"]["01_detect"]["output_digest"]
     assert (run / "show" / "show.png").exists()
+
+    # generation reused 07_genhoi's removal, and it is exactly what removing afresh gives
+    from hoi_cli.inpaint import remove_object
+    from hoi_cli.stages.genhoi import load_object_removed
+
+    background, removed, dilate_px = load_object_removed(run, frames)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1,) * 2)
+    expected_mask = np.stack([cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in masks["object"]])
+    assert np.array_equal(removed, expected_mask)
+    fresh = remove_object(frames, expected_mask & ~masks["hand"], keep_masks=masks["hand"])
+    assert np.array_equal(background, fresh)

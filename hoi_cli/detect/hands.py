@@ -12,11 +12,25 @@ small, blurry, partly occluded hand-object clips. This module raises recall with
    rotations, and mirrored; the variant with the highest hand-presence score wins;
    (the hand's own orientation is tried first and accepted at once when its presence is
    >= ``early_accept``);
-3. optional (``palm_seed``, off by default): MediaPipe's palm detector
+3. optional (``palm_seed``, off by default; its decoding is MediaPipe's: [0, 1] input, SSD
+   anchors 8/16/16/16 px, sigmoid scores; checked on 243: its boxes land on the hand, scored
+   0.08-0.93 on the padded frame; but on the hard clips its best boxes are clutter, forearms,
+   necks): MediaPipe's palm detector
    (``palm_detection_full.tflite``) on the padded frame and on upscaled tiles of frames still
    lacking hands, each palm checked by the landmark model in the crop MediaPipe would take;
    tracks that start only from such seeds must last ``palm_min_track`` frames;
-4. linking detections into tracks, one handedness vote per track (so a track never swaps
+4. exhaustive seed search (``seed_search``, on; runs only in clips where >= ``seed_when_missing``
+   of the frames still have no hand, e.g. a small dark hand behind a mug, or a pointing hand
+   cut by the image edge, which neither MediaPipe's palm detector nor its tracking ever
+   starts on): on up to ``seed_key_frames`` key frames without hands, a multi-scale sliding
+   window (``seed_sizes``, step ``seed_step``, edge-reaching, ``seed_rotations``) through the
+   lite landmark model; each window with presence >= ``seed_scan_presence`` is confirmed
+   twice by the full model (crop re-detection, the hand's own orientation first, then the
+   usual rotations/mirror; presence >= ``seed_min_presence``, the two boxes overlapping), then
+   propagated by crop re-detection (in such clips also at crop scales
+   ``seed_extend_scales`` and 8 rotations); a track started only by seeds must last
+   ``seed_min_track`` frames. Costs ~1-1.5 s per scanned key frame, none in other clips;
+5. linking detections into tracks, one handedness vote per track (so a track never swaps
    left/right between frames), the two slots resolved jointly (coexisting tracks must differ;
    when their votes are about equal, the horizontal order decides, see
    `_horizontal_tie_break`), and short-gap interpolation, flagged in ``hand_interpolated``.
@@ -92,20 +106,23 @@ class HandDetectorConfig:
     palm_max_candidates: int = 4
     # exhaustive seed search (opt-in): when a clip is mostly without hands after the passes
     # above, a multi-scale sliding-window scan of the landmark model on a few key frames; a
-    # window is a seed when the full model confirms it at its own orientation
-    # (>= seed_min_presence), it recurs at a consistent place in another key frame, and the
-    # track it starts lasts >= seed_min_track frames
-    seed_search: bool = False
-    seed_when_missing: float = 0.5  # run only if this fraction of the frames has no hand
-    seed_key_frames: int = 3  # key frames scanned, evenly spread over the frames without hands
-    seed_sizes: tuple[float, ...] = (0.25, 0.4, 0.65)  # window sides, fractions of min(H, W)
+    # window is a seed when the full model confirms it twice at its own orientation
+    # (>= seed_min_presence), and the track it starts lasts >= seed_min_track frames
+    seed_search: bool = True  # see the module docstring, step 4
+    seed_when_missing: float = 0.3  # run only if this fraction of the frames has no hand
+    seed_key_frames: int = 4  # key frames scanned (at most), spread over the frames without hands
+    seed_sizes: tuple[float, ...] = (0.25, 0.4, 0.65, 1.0)  # window sides, fractions of min(H, W)
     seed_step: float = 0.5  # grid step, fraction of the window side
     seed_rotations: tuple[float, ...] = (0.0, 90.0, 270.0)
     seed_scan_complexity: int = 0  # landmark model of the scan (0 = lite, faster)
-    seed_scan_presence: float = 0.7
+    seed_scan_presence: float = 0.5
     seed_min_presence: float = 0.85
     seed_min_track: int = 8
     seed_max_per_frame: int = 4
+    # ... and in such clips, crop re-detection is retried at these extra crop scales and
+    # rotations (tracks of hard hands end where the default crop loses them)
+    seed_extend_scales: tuple[float, ...] = (1.5, 2.6)
+    seed_extend_rotations: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
 
 
 @dataclass
@@ -281,7 +298,7 @@ def seed_windows(W: int, H: int, cfg: "HandDetectorConfig") -> list[tuple[float,
     hand cut by the edge still fills its window (the crop's border is replicated)."""
     out = []
     for fr in cfg.seed_sizes:
-        side = max(24.0, fr * min(W, H))
+        side = max(48.0, fr * min(W, H))  # smaller windows: hands too small for the model
         step = max(4.0, cfg.seed_step * side)
 
         def centres(n):
@@ -338,36 +355,48 @@ def _scan_frame(frame, scan_model: "LandmarkModel", model: "LandmarkModel", cfg:
     return out
 
 
-def _seed_search(frames, per_frame, model: "LandmarkModel", cfg: "HandDetectorConfig") -> int:
-    """Scan key frames without hands (`_scan_frame`); keep the seeds that recur at a consistent
-    place in another key frame (centre shift <= one box side + 4 px per frame between them)
-    and add them to ``per_frame``. Returns the number of seeds added."""
+def _seed_search(frames, per_frame, model: "LandmarkModel", cfg: "HandDetectorConfig", tried: set | None = None):
+    """Scan up to ``seed_key_frames`` key frames without hands (`_scan_frame`), spread evenly
+    over them, one at a time: the seeds of a key frame are propagated by crop re-detection
+    before the next key frame is chosen (frames the seeds reached are skipped). Persistence is
+    checked later: a track started only by seeds must last ``seed_min_track`` frames
+    (`_assign_slots`). Returns the new ``per_frame``."""
     T = len(frames)
     empty = [t for t in range(T) if not per_frame[t]]
-    if not empty or len(empty) < cfg.seed_when_missing * T or cfg.seed_key_frames < 2:
-        return 0
-    k = min(cfg.seed_key_frames, len(empty))
-    keys = sorted({empty[int(round(i))] for i in np.linspace(0, len(empty) - 1, k)})
+    if not empty or len(empty) < cfg.seed_when_missing * T or cfg.seed_key_frames < 1:
+        return per_frame
     scan_model = LandmarkModel(cfg.seed_scan_complexity, cfg.num_threads)
     if not scan_model.available:
-        return 0
-    found = {t: _scan_frame(frames[t], scan_model, model, cfg) for t in keys}
+        return per_frame
+    k = min(cfg.seed_key_frames, len(empty))
+    # spread order: middle first, then the halves' middles, ... (deterministic)
+    keys = [empty[int(round(i))] for i in np.linspace(0, len(empty) - 1, k)]
+    order, spans = [], [(0, len(keys))]
+    while spans:
+        a, b = spans.pop(0)
+        if a >= b:
+            continue
+        m = (a + b) // 2
+        order.append(keys[m])
+        spans += [(a, m), (m + 1, b)]
+    import dataclasses
 
-    def centre(d):
-        return (d.box[:2] + d.box[2:]) / 2
-
-    added = 0
-    for t in keys:
-        for d in found[t]:
-            size = max(d.box[2] - d.box[0], d.box[3] - d.box[1], 1.0)
-            if not any(np.hypot(*(centre(d) - centre(e))) <= size + 4.0 * abs(u - t)
-                       for u in keys if u != t for e in found[u]):
-                continue
-            if any(box_iou(d.box, e.box) > 0.2 or _contains(e.box, d.box, 0.5) for e in per_frame[t]):
-                continue
-            per_frame[t].append(d)
-            added += 1
-    return added
+    extend = [dataclasses.replace(cfg, crop_scale=sc, redetect_rotations=cfg.seed_extend_rotations,
+                                  redetect_flip=False)
+              for sc in cfg.seed_extend_scales]
+    for t in order:
+        if per_frame[t]:
+            continue  # reached by an earlier seed
+        seeds = _scan_frame(frames[t], scan_model, model, cfg)
+        if not seeds:
+            continue
+        per_frame[t].extend(seeds)
+        if cfg.redetect:
+            per_frame = _redetect_sweeps(frames, per_frame, model, cfg, tried)
+    if cfg.redetect:
+        for v in extend:  # longer tracks: other crop scales, finer rotations
+            per_frame = _redetect_sweeps(frames, per_frame, model, v, set())
+    return per_frame
 
 
 def _slot_prob_right(label: str, score: float) -> float:
@@ -691,8 +720,7 @@ def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None) -
             if added and cfg.redetect:
                 per_frame = _redetect_sweeps(frames, per_frame, model, cfg, tried)
     if cfg.seed_search and T and model is not None and model.available:
-        if _seed_search(frames, per_frame, model, cfg) and cfg.redetect:
-            per_frame = _redetect_sweeps(frames, per_frame, model, cfg, tried)
+        per_frame = _seed_search(frames, per_frame, model, cfg, tried)
     tracks = _link_tracks(per_frame)
     slotted = _assign_slots(tracks, cfg)
     return _to_arrays(slotted, T, frames[0].shape[:2] if T else (0, 0), cfg)

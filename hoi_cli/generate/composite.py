@@ -410,11 +410,16 @@ def composite_clip(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.
                    hand_boxes: np.ndarray, *, object_boxes: np.ndarray | None = None,
                    hand_in_front: np.ndarray | None = None, params: CompositeParams | None = None,
                    layout_params: LayoutParams | None = None, writer=None, keep_frames: bool = True,
+                   background: np.ndarray | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    log: Callable[[str], None] = lambda m: None) -> CompositeResult:
-    """Run the composite backend over a clip; frames go to ``writer.write`` and/or are returned."""
+    """Run the composite backend over a clip; frames go to ``writer.write`` and/or are returned.
+
+    ``background``: the frames with the source object already removed (07_genhoi's cache).
+    """
     comp = Compositor(frames, object_masks, hand_masks, ref, hand_boxes, object_boxes=object_boxes,
-                      hand_in_front=hand_in_front, params=params, layout_params=layout_params, log=log)
+                      hand_in_front=hand_in_front, params=params, layout_params=layout_params,
+                      background=background, log=log)
     t0 = time.perf_counter()
     outs = []
     for t in range(comp.T):

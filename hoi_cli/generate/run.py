@@ -124,14 +124,22 @@ def generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | No
 
     tmp = out.with_name(f".{out.stem}.partial.mp4")
     if opts.backend == "composite":
+        from ..stages.genhoi import load_object_removed
         from .composite import composite_clip
+
+        # 07_genhoi already removed the object (same operation: dilated mask, hands kept): reuse it
+        background = None
+        cached = load_object_removed(run_dir, frames)
+        if cached is not None and cached[2] == opts.composite.remove_dilate_px:
+            background = cached[0]
+            log("object removal: reused from 07_genhoi")
 
         try:
             with VideoWriter(tmp, fps, crf=opts.crf) as writer:
                 res = composite_clip(frames, masks["object"], masks["hand"], ref, hand_boxes,
                                      object_boxes=object_boxes, hand_in_front=hand_in_front,
                                      params=opts.composite, layout_params=opts.layout, writer=writer,
-                                     keep_frames=False, progress=progress, log=log)
+                                     keep_frames=False, background=background, progress=progress, log=log)
         except OSError as exc:
             raise OutputError(f"cannot write {out}: {exc}", "pick a writable --out") from None
         layout, timings = res.layout, res.timings

@@ -11,7 +11,10 @@ reference image of the object. This stage makes them from 00_frames and 03_segme
                             frame where the object mask is largest, object pixels only
                             (others set to white)
     ``genhoi.npz``          ``reference_frame ()``, ``reference_box (4,)`` xyxy px, and
-                            ``removed_fraction (T,)`` the share of pixels replaced per frame
+                            ``removed_fraction (T,)`` the share of pixels replaced per frame;
+                            ``removed_mask`` (bit-packed, with ``shape`` (T,H,W)) and
+                            ``removed_fill (N,3)`` uint8: the exact removal, read back with
+                            `load_object_removed` (the mp4 is lossy; generation reuses this)
 
 The lossless masks stay in 03_segment (this stage does not copy them).
 Read with `load_genhoi(run_dir)`.
@@ -19,16 +22,18 @@ Read with `load_genhoi(run_dir)`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..conventions import pack_masks, unpack_masks
 from ..errors import BadInputError
 from .base import StageContext
 
 NAME = "07_genhoi"
-VERSION = "2"
+VERSION = "3"
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "03_segment")
 
 
@@ -90,8 +95,33 @@ def run(ctx: StageContext) -> dict:
     else:
         ref_box = np.full(4, np.nan, np.float32)
     frac = remove.reshape(len(remove), -1).mean(1).astype(np.float32)
-    np.savez(ctx.out_dir / "genhoi.npz", reference_frame=np.int64(t_ref), reference_box=ref_box, removed_fraction=frac)
+    packed, shape = pack_masks(remove)
+    # exact removal (mask + filled values), so `hoi generate` reuses it instead of recomputing
+    np.savez(ctx.out_dir / "genhoi.npz", reference_frame=np.int64(t_ref), reference_box=ref_box, removed_fraction=frac,
+             removed_mask=packed, shape=shape, removed_fill=removed[remove])
     return {"n_frames": len(frames), "reference_frame": t_ref, "mean_removed_fraction": round(float(frac.mean()), 5)}
+
+
+def load_object_removed(run_dir: str | Path, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """``(background frames, removed mask (T,H,W), dilate_px)`` from the stored removal, or None.
+
+    ``frames`` are the run's 00_frames; the removed pixels get their stored fill, exactly.
+    None where 07_genhoi has not run or predates the stored fill.
+    """
+    d = Path(run_dir) / NAME
+    if not (d / "manifest.json").exists():
+        return None
+    with np.load(d / "genhoi.npz", allow_pickle=False) as z:
+        if "removed_fill" not in z.files:
+            return None
+        mask = unpack_masks(z["removed_mask"], z["shape"])
+        fill = z["removed_fill"]
+    if mask.shape != frames.shape[:3]:
+        return None
+    background = frames.copy()
+    background[mask] = fill
+    dilate_px = json.loads((d / "manifest.json").read_text())["params"]["dilate_px"]
+    return background, mask, int(dilate_px)
 
 
 def load_genhoi(run_dir: str | Path) -> dict:

@@ -23,26 +23,14 @@ def load_hand_in_front(run_dir: Path, shape: tuple[int, int, int], log=lambda m:
         return None
     from ..stages.mlo import load_mlo
 
-    mlo = load_mlo(run_dir)
-    get = mlo.get if isinstance(mlo, dict) else (lambda k, d=None: getattr(mlo, k, d))
-    depth = get("depth")
-    if depth is None:
-        log("04_mlo has no per-layer 'depth'; hands are kept in front")
-        return None
-    depth = np.asarray(depth, np.float32)  # (T, L, H, W), inf/0/NaN where a layer is absent
-    layers = get("layers")
-    layers = tuple(str(x) for x in (MLO_LAYERS if layers is None else layers))
-    if depth.ndim != 4 or depth.shape[1] != len(layers) or "object" not in layers:
-        log(f"04_mlo depth has an unexpected shape {depth.shape}; hands are kept in front")
-        return None
-    oi = layers.index("object")
-    valid = np.isfinite(depth) & (depth > 0)
-    d = np.where(valid, depth, np.inf)
-    obj = d[:, oi]
-    hand = np.min(np.delete(d, oi, axis=1), axis=1)
+    depth = load_mlo(run_dir, keys=("depth",))["depth"]  # (T, L, H, W) float16 metres, 0 = layer absent
+    oi = MLO_LAYERS.index("object")
+    obj = depth[:, oi]
+    hand_layers = depth[:, [i for i in range(len(MLO_LAYERS)) if i != oi]]
+    hand = np.where(hand_layers > 0, hand_layers, np.inf).min(axis=1)  # nearest hand surface
     # hidden only where both surfaces are rendered and the object is nearer by more than the margin:
     # where the hand mesh misses a visible hand pixel, the pixel stays in front
-    behind = np.isfinite(obj) & np.isfinite(hand) & (obj + margin_m < hand)
+    behind = (obj > 0) & np.isfinite(hand) & (obj.astype(np.float32) + margin_m < hand)
     front = ~behind
     if front.shape[1:] != tuple(shape[1:]):
         import cv2

@@ -23,7 +23,7 @@ from ..errors import BadInputError, NoHandsError
 from .base import StageContext
 
 NAME = "01_detect"
-VERSION = "3"
+VERSION = "4"  # 4: seed search for clips with no first detection
 DEPENDS_ON: tuple[str, ...] = ("00_frames",)
 
 CONTRACT_KEYS = ("hand_keypoints", "hand_world", "hand_score", "hand_interpolated", "hand_boxes",

@@ -238,28 +238,33 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray], compress_level: int = 1)
                 np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
 
 
-def decode_frame(arrays) -> dict[str, np.ndarray]:
+ALL_KEYS = ("normals", "confidence", "depth", "scene_depth")
+
+
+def decode_frame(arrays, keys=ALL_KEYS) -> dict[str, np.ndarray]:
     """Dense arrays of one frame: normals (L,H,W,3) uint8, confidence (L,H,W) uint8,
-    depth (L,H,W) float16, scene_depth (H,W) float16."""
+    depth (L,H,W) float16, scene_depth (H,W) float16; only those in ``keys`` are decoded."""
     H, W = (int(s) for s in arrays["size"])
-    normals = np.zeros((N_LAYERS, H, W, 3), np.uint8)
-    conf = np.zeros((N_LAYERS, H, W), np.uint8)
-    depth = np.zeros((N_LAYERS, H, W), np.float16)
+    layered = {"normals": ((N_LAYERS, H, W, 3), np.uint8), "confidence": ((N_LAYERS, H, W), np.uint8),
+               "depth": ((N_LAYERS, H, W), np.float16)}
+    out = {k: np.zeros(shape, dtype) for k, (shape, dtype) in layered.items() if k in keys}
+    packed = {k: arrays[k] for k in out}  # npz members are read (and inflated) only when accessed
     o = 0
     for layer, (x0, y0, x1, y1) in enumerate(arrays["boxes"]):
         n = int((x1 - x0) * (y1 - y0))
         if n == 0:
             continue
         h, w = y1 - y0, x1 - x0
-        normals[layer, y0:y1, x0:x1] = arrays["normals"][o:o + n].reshape(h, w, 3)
-        conf[layer, y0:y1, x0:x1] = arrays["confidence"][o:o + n].reshape(h, w)
-        depth[layer, y0:y1, x0:x1] = arrays["depth"][o:o + n].reshape(h, w)
+        for k, dense in out.items():
+            dense[layer, y0:y1, x0:x1] = packed[k][o:o + n].reshape((h, w) + dense.shape[3:])
         o += n
-    scene = np.zeros((H, W), np.float16)
-    x0, y0, x1, y1 = (int(v) for v in arrays["scene_box"])
-    if x1 > x0:
-        scene[y0:y1, x0:x1] = arrays["scene_depth"].reshape(y1 - y0, x1 - x0)
-    return {"normals": normals, "confidence": conf, "depth": depth, "scene_depth": scene}
+    if "scene_depth" in keys:
+        scene = np.zeros((H, W), np.float16)
+        x0, y0, x1, y1 = (int(v) for v in arrays["scene_box"])
+        if x1 > x0:
+            scene[y0:y1, x0:x1] = arrays["scene_depth"].reshape(y1 - y0, x1 - x0)
+        out["scene_depth"] = scene
+    return out
 
 
 # ---------------------------------------------------------------- the stage
@@ -383,23 +388,24 @@ def frame_files(run_dir: str | Path) -> list[Path]:
     return files
 
 
-def load_mlo_frame(run_dir: str | Path, t: int) -> dict[str, np.ndarray]:
+def load_mlo_frame(run_dir: str | Path, t: int, keys=ALL_KEYS) -> dict[str, np.ndarray]:
     """One frame, dense: normals (L,H,W,3) uint8, confidence (L,H,W) uint8, depth (L,H,W) float16,
-    scene_depth (H,W) float16; layers in MLO_LAYERS order."""
+    scene_depth (H,W) float16; layers in MLO_LAYERS order; ``keys`` picks which to decode."""
     with np.load(frame_files(run_dir)[t], allow_pickle=False) as z:
-        return decode_frame(z)
+        return decode_frame(z, keys)
 
 
-def load_mlo(run_dir: str | Path, frames=None) -> dict[str, np.ndarray]:
+def load_mlo(run_dir: str | Path, frames=None, keys=ALL_KEYS) -> dict[str, np.ndarray]:
     """All (or the listed) frames, dense: normals (T,L,H,W,3) uint8, confidence (T,L,H,W) uint8,
     depth (T,L,H,W) float16, scene_depth (T,H,W) float16, layers (L,) names.
 
     Mind the memory: 13 layers at 512x512 are ~17 MB per frame; pass ``frames`` for long clips.
-    Decode normals with `hoi_cli.conventions.decode_normals`.
+    Decode normals with `hoi_cli.conventions.decode_normals`. ``keys`` picks which arrays
+    to decode (e.g. ``("depth",)`` for the depth order alone, much faster).
     """
     files = frame_files(run_dir)
     idx = range(len(files)) if frames is None else frames
-    per = [load_mlo_frame(run_dir, t) for t in idx]
+    per = [load_mlo_frame(run_dir, t, keys) for t in idx]
     out = {k: np.stack([f[k] for f in per]) for k in per[0]} if per else {}
     out["layers"] = np.array(MLO_LAYERS)
     return out

@@ -89,52 +89,17 @@ def hand_metrics(gen: dict, ref: dict) -> dict:
 # ----------------------------------------------------------------------------- detector adapter
 
 
-def _detect_fallback(frames: np.ndarray) -> dict:
-    """Plain MediaPipe legacy hands (video mode), handedness converted to slots."""
-    import mediapipe as mp
-
-    from ..conventions import box_from_points, mediapipe_label_to_slot
-
-    T = len(frames)
-    kp = np.full((T, 2, 21, 3), np.nan, dtype=np.float32)
-    score = np.full((T, 2), np.nan, dtype=np.float32)
-    boxes = np.full((T, 2, 4), np.nan, dtype=np.float32)
-    with mp.solutions.hands.Hands(static_image_mode=False, max_num_hands=2, model_complexity=1,
-                                  min_detection_confidence=0.5, min_tracking_confidence=0.5) as hands:
-        for t, f in enumerate(frames):
-            h, w = f.shape[:2]
-            res = hands.process(np.ascontiguousarray(f))
-            if not res.multi_hand_landmarks:
-                continue
-            for lms, hd in zip(res.multi_hand_landmarks, res.multi_handedness):
-                c = hd.classification[0]
-                slot = mediapipe_label_to_slot(c.label)
-                if np.isfinite(score[t, slot]) and score[t, slot] >= c.score:
-                    continue
-                xy = np.array([[p.x * w, p.y * h] for p in lms.landmark], dtype=np.float32)
-                kp[t, slot, :, :2] = xy
-                kp[t, slot, :, 2] = c.score
-                score[t, slot] = c.score
-                boxes[t, slot] = box_from_points(xy)
-    return {"hand_keypoints": kp, "hand_score": score, "hand_boxes": boxes,
-            "hand_interpolated": np.zeros((T, 2), dtype=bool)}
+DETECTOR_NAME = ("hoi_cli.detect.hands.detect_hands (MediaPipe bundled hand model + 01_detect recall "
+                 "improvements; not the 100DOH detector of HOI-Swap)")
 
 
 def detector_name() -> str:
-    """Which detector `detect` will use."""
-    try:
-        from ..detect.hands import detect_hands  # noqa: F401
-
-        return ("hoi_cli.detect.hands.detect_hands (MediaPipe bundled hand model + 01_detect recall "
-                "improvements; not the 100DOH detector of HOI-Swap)")
-    except ImportError:
-        return "mediapipe.solutions.hands (plain, video mode; not the 100DOH detector of HOI-Swap)"
+    """Which detector `detect` uses (recorded in the metrics output)."""
+    return DETECTOR_NAME
 
 
 def detect(frames: np.ndarray) -> tuple[dict, str]:
-    """Hand detections of a clip and the name of the detector used."""
-    try:
-        from ..detect.hands import detect_hands
-    except ImportError:
-        return _detect_fallback(frames), detector_name()
-    return detect_hands(frames), detector_name()
+    """Hand detections of a clip (01_detect's detector) and the detector's name."""
+    from ..detect.hands import detect_hands
+
+    return detect_hands(frames), DETECTOR_NAME

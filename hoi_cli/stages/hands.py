@@ -69,16 +69,9 @@ def model_files(params: Params, weights_dir=None) -> dict[str, Path]:
 
 
 def _load_detections(run_dir: Path) -> dict:
-    try:
-        from .detect import load_detections  # the 01_detect stage's loader
+    from .detect import load_detections
 
-        return dict(load_detections(run_dir))
-    except ImportError:
-        path = Path(run_dir) / "01_detect" / "detections.npz"
-        if not path.exists():
-            raise BadInputError(f"no detections in {run_dir} ({path} missing)", "run 01_detect first") from None
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+    return dict(load_detections(run_dir))
 
 
 def _meta(run_dir: Path) -> dict:

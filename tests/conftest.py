@@ -33,6 +33,17 @@ def interdyn_clips(shared_data) -> list[Path]:
 
 
 @pytest.fixture
+def torch_one_thread():
+    """Run a test with one torch CPU thread (tiny models run several times faster so)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

@@ -18,12 +18,8 @@ from hoi_cli.train.loop import TrainOptions, train
 ALL_STAGES = SYNTHETIC_STAGES  # 01_detect, 03_segment and the real 04_mlo, 05_silhouette, 06_layout
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# one torch thread: ~5x faster than two on this 2-core machine (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -265,12 +265,17 @@ def env(
     table = Table(title="hoi env", show_header=False)
     table.add_column("what")
     table.add_column("value")
+    weights = info.pop("weights")
     for key, value in info.items():
         if isinstance(value, dict):
             for k, v in value.items():
                 table.add_row(f"{key}.{k}", json.dumps(v) if isinstance(v, (dict, list)) else str(v))
         else:
             table.add_row(key, str(value))
+    table.add_row("weights.search_path", ", ".join(weights["search_path"]))
+    for key, entry in weights["files"].items():
+        found = entry["path"] or f"[dim]missing ({entry['expected']})[/]"
+        table.add_row(f"weights.{key}", f"{found}  [dim]{entry['what']}[/]")
     out.print(table)
 
 

@@ -12,6 +12,11 @@ frames with a reference hand; in 243 and 35671 only the right hand is masked, so
 hand counts against), object flicker (mean 1-IoU of consecutive masks; the reference's in
 brackets), and frames/s of the whole stage work (hand masks + object masks).
 
+``--redetect`` recomputes 01_detect's automatic object boxes from the run's hand detections with
+the current code (``--detect-set KEY=VALUE`` overrides `ObjectConfig`), so object-proposal work
+can be measured without rerunning the hand detector. Box IoU (own box vs the reference mask's
+box, mean over frames with a reference object) is printed for the ``own`` mode.
+
 Without run folders (``--no-runs``) it reads the clips directly and uses oracle boxes and
 the reference hand mask as the hand region (development mode, no 01_detect/02_hands needed).
 
@@ -55,6 +60,25 @@ def iou_mean(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def box_iou_mean(boxes, ref: np.ndarray) -> float:
+    """Mean IoU of ``boxes`` (T,4; NaN = none, counts 0) against the reference masks' boxes."""
+    if boxes is None:
+        return float("nan")
+    vals = []
+    for b, m in zip(boxes, ref):
+        if not m.any():
+            continue
+        r = box_from_mask(m)
+        if not np.isfinite(b).all():
+            vals.append(0.0)
+            continue
+        iw = max(0.0, min(b[2], r[2]) - max(b[0], r[0]))
+        ih = max(0.0, min(b[3], r[3]) - max(b[1], r[1]))
+        inter = iw * ih
+        vals.append(inter / ((b[2] - b[0]) * (b[3] - b[1]) + (r[2] - r[0]) * (r[3] - r[1]) - inter))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
 def load_inputs(clip: str, runs: Path | None):
     if runs is None:
         from hoi_cli.video import read_video
@@ -77,6 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", default="", help="comma-separated clip ids (default: all)")
     ap.add_argument("--mode", default="own,oracle")
     ap.add_argument("--set", action="append", default=[], help="03_segment PARAM=VALUE")
+    ap.add_argument("--redetect", action="store_true", help="recompute the automatic object boxes")
+    ap.add_argument("--detect-set", action="append", default=[], help="ObjectConfig KEY=VALUE (with --redetect)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     params = params_from_dict(seg.Params, dict(s.split("=", 1) for s in a.set))
@@ -85,6 +111,14 @@ def main(argv=None) -> int:
     results: dict = {m: {} for m in modes}
     for clip in clips:
         frames, det, mano = load_inputs(clip, None if a.no_runs else a.runs)
+        redetect_s = 0.0
+        if a.redetect and det is not None:
+            from hoi_cli.detect.objects import ObjectConfig, detect_objects
+
+            cfg = params_from_dict(ObjectConfig, dict(s.split("=", 1) for s in a.detect_set))
+            t0 = time.perf_counter()
+            det = {**det, **detect_objects(frames, det, cfg)}
+            redetect_s = time.perf_counter() - t0
         T = len(frames)
         ref_obj, ref_hand = reference(DATA / clip, T)
         T = min(T, len(ref_obj))
@@ -106,24 +140,28 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 res = seg.segment_clip(frames, d, mano, params)
             sec = time.perf_counter() - t0
-            r = {"object_iou": iou_mean(res["object"], ref_obj), "hand_iou": iou_mean(res["hand"], ref_hand),
-                 "flicker": flicker(res["object"]), "ref_flicker": flicker(ref_obj), "fps": T / sec, "frames": T}
+            r = {"box_iou": box_iou_mean(d.get("object_boxes"), ref_obj),
+                 "object_iou": iou_mean(res["object"], ref_obj), "hand_iou": iou_mean(res["hand"], ref_hand),
+                 "flicker": flicker(res["object"]), "ref_flicker": flicker(ref_obj), "fps": T / sec, "frames": T,
+                 "boxes_fps": T / redetect_s if redetect_s and mode == "own" else float("nan")}
             results[mode][clip] = r
             if not a.json:
-                print(f"{mode:6s} {clip:>7s}  object IoU {r['object_iou']:.3f}  hand IoU {r['hand_iou']:.3f}  "
-                      f"flicker {r['flicker']:.3f} ({r['ref_flicker']:.3f})  {r['fps']:.1f} frames/s", flush=True)
+                print(f"{mode:6s} {clip:>7s}  box IoU {r['box_iou']:.3f}  object IoU {r['object_iou']:.3f}  hand IoU {r['hand_iou']:.3f}  "
+                      f"flicker {r['flicker']:.3f} ({r['ref_flicker']:.3f})  {r['fps']:.1f} frames/s"
+                      + (f" (boxes {r['boxes_fps']:.1f} frames/s)" if np.isfinite(r["boxes_fps"]) else ""), flush=True)
     summary = {}
     for mode, per in results.items():
         frames_total = sum(r["frames"] for r in per.values())
         seconds = sum(r["frames"] / r["fps"] for r in per.values())
-        summary[mode] = {"object_iou": float(np.nanmean([r["object_iou"] for r in per.values()])),
+        summary[mode] = {"box_iou": float(np.nanmean([r["box_iou"] for r in per.values()])),
+                         "object_iou": float(np.nanmean([r["object_iou"] for r in per.values()])),
                          "hand_iou": float(np.nanmean([r["hand_iou"] for r in per.values()])),
                          "fps": frames_total / max(seconds, 1e-9)}
     if a.json:
         print(json.dumps({"per_clip": results, "mean": summary}, indent=1))
     else:
         for mode, s in summary.items():
-            print(f"MEAN {mode:6s} object IoU {s['object_iou']:.3f}  hand IoU {s['hand_iou']:.3f}  "
+            print(f"MEAN {mode:6s} box IoU {s['box_iou']:.3f}  object IoU {s['object_iou']:.3f}  hand IoU {s['hand_iou']:.3f}  "
                   f"{s['fps']:.1f} frames/s  ({len(results[mode])} clips)")
     return 0
 

@@ -165,9 +165,6 @@ def test_point_prompt_grows_into_the_object_box_and_tracks():
     assert np.nanmean(box_iou(out["object_boxes"], truth)) > 0.7
 
 
-@pytest.mark.xfail(strict=False, reason="known weakness: on this synthetic scene (i.i.d. noise background, "
-                   "skeleton-only hand, grasp point 1 px outside the object) GrabCut keeps only the seed disc "
-                   "and the proposal falls back to the hand-sized prior box at the grasp point")
 def test_auto_object_proposal_next_to_a_fake_hand():
     frames, truth = _moving_rect_frames(T=6, texture=False)
     T = len(frames)

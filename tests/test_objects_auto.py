@@ -60,3 +60,138 @@ def test_grasp_point_is_fingertip_centroid():
     kp = np.zeros((21, 2))
     kp[4], kp[8], kp[12] = (0, 0), (3, 0), (0, 3)
     np.testing.assert_allclose(grasp_point(kp), [1, 1])
+
+
+def _long_object_scene(T: int = 8, H: int = 120, W: int = 200):
+    """A textured-free grey/green background split in two, a long red bar (about 4 hand sizes)
+    held at its right end by a small hand that moves the bar; the bar's left end lies far
+    outside a hand-sized window around the fingertips."""
+    import cv2
+
+    frames, kps, refs = [], np.full((T, 2, 21, 3), np.nan, np.float32), []
+    rng = np.random.default_rng(1)
+    for t in range(T):
+        f = np.full((H, W, 3), 120, np.uint8)
+        f[H // 2:] = (90, 140, 90)  # a second background colour (a table below a wall)
+        f = f + rng.integers(0, 6, (H, W, 3), dtype=np.uint8)
+        x0, y0 = 30 + 3 * t, 40 + t
+        cv2.rectangle(f, (x0, y0), (x0 + 110, y0 + 18), (200, 40, 40), -1)  # the object
+        refs.append(np.array([x0, y0, x0 + 111, y0 + 19], float))
+        # a hand below-right: wrist at the bottom, fingertips on the bar's right end
+        tip_x, tip_y = x0 + 104, y0 + 9
+        wrist = np.array([tip_x + 6, tip_y + 30.0])
+        pts = [wrist]
+        for finger in range(5):
+            fx = tip_x - 8 + 4 * finger
+            for k in range(4):
+                pts.append(np.array([fx + (3 - k) * 2.0, tip_y + 24 - 8 * k], float))
+        pts = np.array(pts)
+        for j in range(1, 21):
+            a = pts[j]
+            b = pts[0] if j % 4 == 1 else pts[j - 1]
+            cv2.line(f, tuple(int(v) for v in a), tuple(int(v) for v in b), (220, 170, 140), 3)
+        kps[t, 1, :, :2] = pts
+        kps[t, 1, :, 2] = 1.0
+        frames.append(f)
+    return frames, kps, refs
+
+
+def _iou(b, r):
+    ix = max(0.0, min(b[2], r[2]) - max(b[0], r[0]))
+    iy = max(0.0, min(b[3], r[3]) - max(b[1], r[1]))
+    inter = ix * iy
+    return inter / ((b[2] - b[0]) * (b[3] - b[1]) + (r[2] - r[0]) * (r[3] - r[1]) - inter)
+
+
+def test_segments_method_finds_an_object_much_longer_than_the_hand():
+    frames, kps, refs = _long_object_scene()
+    boxes, score = auto_object_boxes(frames, kps, ObjectConfig(method="segments"))
+    assert np.isfinite(boxes).all() and (score > 0).all()
+    ious = [_iou(b, r) for b, r in zip(boxes, refs)]
+    assert min(ious) > 0.7, ious
+
+
+def test_segment_candidates_skip_hand_and_background():
+    from hoi_cli.detect.objects import _segment_candidates
+
+    frames, kps, refs = _long_object_scene(T=1)
+    cands = _segment_candidates(frames[0], [kps[0, 1, :, :2].astype(float)], ObjectConfig())
+    assert cands, "the fingertips touch the bar"
+    H, W = frames[0].shape[:2]
+    for c in cands:  # no candidate is the whole frame or mostly the (skin-coloured) hand
+        b = c["box"]
+        assert (b[2] - b[0]) * (b[3] - b[1]) < 0.9 * H * W
+    assert max(_iou(c["box"], refs[0]) for c in cands) > 0.8
+
+
+def test_segments_method_falls_back_to_grabcut_without_candidates():
+    frames, kps = _scene(T=4)
+    boxes, score = auto_object_boxes(frames, kps, ObjectConfig(max_area_frac=0.0))  # every region rejected
+    ref, _ = auto_object_boxes(frames, kps, ObjectConfig(method="grabcut"))
+    np.testing.assert_array_equal(boxes, ref)
+    assert (score > 0).all()
+
+
+def _fake_candidates(monkeypatch, per_frame):
+    """Make `_segment_candidates` return ``per_frame[t]`` (a list of (box, hist, area, nb)) for key frame t."""
+    import hoi_cli.detect.objects as objects
+
+    def fake(frame, kps, cfg):
+        t = int(frame[0, 0, 0])  # the frame index is written into the dummy frame
+        return [{"box": np.asarray(b, float), "hist": np.asarray(h, np.float32) / np.linalg.norm(h), "area": a,
+                 "nb": nb} for b, h, a, nb in per_frame[t]]
+
+    monkeypatch.setattr(objects, "_segment_candidates", fake)
+
+
+def _hand_at(x, y):
+    kp = np.zeros((21, 2))
+    kp[:] = (x - 10, y)  # wrist side
+    kp[[4, 8, 12]] = (x, y)  # grasp point at (x, y); hand size 10 px
+    return kp
+
+
+def test_recurrence_prefers_the_region_that_moves_with_the_hand(monkeypatch):
+    """Two candidates recur in colour in every key frame: one moves with the hand (the held object),
+    one stays put (background) and is closer to hand size (smaller area penalty). Colour alone picks
+    the background; the hand-aligned overlap picks the object, also when only 3 reference frames are
+    compared (``max_ref_frames``)."""
+    from hoi_cli.detect.objects import _segment_proposals
+
+    T, hand = 8, 10.0
+    A, B = [1, 0, 0, 0], [0, 1, 0, 0]
+    per_frame, kps_by_key, frames = {}, {}, []
+    for t in range(T):
+        x = 40 + 15 * t  # the hand moves right, the object with it
+        obj = ([x, 40, x + 30, 70], A, 900.0, 0)
+        bg = ([100, 100, 110, 110], B, hand * hand, 0)
+        noise = ([0, 0, 5 + t, 5], np.eye(4)[2 + t % 2], 30.0, 0)
+        per_frame[t] = [obj, bg, noise]
+        kps_by_key[t] = [_hand_at(x, 55)]
+        frames.append(np.full((4, 4, 3), t, np.uint8))
+    _fake_candidates(monkeypatch, per_frame)
+    colour_only = _segment_proposals(frames, kps_by_key, ObjectConfig(w_align=0.0, gate=0.0))
+    assert all(np.allclose(colour_only[t], [100, 100, 110, 110]) for t in range(T))
+    for cap in (24, 3):
+        aligned = _segment_proposals(frames, kps_by_key, ObjectConfig(w_align=0.5, max_ref_frames=cap))
+        for t in range(T):
+            x = 40 + 15 * t
+            np.testing.assert_allclose(aligned[t], [x, 40, x + 30, 70])
+
+
+def test_gate_drops_key_frames_without_an_object_like_candidate(monkeypatch):
+    """A key frame whose only candidate looks like nothing else in the clip gets no box (it is
+    interpolated from its neighbours instead)."""
+    from hoi_cli.detect.objects import _segment_proposals
+
+    T = 7
+    A, C = [1, 0, 0, 0], [0, 0, 0, 1]
+    per_frame = {t: [([40, 40, 70, 70], A, 900.0, 0)] for t in range(T)}
+    per_frame[3] = [([0, 0, 200, 100], C, 20000.0, 2)]  # the fingertips only touch the table here
+    kps_by_key = {t: [_hand_at(40, 55)] for t in range(T)}
+    frames = [np.full((4, 4, 3), t, np.uint8) for t in range(T)]
+    _fake_candidates(monkeypatch, per_frame)
+    prop = _segment_proposals(frames, kps_by_key, ObjectConfig())
+    assert sorted(prop) == [0, 1, 2, 4, 5, 6]
+    ungated = _segment_proposals(frames, kps_by_key, ObjectConfig(gate=0.0))
+    assert sorted(ungated) == list(range(T))

@@ -133,3 +133,85 @@ def test_mask_packing_round_trip():
     m = np.random.default_rng(0).random((3, 7, 13)) > 0.5
     packed, shape = pack_masks(m)
     assert np.array_equal(unpack_masks(packed, shape), m)
+
+
+def test_a_fat_hand_silhouette_does_not_erase_the_object():
+    # The rendered hand overlaps the object's edge by 4 px (fingers behind it, fit error). As
+    # sure background those object pixels poison the background colour model and GrabCut
+    # loses the whole object; its outer band is therefore only probable background.
+    img = _background(120, 200, seed=1)
+    obj = _ellipse(120, 200, 100, 60)
+    img[obj] = (210, 60, 40)
+    hand = np.zeros_like(obj)
+    hand[40:80, 112:160] = True
+    img[hand] = (225, 170, 140)
+    fat = cv2.dilate(hand.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    box = box_from_mask(obj) + np.array([-8, -8, 8, 8], np.float32)
+    hard, _ = grabcut_box(img, box, bg_mask=fat, params=GrabCutParams(hand_soft_px=0))
+    soft, _ = grabcut_box(img, box, bg_mask=fat)  # default hand_soft_px = 4
+    assert iou(soft, obj & ~hand) > 0.95
+    assert iou(hard, obj & ~hand) < 0.5
+    assert not (soft & hand).any()
+
+
+def _handle_then_whole_object(T=10):
+    """A white body with a blue handle; the first boxes cover only the handle, then the whole."""
+    frames, boxes, gts = [], [], []
+    for t in range(T):
+        img = _background(120, 200, seed=10 + t)
+        body, handle = np.zeros((120, 200), np.uint8), np.zeros((120, 200), np.uint8)
+        cv2.rectangle(body, (60, 35), (110, 85), 1, -1)
+        cv2.rectangle(handle, (111, 50), (124, 70), 1, -1)
+        cv2.rectangle(handle, (111, 55), (119, 65), 0, -1)
+        img[body.astype(bool)] = (220, 220, 230)
+        img[handle.astype(bool)] = (40, 40, 200)
+        obj = (body | handle).astype(bool)
+        frames.append(img)
+        gts.append(obj)
+        boxes.append(np.array([109, 48, 126, 72], np.float32) if t < 4
+                     else box_from_mask(obj) + np.array([-2, -2, 2, 2], np.float32))
+    return np.stack(frames), np.stack(boxes), np.stack(gts)
+
+
+def test_a_box_that_grows_to_the_whole_object_drops_the_old_mask():
+    frames, boxes, gts = _handle_then_whole_object()
+    locked = segment_sequence(frames, boxes, params=GrabCutParams(max_box_change=0))
+    fresh = segment_sequence(frames, boxes)  # default: the prior is dropped at the 6x box change
+    late = slice(5, None)
+    iou_fresh = np.mean([iou(a, b) for a, b in zip(fresh[late], gts[late])])
+    iou_locked = np.mean([iou(a, b) for a, b in zip(locked[late], gts[late])])
+    assert iou_fresh > 0.95
+    assert iou_fresh > iou_locked + 0.02
+
+
+def test_grabcut_is_deterministic_whatever_ran_before():
+    img = _background(120, 200)
+    obj = _ellipse(120, 200, 100, 60)
+    img[obj] = (170, 110, 70)
+    box = box_from_mask(obj) + np.array([-12, -10, 14, 9], np.float32)
+    a, _ = grabcut_box(img, box)
+    cv2.setRNGSeed(12345)
+    cv2.randu(np.zeros((50, 50), np.float32), 0, 1)  # disturb OpenCV's global RNG
+    b, _ = grabcut_box(img, box)
+    assert np.array_equal(a, b)
+
+
+def test_a_box_that_cuts_into_the_object_still_finds_it():
+    # A dark object 2 px larger than its box on every side: with sure background right at the
+    # box edge, the object's colour is learnt as background and GrabCut drops the object; a
+    # soft band outside the box (box_soft_frac) keeps it.
+    r = np.random.default_rng(3)
+    img = np.full((120, 200, 3), 215, np.int32)
+    img[::6] = (120, 140, 170)
+    img[1::6] = (120, 140, 170)
+    img = np.clip(img + r.integers(-10, 11, img.shape), 0, 255)
+    obj = np.zeros((120, 200), bool)
+    obj[45:80, 50:150] = True
+    img[obj] = np.clip(30 + r.integers(-8, 9, (obj.sum(), 3)), 0, 255)
+    img[60:64, 110:135] = 200  # a light label on the object
+    img = img.astype(np.uint8)
+    box = np.array([52, 47, 148, 78], np.float32)
+    hard, _ = grabcut_box(img, box, params=GrabCutParams(box_soft_frac=0.0))
+    soft, _ = grabcut_box(img, box)  # default box_soft_frac = 0.1
+    assert iou(hard, obj) < 0.3
+    assert iou(soft, obj) > 0.95

@@ -172,3 +172,27 @@ def test_missing_sam_checkpoint_says_where_it_looked(tmp_path):
         segment.model_files(segment.Params(backend="sam", sam_checkpoint=str(tmp_path / "none.pth")))
     assert "none.pth" in exc.value.message
     assert segment.model_files(segment.Params()) == {}
+
+
+def test_hand_mask_adds_the_keypoint_mask_but_object_background_does_not():
+    from hoi_cli.segment.hand import keypoint_hand_mask
+
+    T, H, W = 2, 96, 128
+    frames = np.full((T, H, W, 3), 120, np.uint8)
+    K = default_intrinsics(W, H)
+    v, f = _quad_mesh(K, (20, 20, 50, 50))
+    mano = {"vertices": np.stack([np.stack([v, v])] * T), "faces": f, "K": K,
+            "valid": np.array([[False, True]] * T)}
+    kps = np.full((T, 2, 21, 3), np.nan, np.float32)
+    rng = np.random.default_rng(0)
+    kps[:, 0, :, :2] = rng.uniform([70, 40], [100, 70], (21, 2))  # a hand the fit missed
+    kps[:, 0, :, 2] = 1.0
+    p = segment.Params(refine_hands=False)
+    hand, bg = segment.hand_masks_from_inputs(frames, {"hand_keypoints": kps}, mano, p, with_object_bg=True)
+    kp = keypoint_hand_mask(kps[0], H, W)
+    assert kp.sum() > 100
+    assert hand[0][kp].all() and hand[0, 20:50, 20:50].all()
+    assert not (bg[0] & kp).any() and bg[0, 20:50, 20:50].all()  # the object's background: mesh only
+    off = segment.hand_masks_from_inputs(frames, {"hand_keypoints": kps}, mano,
+                                         segment.Params(refine_hands=False, hand_keypoints=False))
+    assert not off[0, 60:80, 75:95].any()

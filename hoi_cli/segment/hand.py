@@ -107,6 +107,7 @@ def refine_hand_mask(image: np.ndarray, mesh_mask: np.ndarray, skin: np.ndarray 
         img = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
         seed = cv2.resize(seed, (sw, sh), interpolation=cv2.INTER_NEAREST)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # k-means initialisation: the same result whatever ran before
     try:
         cv2.grabCut(np.ascontiguousarray(img), seed, None, bgd, fgd, max(1, p.iterations), cv2.GC_INIT_WITH_MASK)
     except cv2.error:

@@ -23,7 +23,7 @@ from ..errors import BadInputError, NoHandsError
 from .base import StageContext
 
 NAME = "01_detect"
-VERSION = "4"  # 4: seed search for clips with no first detection
+VERSION = "5"  # 4: seed search for clips with no first detection; 5: auto object boxes from segment candidates
 DEPENDS_ON: tuple[str, ...] = ("00_frames",)
 
 CONTRACT_KEYS = ("hand_keypoints", "hand_world", "hand_score", "hand_interpolated", "hand_boxes",
@@ -37,6 +37,7 @@ class Params:
     object_point: tuple | None = None  # prompt: x,y on object_frame (grown into a box)
     object_frame: int = 0
     object_auto: bool = True  # with no prompt, propose the held object near the hands
+    object_method: str = "segments"  # auto proposals: segments (clip-level, ~50 fps) | grabcut (~300 fps, poorer)
     min_detection_confidence: float = 0.5  # MediaPipe palm detection threshold
     min_presence: float = 0.5  # hand presence needed for a crop re-detection
     redetect: bool = True  # crop re-detection around neighbouring frames' hands
@@ -67,6 +68,8 @@ def detect(frames: np.ndarray, p: Params, progress=None, clip_name: str = "clip"
     from ..detect.hands import HandDetectorConfig, detect_hands
     from ..detect.objects import ObjectConfig, detect_objects
 
+    if p.object_method not in ("segments", "grabcut"):
+        raise BadInputError(f"unknown 01_detect object_method {p.object_method!r}", "use segments or grabcut")
     passes = ("forward", "backward", "static") + (("tiles",) if p.tiles else ())
     cfg = HandDetectorConfig(min_detection_confidence=p.min_detection_confidence, min_presence=p.min_presence,
                              redetect=p.redetect, max_gap=p.max_gap, model_complexity=p.model_complexity,
@@ -85,7 +88,8 @@ def detect(frames: np.ndarray, p: Params, progress=None, clip_name: str = "clip"
         raise BadInputError(f"object_frame {p.object_frame} is outside the clip (0..{T - 1})",
                             "pick a frame index of the working frames")
     obj = detect_objects(frames, hands, ObjectConfig(object_box=box, object_point=point,
-                                                     object_frame=int(p.object_frame), auto=p.object_auto))
+                                                     object_frame=int(p.object_frame), auto=p.object_auto,
+                                                     method=p.object_method))
     arrays = {k: hands[k] for k in CONTRACT_KEYS if k in hands}
     arrays["object_boxes"] = obj["object_boxes"].astype(np.float32)
     arrays["object_score"] = obj["object_score"].astype(np.float32)

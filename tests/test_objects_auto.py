@@ -195,3 +195,29 @@ def test_gate_drops_key_frames_without_an_object_like_candidate(monkeypatch):
     assert sorted(prop) == [0, 1, 2, 4, 5, 6]
     ungated = _segment_proposals(frames, kps_by_key, ObjectConfig(gate=0.0))
     assert sorted(ungated) == list(range(T))
+
+
+def test_auto_mode_returns_a_seed_mask_of_the_held_object():
+    """The segments method also gives a coarse object mask per frame (the chosen regions of the
+    nearest key frame moved onto the frame's box): 03_segment anchors its GrabCut on it."""
+    from hoi_cli.detect.objects import detect_objects
+
+    frames, kps = _scene()
+    out = detect_objects(frames, {"hand_keypoints": kps}, ObjectConfig())
+    seeds = out["object_seed"]
+    assert seeds.shape == (7, 120, 160) and seeds.dtype == bool
+    for t in range(len(frames)):
+        ox = 60 + 2 * t
+        ref = np.zeros(seeds.shape[1:], bool)
+        ref[40:81, ox:ox + 41] = True
+        iou = (seeds[t] & ref).sum() / (seeds[t] | ref).sum()
+        assert iou > 0.75, (t, iou)
+        assert (seeds[t] & ref).sum() > 0.95 * seeds[t].sum()  # the seed is (almost) only the object
+    boxes, score = auto_object_boxes(frames, kps, ObjectConfig())
+    b2, s2, seeds2 = auto_object_boxes(frames, kps, ObjectConfig(), with_seeds=True)
+    np.testing.assert_array_equal(boxes, b2)
+    np.testing.assert_array_equal(seeds, seeds2)
+    # the grabcut method and the prompt modes have no seed
+    assert "object_seed" not in detect_objects(frames, {"hand_keypoints": kps}, ObjectConfig(method="grabcut"))
+    assert "object_seed" not in detect_objects(frames, {"hand_keypoints": kps},
+                                               ObjectConfig(object_box=(60, 40, 100, 80)))

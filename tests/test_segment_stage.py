@@ -196,3 +196,38 @@ def test_hand_mask_adds_the_keypoint_mask_but_object_background_does_not():
     off = segment.hand_masks_from_inputs(frames, {"hand_keypoints": kps}, mano,
                                          segment.Params(refine_hands=False, hand_keypoints=False))
     assert not off[0, 60:80, 75:95].any()
+
+
+def test_object_seed_round_trips_and_anchors_the_object(tmp_path):
+    """01_detect's ``object_seed`` (bit-packed in detections.npz) is unpacked by `load_detections`
+    and used by `segment_clip`; runs without it, or with one of another size, still work."""
+    from hoi_cli.conventions import pack_masks
+    from hoi_cli.stages.detect import load_detections
+
+    T, H, W = 3, 120, 200
+    r = np.random.default_rng(4)
+    obj = np.zeros((H, W), bool)
+    obj[45:75, 60:95] = True
+    img = np.zeros((H, W, 3), np.int32)
+    img[:] = (200, 70, 50)  # the object's colour all around the box, a blue cloth beside it
+    img[35:85, 100:145] = (40, 60, 200)
+    img[obj] = (190, 80, 60)
+    frames = np.stack([np.clip(img + r.integers(-10, 11, img.shape), 0, 255).astype(np.uint8)] * T)
+    seeds = np.stack([obj] * T)
+    packed, shape = pack_masks(seeds)
+    (tmp_path / "01_detect").mkdir()
+    np.savez(tmp_path / "01_detect" / "detections.npz", object_boxes=np.tile([50, 30, 150, 90], (T, 1)).astype(
+        np.float32), object_score=np.ones(T, np.float32), hand_keypoints=np.full((T, 2, 21, 3), np.nan, np.float32),
+        object_seed=packed, object_seed_shape=shape)
+    det = load_detections(tmp_path)
+    assert det["object_seed"].dtype == bool and np.array_equal(det["object_seed"], seeds)
+    assert "object_seed_shape" not in det
+    p = segment.Params(refine_hands=False, preview=False)
+    recall = lambda m: np.mean([(a & obj).sum() / obj.sum() for a in m])  # noqa: E731
+    assert recall(segment.segment_clip(frames, det, None, p)["object"]) > 0.9
+    plain = {k: v for k, v in det.items() if k != "object_seed"}
+    assert recall(segment.segment_clip(frames, plain, None, p)["object"]) < 0.1
+    assert recall(segment.segment_clip(frames, det, None, segment.Params(object_seed=False, refine_hands=False))[
+        "object"]) < 0.1
+    other = dict(det, object_seed=np.zeros((T, H // 2, W // 2), bool))  # frames of another size: ignored
+    assert recall(segment.segment_clip(frames, other, None, p)["object"]) < 0.1

@@ -7,6 +7,9 @@ Reads ``00_frames`` only. Writes:
     ``hand_score (T,2)``; ``hand_interpolated (T,2)`` bool; ``hand_boxes (T,2,4)`` tight xyxy;
     ``hand_boxes_square (T,2,4)`` Re-HOLD's fixed-size squares; ``object_boxes (T,4)``;
     ``object_score (T,)``. Slot 0 = person's left hand, 1 = right; missing = NaN.
+    Optional (auto object mode only; absent in runs before VERSION 6): ``object_seed`` a coarse
+    object mask per frame, bool ``(T,H,W)`` bit-packed along the last axis
+    (`hoi_cli.conventions.pack_masks`) with ``object_seed_shape``; `load_detections` unpacks it.
 ``preview.mp4``: keypoints, skeletons, boxes, squares and the object box drawn.
 
 See `hoi_cli.detect.hands` and `hoi_cli.detect.objects` for the methods.
@@ -23,7 +26,8 @@ from ..errors import BadInputError, NoHandsError
 from .base import StageContext
 
 NAME = "01_detect"
-VERSION = "5"  # 4: seed search for clips with no first detection; 5: auto object boxes from segment candidates
+VERSION = "6"  # 4: seed search for clips with no first detection; 5: auto object boxes from segment candidates;
+# 6: object_seed (the auto object's coarse mask, for 03_segment)
 DEPENDS_ON: tuple[str, ...] = ("00_frames",)
 
 CONTRACT_KEYS = ("hand_keypoints", "hand_world", "hand_score", "hand_interpolated", "hand_boxes",
@@ -95,6 +99,10 @@ def detect(frames: np.ndarray, p: Params, progress=None, clip_name: str = "clip"
     arrays["object_score"] = obj["object_score"].astype(np.float32)
     for k in CONTRACT_KEYS:
         arrays[k] = arrays[k].astype(bool if k == "hand_interpolated" else np.float32)
+    if "object_seed" in obj:
+        from ..conventions import pack_masks
+
+        arrays["object_seed"], arrays["object_seed_shape"] = pack_masks(obj["object_seed"])
     real = found & ~hands["hand_interpolated"]
     summary = {
         "n_frames": int(T),
@@ -128,9 +136,15 @@ def run(ctx: StageContext) -> dict:
 
 
 def load_detections(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of ``01_detect/detections.npz`` (contract keys)."""
+    """The arrays of ``01_detect/detections.npz`` (contract keys; ``object_seed`` unpacked to
+    bool ``(T,H,W)`` where present)."""
     path = Path(run_dir) / NAME / "detections.npz"
     if not path.exists():
         raise BadInputError(f"no detections in {run_dir} ({path} missing)", "run `hoi preprocess` through 01_detect")
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        out = {k: z[k] for k in z.files}
+    if "object_seed" in out and "object_seed_shape" in out:
+        from ..conventions import unpack_masks
+
+        out["object_seed"] = unpack_masks(out["object_seed"], out.pop("object_seed_shape"))
+    return out

@@ -12,7 +12,8 @@ Outputs:
 Backends (``backend``):
     ``grabcut`` (default, no weights): GrabCut on a small ROI around the object box of 01_detect
         (missing boxes interpolated across short gaps), with the hand mask as sure background,
-        seeded by the previous frame's mask and colour models, then a temporal majority vote;
+        seeded by the previous frame's mask and colour models and anchored on 01_detect's coarse
+        object mask (``object_seed``, where present: its core is sure object), then a temporal majority vote;
         see `hoi_cli.segment.grabcut`.
     ``sam``: segment-anything from a local checkpoint (``sam_checkpoint``, or ``sam_vit_b``/
         ``sam_vit_h`` in the weights dir), prompted by the object box with negative points on
@@ -40,7 +41,7 @@ from ..errors import BadInputError
 from .base import StageContext, resolve_device
 
 NAME = "03_segment"
-VERSION = "2"
+VERSION = "3"  # 3: 01_detect's object_seed anchors the object's GrabCut
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect", "02_hands")
 BACKENDS = ("grabcut", "sam")
 
@@ -70,6 +71,9 @@ class Params:
     # detector boxes absorb the hand (InterDyn, 12 clips: 4 px +0.002 both; all soft: oracle
     # +0.014, detector -0.024).
     max_box_gap: int = 6  # interpolate missing object boxes across gaps of at most this many frames
+    object_seed: bool = True  # anchor GrabCut on 01_detect's coarse object mask (``object_seed``) where
+    # there is one: its core is sure object (see `GrabCutParams.seed_sure_frac`)
+    seed_sure_frac: float = 0.08  # the seed shrunk by this fraction of the box's short side is sure object
     # hand mask
     refine_hands: bool = True  # refine the mesh silhouette against the image
     hand_keypoints: bool = True  # add the 01_detect keypoint mask to the mesh silhouette in every frame
@@ -179,9 +183,13 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         gp = GrabCutParams(max_side=p.max_side, iterations=p.iterations, margin=p.margin,
                            use_prior=p.propagate, reuse_models=p.propagate, vote=p.vote,
                            hand_erode_px=max(p.hand_erode_px, 0), hand_soft_px=p.hand_soft_px,
-                           max_box_change=p.max_box_change, box_soft_frac=p.box_soft_frac)
+                           max_box_change=p.max_box_change, box_soft_frac=p.box_soft_frac,
+                           seed_sure_frac=p.seed_sure_frac)
+        seeds = det.get("object_seed") if p.object_seed else None
+        if seeds is not None and seeds.shape != frames.shape[:3]:
+            seeds = None  # from frames of another size
         obj = segment_sequence(frames, boxes, hand_masks=hand_bg if p.hand_erode_px >= 0 else None, params=gp,
-                               progress=progress)
+                               progress=progress, seeds=seeds)
     hand = hand & ~obj
     return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32)}
 

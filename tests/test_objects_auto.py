@@ -221,3 +221,21 @@ def test_auto_mode_returns_a_seed_mask_of_the_held_object():
     assert "object_seed" not in detect_objects(frames, {"hand_keypoints": kps}, ObjectConfig(method="grabcut"))
     assert "object_seed" not in detect_objects(frames, {"hand_keypoints": kps},
                                                ObjectConfig(object_box=(60, 40, 100, 80)))
+
+
+def test_frames_after_the_last_hand_follow_the_object_flow():
+    """The hand detector loses the hand for the last frames while the object keeps moving: the
+    boxes there follow the object's optical flow (`_follow_held`) instead of freezing."""
+    frames, kps, refs = _long_object_scene(T=12)
+    kps[7:] = np.nan  # the hand is not detected any more
+    for t, f in enumerate(frames):  # the bar keeps moving right, 3 px/frame, with some texture to follow
+        r = refs[t].astype(int)
+        f[r[1]:r[3], r[0]:r[2]:6] = (150, 30, 30)
+    held, _ = auto_object_boxes(frames, kps, ObjectConfig(follow_flow=False))
+    boxes, score = auto_object_boxes(frames, kps, ObjectConfig())
+    np.testing.assert_array_equal(boxes[:7], held[:7])  # frames with a key before / after are unchanged
+    assert np.allclose(score[7:], 0.3)
+    i_held = [_iou(held[t], refs[t]) for t in range(7, 12)]
+    i_flow = [_iou(boxes[t], refs[t]) for t in range(7, 12)]
+    assert min(i_flow) > 0.8, i_flow
+    assert np.mean(i_flow) > np.mean(i_held) + 0.05, (i_flow, i_held)

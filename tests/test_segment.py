@@ -242,3 +242,31 @@ def test_an_object_seed_anchors_an_object_coloured_like_the_background():
     seq = segment_sequence(frames, np.stack([box] * 3), seeds=np.stack([obj] * 3))
     assert all(recall(m) > 0.9 for m in seq)
     assert all(recall(m) < 0.1 for m in segment_sequence(frames, np.stack([box] * 3)))
+
+
+def test_the_object_grows_past_a_box_side_that_cuts_it():
+    # A box (from the detector) that cuts off the object's top third: the mask runs into the
+    # top side over much of its length and the detector's seed reaches that side, so the side
+    # moves out and GrabCut takes the rest of the object by colour; the other sides (the
+    # object does not reach them) stay. Without a seed (e.g. a tight box) nothing grows.
+    H, W = 160, 220
+    img = _background(H, W, seed=5)
+    obj = np.zeros((H, W), bool)
+    obj[40:120, 70:150] = True
+    img[obj] = (210, 60, 40)
+    box = np.array([62, 68, 158, 128], np.float32)  # the object's top 28 rows are outside
+    seed = obj.copy()
+    seed[:68] = False
+    seed[:, :90] = False  # a partial seed (high precision, low recall) that reaches the top side
+    cut, _ = grabcut_box(img, box, seed_mask=seed, params=GrabCutParams(grow_frac=0.0))
+    grown, _ = grabcut_box(img, box, seed_mask=seed)
+    unseeded, _ = grabcut_box(img, box)
+    unseeded_off, _ = grabcut_box(img, box, params=GrabCutParams(grow_frac=0.0))
+    assert iou(cut, obj) < 0.75
+    assert np.array_equal(unseeded, unseeded_off)
+    assert iou(grown, obj) > 0.9
+    assert not (grown & ~obj).any(axis=0)[:60].any()  # nothing leaks left of the object
+    # through time too
+    frames = np.stack([img] * 3)
+    seq = segment_sequence(frames, np.stack([box] * 3), seeds=np.stack([seed] * 3))
+    assert all(iou(m, obj) > 0.9 for m in seq)

@@ -22,6 +22,8 @@ How one frame is segmented (`grabcut_box`):
    previous frame (``models``), which skips the k-means initialisation.
 4. The result is upsampled to the ROI, and cleaned: only connected components that touch
    the prior or are at least ``keep_frac`` of the largest are kept; holes are filled.
+5. Where the mask runs into a box side that the object seed also reaches (the box cuts the
+   object), that side moves out and GrabCut runs again from the result (``grow_frac``).
 
 Through time (`segment_sequence`): each frame is seeded by the previous frame's mask moved
 by the box's motion (not when the box's area changed by more than ``max_box_change``: the
@@ -69,6 +71,22 @@ class GrabCutParams:
     # detector boxes: mean object IoU 0.679 -> 0.631 that way, 0.723 with a core at 0.08;
     # 0.04-0.1 is a plateau, 0.15 erodes thin objects' seeds away).
     seed_sure_frac: float = 0.08
+    # Growth past a box that cuts the object: where the mask covers at least ``grow_touch`` of a
+    # box side's length (the object runs into the side), that side moves out by ``grow_frac`` of
+    # the box's size and GrabCut runs again from the result and its colour models (the new strip
+    # only probable background: it joins the object only by colour), up to ``grow_rounds`` times.
+    # With ``grow_need_seed`` a side grows only where the object seed also reaches it (within
+    # ``seed_sure_frac`` x the short side), i.e. where the detector saw the object at that side;
+    # without a seed (a user's tight box) nothing grows, since every object touches the sides
+    # of its own tight box. InterDyn, 12 clips, detector boxes: mean object IoU 0.734 -> 0.744
+    # (cup lifted out of its box 0.83 -> 0.91, mug 0.67 -> 0.71, glasses case 0.82 -> 0.84; book
+    # held at one end 0.88 -> 0.85, the mask follows the forearm); a side touch of 0.25-0.4 and
+    # growth of 0.2-0.5 give similar means. Oracle (tight) boxes without seeds: unchanged 0.773
+    # (with grow_need_seed off 0.779, but one clip 0.89 -> 0.86).
+    grow_frac: float = 0.3  # 0 = off
+    grow_touch: float = 0.3
+    grow_need_seed: bool = True
+    grow_rounds: int = 2  # at most this many growth steps per frame
 
 
 def _int_box(box, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -134,8 +152,8 @@ def _run_grabcut(small: np.ndarray, seed: np.ndarray, models, iterations: int):
 
 def grabcut_box(image: np.ndarray, box, *, params: GrabCutParams | None = None,
                 bg_mask: np.ndarray | None = None, prior: np.ndarray | None = None,
-                models: tuple[np.ndarray, np.ndarray] | None = None, seed_mask: np.ndarray | None = None
-                ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+                models: tuple[np.ndarray, np.ndarray] | None = None, seed_mask: np.ndarray | None = None,
+                _grow: int = -1) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Segment the object inside ``box`` in one RGB image (``seed_mask``: a coarse object mask
     whose core is sure foreground, see ``GrabCutParams.seed_sure_frac``).
 
@@ -222,7 +240,37 @@ def grabcut_box(image: np.ndarray, box, *, params: GrabCutParams | None = None,
     boxmask[y0 - soft[1]:y1 + soft[3], x0 - soft[0]:x1 + soft[2]] = True
     out &= boxmask
     out = clean_mask(out, p.keep_frac, None if prior is None else prior & out)
+    rounds = p.grow_rounds if _grow < 0 else _grow
+    if rounds > 0 and p.grow_frac > 0 and out.any():
+        grown = _grown_box(out, (x0, y0, x1, y1), seed_mask, p, W, H)
+        if grown is not None:
+            return grabcut_box(image, grown, params=p, bg_mask=bg_mask, prior=out, models=(bgd, fgd),
+                               seed_mask=seed_mask, _grow=rounds - 1)
     return out, (bgd, fgd)
+
+
+def _grown_box(mask: np.ndarray, ib, seed_mask, p: GrabCutParams, W: int, H: int):
+    """The box moved out on the sides the mask runs into (see ``GrabCutParams.grow_frac``); None if none."""
+    x0, y0, x1, y1 = ib
+    bw, bh = x1 - x0, y1 - y0
+    near = max(1, int(round(p.seed_sure_frac * min(bw, bh)))) if p.seed_sure_frac >= 0 else 1
+    # per side: the mask's row/column at the box's edge, and the seed's strip just inside it
+    sides = [(mask[y0, x0:x1], None if seed_mask is None else seed_mask[y0:y0 + near, x0:x1], 1, -bh),
+             (mask[y1 - 1, x0:x1], None if seed_mask is None else seed_mask[y1 - near:y1, x0:x1], 3, bh),
+             (mask[y0:y1, x0], None if seed_mask is None else seed_mask[y0:y1, x0:x0 + near], 0, -bw),
+             (mask[y0:y1, x1 - 1], None if seed_mask is None else seed_mask[y0:y1, x1 - near:x1], 2, bw)]
+    box = [float(x0), float(y0), float(x1), float(y1)]
+    limit = (W, H, W, H)
+    grew = False
+    for edge, seed_strip, k, size in sides:
+        if edge.mean() < p.grow_touch:
+            continue
+        if p.grow_need_seed and (seed_strip is None or not seed_strip.any()):
+            continue
+        nb = float(np.clip(box[k] + np.sign(size) * p.grow_frac * abs(size), 0, limit[k]))
+        if nb != box[k]:
+            box[k], grew = nb, True
+    return np.array(box) if grew else None
 
 
 def shift_mask(mask: np.ndarray, dx: float, dy: float, sx: float = 1.0, sy: float = 1.0,

@@ -41,7 +41,7 @@ from ..errors import BadInputError
 from .base import StageContext, resolve_device
 
 NAME = "03_segment"
-VERSION = "3"  # 3: 01_detect's object_seed anchors the object's GrabCut
+VERSION = "4"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect", "02_hands")
 BACKENDS = ("grabcut", "sam")
 
@@ -74,6 +74,10 @@ class Params:
     object_seed: bool = True  # anchor GrabCut on 01_detect's coarse object mask (``object_seed``) where
     # there is one: its core is sure object (see `GrabCutParams.seed_sure_frac`)
     seed_sure_frac: float = 0.08  # the seed shrunk by this fraction of the box's short side is sure object
+    grow_frac: float = 0.3  # let the object grow this fraction of the box past a side it runs into
+    grow_touch: float = 0.3  # ...when the mask covers this fraction of the side (see `GrabCutParams`)
+    grow_need_seed: bool = True  # ...and the object seed reaches the side
+    grow_rounds: int = 2  # at most this many growth steps per frame
     # hand mask
     refine_hands: bool = True  # refine the mesh silhouette against the image
     hand_keypoints: bool = True  # add the 01_detect keypoint mask to the mesh silhouette in every frame
@@ -184,7 +188,8 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
                            use_prior=p.propagate, reuse_models=p.propagate, vote=p.vote,
                            hand_erode_px=max(p.hand_erode_px, 0), hand_soft_px=p.hand_soft_px,
                            max_box_change=p.max_box_change, box_soft_frac=p.box_soft_frac,
-                           seed_sure_frac=p.seed_sure_frac)
+                           seed_sure_frac=p.seed_sure_frac, grow_frac=p.grow_frac, grow_touch=p.grow_touch,
+                           grow_need_seed=p.grow_need_seed, grow_rounds=p.grow_rounds)
         seeds = det.get("object_seed") if p.object_seed else None
         if seeds is not None and seeds.shape != frames.shape[:3]:
             seeds = None  # from frames of another size

@@ -39,7 +39,7 @@ def test_grabcut_with_reference_boxes_reaches_the_iou_floor(shared_data):
 @pytest.mark.realdata
 def test_pipeline_object_masks_from_its_own_boxes_on_all_clips(interdyn_clips, tmp_path):
     """The issue's measurement end to end: `hoi preprocess` through 03_segment on the 12 clips,
-    automatic object boxes (no prompt), object IoU against the reference masks (measured 0.68)."""
+    automatic object boxes (no prompt), object IoU against the reference masks (measured 0.744)."""
     import subprocess
     import sys
 
@@ -59,4 +59,4 @@ def test_pipeline_object_masks_from_its_own_boxes_on_all_clips(interdyn_clips, t
         n = min(len(obj), len(ref))
         vals = [np.logical_and(a, b).sum() / np.logical_or(a, b).sum() for a, b in zip(obj[:n], ref[:n]) if b.any()]
         per_clip[clip.parent.name] = float(np.mean(vals))
-    assert np.mean(list(per_clip.values())) >= 0.62, per_clip
+    assert np.mean(list(per_clip.values())) >= 0.70, per_clip

@@ -270,3 +270,59 @@ def test_the_object_grows_past_a_box_side_that_cuts_it():
     frames = np.stack([img] * 3)
     seq = segment_sequence(frames, np.stack([box] * 3), seeds=np.stack([seed] * 3))
     assert all(iou(m, obj) > 0.9 for m in seq)
+
+
+def _sequence_with_a_camouflaged_frame(T=7, H=120, W=200, bad=3):
+    """An object moving right 3 px a frame; in frame ``bad`` its colour fills the surroundings of
+    its box, so nothing separates it there and GrabCut returns (almost) nothing."""
+    frames, gts, boxes = [], [], []
+    for t in range(T):
+        img = _background(H, W, seed=10 + t)
+        obj = _ellipse(H, W, 80 + 3 * t, 60)
+        box = box_from_mask(obj) + np.array([-12, -10, 12, 10], np.float32)
+        if t == bad:
+            x0, y0, x1, y1 = box.astype(int)
+            img[max(0, y0 - 20):y1 + 20, max(0, x0 - 20):x1 + 20] = (210, 60, 40)
+        img[obj] = (210, 60, 40)
+        frames.append(img)
+        gts.append(obj)
+        boxes.append(box)
+    return np.stack(frames), np.stack(gts), np.stack(boxes)
+
+
+def test_a_collapsed_frame_takes_the_nearest_good_mask_moved_with_the_box():
+    frames, gts, boxes = _sequence_with_a_camouflaged_frame()
+    off = segment_sequence(frames, boxes, params=GrabCutParams(vote=1, collapse_fill=0))
+    filled = segment_sequence(frames, boxes, params=GrabCutParams(vote=1))  # default collapse_fill = 6
+    assert off[3].sum() < 0.1 * gts[3].sum()  # the collapse is real
+    assert iou(filled[3], gts[3]) > 0.95  # frame 2's (or 4's) mask moved by the box motion
+    assert all(iou(filled[t], gts[t]) > 0.95 for t in (0, 1, 2, 4, 5, 6))  # the others untouched
+    assert np.array_equal(np.delete(off, 3, axis=0), np.delete(filled, 3, axis=0))
+    # too far from any good frame: left empty
+    far = segment_sequence(frames[2:5], boxes[2:5], params=GrabCutParams(vote=1, collapse_fill=0))
+    assert not far[1].any()
+
+
+def test_a_collapse_after_propagation_is_rerun_without_the_prior(monkeypatch):
+    # A stand-in for GrabCut locking in on a stale prior / stale colour models (a two-coloured
+    # object turning its other side to the camera): any call seeded with a prior returns nothing.
+    import hoi_cli.segment.grabcut as gc
+
+    real = gc.grabcut_box
+    calls = []
+
+    def locked_in(image, box, *, prior=None, models=None, **kw):
+        calls.append(prior is not None or models is not None)
+        if prior is not None:
+            return np.zeros(image.shape[:2], bool), None
+        return real(image, box, prior=prior, models=models, **kw)
+
+    monkeypatch.setattr(gc, "grabcut_box", locked_in)
+    frames, gts, boxes = _flickery_sequence(T=5)
+    guarded = segment_sequence(frames, boxes, params=GrabCutParams(vote=1, collapse_fill=0))
+    assert all(iou(m, g) > 0.8 for m, g in zip(guarded, gts))
+    assert calls.count(False) >= len(frames)  # every propagated frame was rerun afresh
+    calls.clear()
+    unguarded = segment_sequence(frames, boxes, params=GrabCutParams(vote=1, collapse_frac=0, collapse_fill=0))
+    assert not unguarded[1].any() and not unguarded[3].any()  # without it the lock-in wins (every other
+    # frame: an empty mask does not seed the next one)

@@ -27,8 +27,11 @@ How one frame is segmented (`grabcut_box`):
 
 Through time (`segment_sequence`): each frame is seeded by the previous frame's mask moved
 by the box's motion (not when the box's area changed by more than ``max_box_change``: the
-old mask then describes another region and would lock in), then a per-pixel majority vote
-over a window of ``vote`` frames (centred) removes single-frame flicker. GrabCut's k-means
+old mask then describes another region and would lock in). A frame whose mask collapses
+(less than ``collapse_frac`` of its box) is run again from scratch (no prior, no carried
+colour models); if it still collapses, it takes the nearest good frame's mask (within
+``collapse_fill`` frames) moved by the box motion. Then a per-pixel majority vote over a
+window of ``vote`` frames (centred) removes single-frame flicker. GrabCut's k-means
 start is seeded per call (`cv2.setRNGSeed`), so results do not depend on what ran before.
 """
 
@@ -87,6 +90,17 @@ class GrabCutParams:
     grow_touch: float = 0.3
     grow_need_seed: bool = True
     grow_rounds: int = 2  # at most this many growth steps per frame
+    # Collapse guard. Given a box, the object fills a good part of it; a mask covering less than
+    # ``collapse_frac`` of the box is GrabCut's all-background minimum, not an answer. Such a frame
+    # is run again without the previous frame's mask and colour models (a two-coloured ball turning
+    # its other side to the camera: carried models call the new side background), and if it still
+    # collapses (a dark box under a dark hand in front of dark shadows: no colour split at all) it
+    # takes the mask of the nearest frame that did not collapse, at most ``collapse_fill`` frames
+    # away, moved by the box motion, inside the box and off the hand (0 = leave it empty).
+    # InterDyn, 12 clips, detector boxes: mean object IoU 0.744 -> 0.747 (retry) -> 0.755 (+ fill);
+    # ball 208810 0.73 -> 0.77, dark box 33576 0.50 -> 0.60; no clip lost. 0 = off.
+    collapse_frac: float = 0.1
+    collapse_fill: int = 6
 
 
 def _int_box(box, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -347,10 +361,12 @@ def segment_sequence(frames: np.ndarray, boxes: np.ndarray, *, hand_masks: np.nd
     p = params or GrabCutParams()
     T, H, W = frames.shape[:3]
     masks = np.zeros((T, H, W), bool)
+    collapsed = np.zeros(T, bool)
     prev_mask, prev_box, models = None, None, None
     for t in range(T):
         box = boxes[t]
-        if _int_box(box, W, H) is None:
+        ib = _int_box(box, W, H)
+        if ib is None:
             prev_mask, prev_box, models = None, None, None
             if progress:
                 progress(t + 1, T)
@@ -363,15 +379,41 @@ def segment_sequence(frames: np.ndarray, boxes: np.ndarray, *, hand_masks: np.nd
                 prev_mask, prev_box, models = None, None, None
         if p.use_prior and prev_mask is not None and prev_mask.any():
             prior = shift_mask(prev_mask, *_box_motion(prev_box, box))
-        m, models_new = grabcut_box(frames[t], box, params=p,
-                                    bg_mask=None if hand_masks is None else hand_masks[t],
-                                    prior=prior, models=models if p.reuse_models else None,
-                                    seed_mask=None if seeds is None else seeds[t])
+        hand_t = None if hand_masks is None else hand_masks[t]
+        seed_t = None if seeds is None else seeds[t]
+        m, models_new = grabcut_box(frames[t], box, params=p, bg_mask=hand_t, prior=prior,
+                                    models=models if p.reuse_models else None, seed_mask=seed_t)
+        min_area = p.collapse_frac * (ib[2] - ib[0]) * (ib[3] - ib[1])
+        if m.sum() < min_area and (prior is not None or models is not None):
+            m, models_new = grabcut_box(frames[t], box, params=p, bg_mask=hand_t, seed_mask=seed_t)  # afresh
+        collapsed[t] = m.sum() < min_area
         masks[t] = m
-        if m.any():
+        if m.any() and not collapsed[t]:
             prev_mask, prev_box, models = m, box, models_new
         else:
             prev_mask, prev_box, models = None, None, None
         if progress:
             progress(t + 1, T)
+    if p.collapse_fill > 0:
+        _fill_collapsed(masks, collapsed, boxes, hand_masks, p.collapse_fill)
     return temporal_vote(masks, p.vote)
+
+
+def _fill_collapsed(masks: np.ndarray, collapsed: np.ndarray, boxes: np.ndarray, hand_masks, max_gap: int) -> None:
+    """In place: each collapsed frame takes the mask of the nearest non-collapsed, non-empty frame
+    at most ``max_gap`` frames away, moved and scaled by the box motion between the two, kept
+    inside its own box and off its hand mask."""
+    T, H, W = masks.shape
+    good = np.flatnonzero(~collapsed & masks.reshape(T, -1).any(axis=1))
+    if not len(good):
+        return
+    for t in np.flatnonzero(collapsed):
+        g = int(good[np.argmin(np.abs(good - t))])
+        if abs(g - t) > max_gap:
+            continue
+        x0, y0, x1, y1 = _int_box(boxes[t], W, H)
+        inside = np.zeros((H, W), bool)
+        inside[y0:y1, x0:x1] = True
+        if hand_masks is not None:
+            inside &= ~hand_masks[t]
+        masks[t] = shift_mask(masks[g], *_box_motion(boxes[g], boxes[t])) & inside

@@ -41,7 +41,8 @@ from ..errors import BadInputError
 from .base import StageContext, resolve_device
 
 NAME = "03_segment"
-VERSION = "4"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides
+VERSION = "5"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
+# 5: collapsed masks rerun afresh, then filled from the nearest good frame
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect", "02_hands")
 BACKENDS = ("grabcut", "sam")
 
@@ -78,6 +79,8 @@ class Params:
     grow_touch: float = 0.3  # ...when the mask covers this fraction of the side (see `GrabCutParams`)
     grow_need_seed: bool = True  # ...and the object seed reaches the side
     grow_rounds: int = 2  # at most this many growth steps per frame
+    collapse_frac: float = 0.1  # a mask under this fraction of its box is rerun afresh, then filled from
+    collapse_fill: int = 6  # ...the nearest good frame at most this many frames away (see `GrabCutParams`)
     # hand mask
     refine_hands: bool = True  # refine the mesh silhouette against the image
     hand_keypoints: bool = True  # add the 01_detect keypoint mask to the mesh silhouette in every frame
@@ -189,7 +192,8 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
                            hand_erode_px=max(p.hand_erode_px, 0), hand_soft_px=p.hand_soft_px,
                            max_box_change=p.max_box_change, box_soft_frac=p.box_soft_frac,
                            seed_sure_frac=p.seed_sure_frac, grow_frac=p.grow_frac, grow_touch=p.grow_touch,
-                           grow_need_seed=p.grow_need_seed, grow_rounds=p.grow_rounds)
+                           grow_need_seed=p.grow_need_seed, grow_rounds=p.grow_rounds,
+                           collapse_frac=p.collapse_frac, collapse_fill=p.collapse_fill)
         seeds = det.get("object_seed") if p.object_seed else None
         if seeds is not None and seeds.shape != frames.shape[:3]:
             seeds = None  # from frames of another size

@@ -13,8 +13,9 @@ Backends (``backend``):
     ``grabcut`` (default, no weights): GrabCut on a small ROI around the object box of 01_detect
         (missing boxes interpolated across short gaps), with the hand mask as sure background,
         seeded by the previous frame's mask and colour models and anchored on 01_detect's coarse
-        object mask (``object_seed``, where present: its core is sure object), then a temporal majority vote;
-        see `hoi_cli.segment.grabcut`.
+        object mask (``object_seed``, where present: its core is sure object); a frame whose mask
+        collapses (``collapse_frac`` of its box) is rerun afresh, then filled from the nearest good
+        frame (``collapse_fill``); then a temporal majority vote; see `hoi_cli.segment.grabcut`.
     ``sam``: segment-anything from a local checkpoint (``sam_checkpoint``, or ``sam_vit_b``/
         ``sam_vit_h`` in the weights dir), prompted by the object box with negative points on
         the hand keypoints inside it; see `hoi_cli.segment.sam`.

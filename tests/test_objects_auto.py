@@ -239,3 +239,19 @@ def test_frames_after_the_last_hand_follow_the_object_flow():
     i_flow = [_iou(boxes[t], refs[t]) for t in range(7, 12)]
     assert min(i_flow) > 0.8, i_flow
     assert np.mean(i_flow) > np.mean(i_held) + 0.05, (i_flow, i_held)
+
+
+def test_key_offset_shifts_the_key_frames_and_keeps_the_first_and_last(monkeypatch):
+    import hoi_cli.detect.objects as objects
+
+    seen = []
+
+    def record(frames, kps_by_key, cfg, masks_out=None):
+        seen.append(sorted(kps_by_key))
+        return {}
+
+    monkeypatch.setattr(objects, "_segment_proposals", record)
+    frames, kps = _scene(T=11)
+    for offset in (0, 1, 2):
+        auto_object_boxes(frames, kps, ObjectConfig(key_stride=3, key_offset=offset))
+    assert seen == [[0, 3, 6, 9, 10], [0, 1, 4, 7, 10], [0, 2, 5, 8, 10]]

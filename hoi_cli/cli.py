@@ -291,6 +291,7 @@ def _register_optional() -> None:
         ("hoi_cli.commands.train", "train_command", "train", "command"),
         ("hoi_cli.commands.eval", "eval_command", "eval", "command"),
         ("hoi_cli.commands.mano", "app", "mano", "group"),
+        ("hoi_cli.commands.weights", "app", "weights", "group"),
     ]:
         try:
             mod = importlib.import_module(module)

@@ -11,7 +11,8 @@ from importlib import metadata
 from . import __version__
 
 PACKAGES = ("numpy", "torch", "torchvision", "mediapipe", "opencv-contrib-python", "av", "smplx", "trimesh",
-            "pyrender", "PyOpenGL", "segment-anything", "typer", "rich", "safetensors", "diffusers")
+            "pyrender", "PyOpenGL", "segment-anything", "typer", "rich", "safetensors", "diffusers",
+            "huggingface-hub")
 
 _RENDER_PROBE = """
 import os, sys
@@ -43,6 +44,28 @@ def offscreen_rendering(timeout: float = 60.0) -> dict:
             "hint": "install Mesa's EGL (libegl1, libgl1-mesa-dri) or use a GPU driver with EGL"}
 
 
+def torch_devices() -> dict:
+    """The torch build (CUDA or CPU-only) and whether a GPU is seen.
+
+    A CUDA build on a machine without a GPU is what a plain ``pip install torch`` gives on
+    Linux (several GB of CUDA libraries that go unused); the README says how to install the
+    CPU-only build instead.
+    """
+    try:
+        import torch
+    except ImportError:
+        return {"torch_build": "not installed", "cuda": False}
+    cuda_version = torch.version.cuda  # None on a CPU-only (or ROCm) build
+    hip_version = getattr(torch.version, "hip", None)
+    build = f"CUDA {cuda_version}" if cuda_version else (f"ROCm {hip_version}" if hip_version else "CPU-only")
+    devices = {"torch_build": build, "cuda": torch.cuda.is_available()}
+    if devices["cuda"]:
+        devices["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    elif cuda_version:
+        devices["note"] = "CUDA build of torch but no GPU is seen (a CPU-only torch is much smaller; see README)"
+    return devices
+
+
 def collect_env(weights_dir: str | None = None) -> dict:
     from .weights import weights_report
 
@@ -52,15 +75,7 @@ def collect_env(weights_dir: str | None = None) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    devices = {"cuda": False}
-    try:
-        import torch
-
-        devices["cuda"] = torch.cuda.is_available()
-        if devices["cuda"]:
-            devices["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except ImportError:
-        devices["torch"] = "not installed"
+    devices = torch_devices()
     from .pipeline import available_stages, list_recipes
 
     return {

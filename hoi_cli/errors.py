@@ -58,10 +58,19 @@ class MissingWeightsError(HoiError):
         where = ", ".join(looked_in) if looked_in else "nowhere (no weights dir set)"
         super().__init__(
             f"missing weights for {what}: {filename} (looked in {where})",
-            hint or f"put {filename} in a folder given by --weights-dir or HOI_WEIGHTS_DIR",
+            hint or _get_hint(filename),
         )
         self.filename = filename
         self.looked_in = looked_in
+
+
+def _get_hint(filename: str) -> str:
+    """The default hint: the `hoi weights get` command for a known file, else where to put it."""
+    from .model_files import key_for_file
+
+    key = key_for_file(filename)
+    fetch = f"run `hoi weights get {key}`, or " if key else ""
+    return f"{fetch}put {filename} in a folder given by --weights-dir or HOI_WEIGHTS_DIR"
 
 
 class RunLockedError(HoiError):

@@ -1,6 +1,6 @@
 """Recipes, stage selection and the per-clip driver behind `hoi preprocess`.
 
-A recipe (``pipelines/NAME.toml``) names the stages a system's conditioning needs and their
+A recipe (``hoi_cli/recipes/NAME.toml``, or a folder given by ``HOI_PIPELINES_DIR``) names the stages a system's conditioning needs and their
 parameters::
 
     name = "rehold"
@@ -43,12 +43,10 @@ DEFAULT_PIPELINE = "full"
 GENERIC_STEMS = {"video", "clip", "input", "source", "raw", "rgb", "movie"}
 
 
-def project_root() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
 def pipelines_dir() -> Path:
-    return Path(os.environ.get("HOI_PIPELINES_DIR", project_root() / "pipelines"))
+    from .resources import recipes_dir
+
+    return recipes_dir()
 
 
 def stage_name(name: str) -> str:

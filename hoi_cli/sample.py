@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from .conventions import CV_TO_GL, default_intrinsics
+from .resources import sample_dir
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "assets" / "sample"
+SAMPLE_DIR = sample_dir()
 SAMPLE_CLIP = SAMPLE_DIR / "hands_box.mp4"
 SAMPLE_REFERENCE = SAMPLE_DIR / "reference_mug.png"
 SKIN = (0.86, 0.64, 0.52, 1.0)

@@ -11,6 +11,7 @@ import pytest
 from hoi_cli.conventions import LEFT, RIGHT, box_iou
 from hoi_cli.detect import hands as H
 from hoi_cli.detect import objects as O
+from hoi_cli.resources import sample_dir
 
 
 def _hand_kp(cx: float, cy: float, size: float = 20.0) -> np.ndarray:
@@ -250,7 +251,7 @@ def test_palm_anchors_match_the_detector_output():
     assert np.allclose(a[0], (0.5 / 24, 0.5 / 24)) and np.allclose(a[-1], (11.5 / 12, 11.5 / 12))
 
 
-SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample" / "hands_box.mp4"
+SAMPLE = sample_dir() / "hands_box.mp4"
 
 
 def test_stage_on_the_sample_clip_finds_both_hands_in_their_slots(tmp_path):

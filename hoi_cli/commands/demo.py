@@ -1,6 +1,6 @@
 """`hoi demo`: the quick start's main job on the bundled sample clip.
 
-Preprocesses ``assets/sample/hands_box.mp4`` with the full pipeline, generates a video with
+Preprocesses the bundled ``hands_box.mp4`` (``hoi_cli/assets/sample``) with the full pipeline, generates a video with
 the bundled mug as the held object (composite backend), and writes a contact sheet of every
 stage. Each step is the library function the other commands call, not a copy.
 """

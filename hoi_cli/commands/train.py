@@ -20,10 +20,6 @@ PIPELINE_SYSTEMS = {"rehold": "rehold", "manivideo": "manivideo", "cointeract": 
                     "genhoi": "genhoi", "full": "all", "all": "all"}
 
 
-def _pipelines_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "pipelines"
-
-
 def resolve_pipeline(name: str | None) -> tuple[str | None, dict]:
     """(system, model overrides) from a pipeline recipe name or TOML path.
 
@@ -35,7 +31,9 @@ def resolve_pipeline(name: str | None) -> tuple[str | None, dict]:
         return None, {}
     path = Path(name)
     if path.suffix != ".toml":
-        path = _pipelines_dir() / f"{name}.toml"
+        from ..resources import recipes_dir
+
+        path = recipes_dir() / f"{name}.toml"
     model: dict = {}
     if path.exists():
         with open(path, "rb") as f:

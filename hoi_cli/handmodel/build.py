@@ -1,6 +1,6 @@
 """Build the project's own MANO-format hand model: ``python -m hoi_cli.handmodel.build``.
 
-Writes ``assets/hand_model/MANO_RIGHT.npz`` and ``MANO_LEFT.npz`` (plus ``README.md``). The
+Writes ``hoi_cli/assets/hand_model/MANO_RIGHT.npz`` and ``MANO_LEFT.npz`` (plus ``README.md``). The
 files hold the nine keys smplx reads (v_template, shapedirs, posedirs, J_regressor, weights,
 kintree_table, f, hands_components, hands_mean) and three extra keys that smplx ignores:
 ``tip_vertex_ids`` (thumb..pinky), ``model_name`` and ``builder_version``.
@@ -37,12 +37,15 @@ towards the middle finger, +y out of the back of the hand (dorsal), the thumb on
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..resources import hand_model_dir
+
 BUILDER_VERSION = "1"
-ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "hand_model"
+ASSET_DIR = hand_model_dir()
 
 # MANO joint order: 0 wrist, 1-3 index, 4-6 middle, 7-9 pinky, 10-12 ring, 13-15 thumb.
 PARENTS = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14], dtype=np.int64)
@@ -459,7 +462,25 @@ def mirror_model(m: dict) -> dict:
     return out
 
 
+# import name -> distribution; all in the ``build-hand`` extra
+BUILD_MODULES = {"skimage": "scikit-image", "trimesh": "trimesh", "fast_simplification": "fast-simplification",
+                 "scipy": "scipy"}
+BUILD_HINT = 'pip install "hoi[build-hand]"  (or, in a clone: pip install -e ".[build-hand]")'
+
+
+def check_build_dependencies() -> None:
+    """Raise one `HoiError` naming the extra when a library the build needs is absent."""
+    import importlib.util
+
+    from ..errors import HoiError
+
+    missing = [dist for mod, dist in BUILD_MODULES.items() if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise HoiError(f"building the hand model needs {', '.join(missing)} (not installed)", BUILD_HINT)
+
+
 def build(out_dir: Path = ASSET_DIR, spacing: float = 0.0024, verbose: bool = True) -> dict:
+    check_build_dependencies()
     import trimesh
 
     J, tips, radii = skeleton()
@@ -517,7 +538,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ASSET_DIR)
     ap.add_argument("--spacing", type=float, default=0.0024, help="marching-cubes grid step, metres")
     args = ap.parse_args()
-    build(args.out, args.spacing)
+    from ..errors import HoiError
+
+    try:
+        build(args.out, args.spacing)
+    except HoiError as exc:  # a missing library: one line and the extra to install, exit code 1
+        print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr)
+        raise SystemExit(int(exc.exit_code)) from None
 
 
 if __name__ == "__main__":

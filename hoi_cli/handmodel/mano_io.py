@@ -8,7 +8,7 @@ Convention (model files):
     ``model_name``, ``shapedirs_left_fixed``.
 
 Which model is used (`resolve_model_file`): an explicit ``mano_dir`` (``--mano-dir``), else
-``$HOI_MANO_DIR``, else the built-in model in ``assets/hand_model``. A given folder that lacks
+``$HOI_MANO_DIR``, else the built-in model in ``hoi_cli/assets/hand_model``. A given folder that lacks
 the file is an error (never a silent fallback to the built-in hand).
 
 Official MANO pickles were written with chumpy (Python 2); `load_model_arrays` reads them
@@ -37,9 +37,10 @@ import numpy as np
 
 from ..conventions import MANO21_TO_OPENPOSE, MANO_TIP_VERTEX_IDS
 from ..errors import BadInputError, MissingWeightsError
+from ..resources import hand_model_dir
 
 MANO_DIR_ENV = "HOI_MANO_DIR"
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "assets" / "hand_model"
+BUILTIN_DIR = hand_model_dir()
 SMPLX_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f",
               "hands_components", "hands_mean")
 # MANO chains (native joint ids) and the fingertip order of tip_vertex_ids (thumb..pinky)
@@ -218,7 +219,8 @@ def resolve_model_file(side: str, mano_dir: str | Path | None = None) -> tuple[P
     path = BUILTIN_DIR / f"{name}.npz"
     if not path.exists():
         raise MissingWeightsError("the built-in hand model", path.name, [str(BUILTIN_DIR)],
-                                  "rebuild it: python -m hoi_cli.handmodel.build")
+                                  "reinstall hoi (the wheel ships it), or rebuild it: "
+                                  'pip install "hoi[build-hand]" && python -m hoi_cli.handmodel.build')
     return path, "builtin"
 
 

@@ -44,10 +44,10 @@ def read_masks(run_dir: str | Path) -> dict | None:
 
 
 def _builtin_weights(n_vertices: int) -> np.ndarray | None:
-    from ..pipeline import project_root
+    from ..resources import hand_model_dir
 
     for name in ("MANO_RIGHT.npz", "MANO_LEFT.npz"):
-        path = project_root() / "assets" / "hand_model" / name
+        path = hand_model_dir() / name
         if path.exists():
             with np.load(path, allow_pickle=False) as z:
                 if z["weights"].shape[0] == n_vertices:

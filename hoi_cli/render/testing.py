@@ -24,9 +24,9 @@ def _rot(axis: str, deg: float) -> np.ndarray:
 
 def template_hands() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(left (V,3), right (V,3), faces (F,3)) of the built-in hand model's rest pose, centred."""
-    from ..pipeline import project_root
+    from ..resources import hand_model_dir
 
-    d = project_root() / "assets" / "hand_model"
+    d = hand_model_dir()
     out = []
     for side in ("LEFT", "RIGHT"):
         with np.load(d / f"MANO_{side}.npz", allow_pickle=False) as z:

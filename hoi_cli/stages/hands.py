@@ -8,7 +8,7 @@ missing frames inside the span none (they are still solved, through temporal smo
 but reported as not valid). Outside a track's span everything is NaN.
 
 Model: the official MANO files when ``mano_dir`` (``--mano-dir``) or ``$HOI_MANO_DIR`` is set,
-else the project's built-in MANO-format hand (assets/hand_model); both through smplx.MANO.
+else the project's built-in MANO-format hand (hoi_cli/assets/hand_model); both through smplx.MANO.
 
 Camera: ``K = conventions.default_intrinsics(W, H, focal)``; default focal = 1.0 * max(W, H) px,
 ``focal`` (px) overrides.

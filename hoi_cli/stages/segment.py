@@ -102,7 +102,7 @@ def sam_checkpoint_path(params: Params, weights_dir=None) -> Path:
     names = "|".join(KNOWN_WEIGHTS[k][0] for k in ("sam_vit_b", "sam_vit_h"))
     return find_weights(names, what="segment-anything (03_segment --backend sam)",
                         explicit=params.sam_checkpoint or None, weights_dir=weights_dir,
-                        hint="pass --set segment.sam_checkpoint=PATH, put sam_vit_b_01ec64.pth in --weights-dir, "
+                        hint="run `hoi weights get sam_vit_b`, pass --set segment.sam_checkpoint=PATH, "
                              "or use the weight-free default --set segment.backend=grabcut")
 
 

@@ -28,6 +28,7 @@ class ModelFile:
     sha256_prefix: str = ""  # torch.hub naming convention: the file name carries the digest's first hex digits
     manual: str = ""  # how to get it by hand, where no download can be automatic (licence, conversion)
     page: str = ""  # the official page of a file obtained by hand
+    env_dir: str = ""  # an environment variable naming the folder this file is used from (searched first)
 
     @property
     def source(self) -> str:
@@ -67,10 +68,10 @@ MODEL_FILES: dict[str, ModelFile] = {m.key: m for m in [
       for size, mb in (("tiny", 156), ("small", 184), ("base_plus", 323), ("large", 898))],
     ModelFile("mano_right", "MANO_RIGHT.pkl|MANO_RIGHT.npz", "official MANO right hand (--mano-dir)",
               "MANO licence (non-commercial research; registration required)", 3.8, manual=_MANO_HOW,
-              page="https://mano.is.tue.mpg.de"),
+              page="https://mano.is.tue.mpg.de", env_dir="HOI_MANO_DIR"),
     ModelFile("mano_left", "MANO_LEFT.pkl|MANO_LEFT.npz", "official MANO left hand (--mano-dir)",
               "MANO licence (non-commercial research; registration required)", 3.8, manual=_MANO_HOW,
-              page="https://mano.is.tue.mpg.de"),
+              page="https://mano.is.tue.mpg.de", env_dir="HOI_MANO_DIR"),
     # hoi eval (hoi_cli/metrics)
     ModelFile("fid_inception", "pt_inception-2015-12-05-6726825d.pth",
               "TF-ported FID Inception-v3, pytorch-fid's file (hoi eval: FID)", "Apache-2.0", 96,

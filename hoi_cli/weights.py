@@ -90,6 +90,9 @@ def download_dir(weights_dir: str | Path | None = None) -> Path:
 
 def locate(entry, weights_dir: str | Path | None = None) -> Path | None:
     """Where a registry entry's file (or folder) is found, or None."""
+    own = os.environ.get(entry.env_dir) if entry.env_dir else None
+    if own:
+        weights_dir = os.pathsep.join([own, str(weights_dir)]) if weights_dir else own
     try:
         return find_weights(entry.filename, what=entry.purpose, weights_dir=weights_dir)
     except MissingWeightsError:

@@ -109,3 +109,20 @@ def test_hand_model_build_names_the_extra_it_needs(monkeypatch):
     reqs = project["dependencies"] + extras["build-hand"] + extras["mesh"]
     names = {re.split(r"[<>=\[ ;]", r, maxsplit=1)[0].lower() for r in reqs}
     assert set(build.BUILD_MODULES.values()) <= names
+
+
+def test_env_reports_the_torch_build_and_the_gpu():
+    torch = pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from hoi_cli.cli import app
+
+    r = CliRunner().invoke(app, ["env", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    devices = json.loads(r.stdout)["devices"]
+    expected = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only"
+    if getattr(torch.version, "hip", None):
+        expected = f"ROCm {torch.version.hip}"
+    assert devices["torch_build"] == expected
+    assert devices["cuda"] == torch.cuda.is_available()
+    assert ("note" in devices) == bool(torch.version.cuda and not torch.cuda.is_available())

@@ -208,6 +208,12 @@ def test_manual_files_explain_how_and_download_nothing(server, tmp_path, monkeyp
         fetch(MODEL_FILES["mano_right"], tmp_path)
     assert "https://mano.is.tue.mpg.de" in exc.value.hint and "licence" in exc.value.hint
     assert server.requests == [] and not list(tmp_path.iterdir())
+    # found where it is used from (HOI_MANO_DIR), then nothing to do
+    mano = tmp_path / "mano"
+    mano.mkdir()
+    (mano / "MANO_RIGHT.pkl").write_bytes(b"x")
+    monkeypatch.setenv("HOI_MANO_DIR", str(mano))
+    assert fetch(MODEL_FILES["mano_right"], tmp_path / "w") == (mano / "MANO_RIGHT.pkl", "present")
 
 
 def test_registry_is_complete_and_honest():

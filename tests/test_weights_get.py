@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from hoi_cli.cli import app
 from hoi_cli.errors import ExitCode, MissingWeightsError
 from hoi_cli.model_files import MODEL_FILES
-from hoi_cli.weights import DownloadError, download_file, fetch
+from hoi_cli.download import DownloadError, download_file, fetch
 
 runner = CliRunner()
 PAYLOAD = bytes(range(256)) * 12000  # 3 MB: several 1 MiB read chunks
@@ -140,6 +140,18 @@ def test_a_complete_part_file_is_checked_and_moved_without_refetching(server, tm
     path, action = fetch(entry, tmp_path)
     assert action == "downloaded" and path.read_bytes() == PAYLOAD
     assert server.requests[-1][1] == f"bytes={len(PAYLOAD)}-"  # answered 416: nothing re-sent
+
+
+def test_a_download_in_progress_elsewhere_is_not_interleaved(server, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    entry = _entry(server)
+    (tmp_path / "model.bin.part").write_bytes(PAYLOAD[:1000])
+    with open(tmp_path / "model.bin.part", "rb+") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)  # another process is writing it
+        with pytest.raises(DownloadError, match="being downloaded by another process"):
+            fetch(entry, tmp_path)
+    assert server.requests == [] and (tmp_path / "model.bin.part").read_bytes() == PAYLOAD[:1000]
+    assert fetch(entry, tmp_path)[0].read_bytes() == PAYLOAD  # and once it is free, resumed
 
 
 def test_not_found_and_unreachable_fail_in_one_line_naming_the_url(server, tmp_path):

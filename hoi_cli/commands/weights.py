@@ -77,8 +77,8 @@ def get_command(
 ) -> None:
     """Download model files (resumable, checked before they are moved into place)."""
     from ..cli import err, fail
+    from ..download import fetch
     from ..errors import HoiError
-    from ..weights import fetch
 
     try:
         entries = _entries(names)

@@ -113,6 +113,7 @@ class ClipInfo:
     fps: float
     n_frames: int | None
     codec: str
+    rotation: int = 0  # a video's display rotation, degrees (width/height are as displayed where video.py says so)
 
 
 def probe_clip(path: str | Path, fps: float = 0.0) -> ClipInfo:
@@ -124,7 +125,8 @@ def probe_clip(path: str | Path, fps: float = 0.0) -> ClipInfo:
     kind = clip_kind(path)
     if kind != "frames":
         info = probe(path)
-        return ClipInfo(path, kind, info.width, info.height, info.fps, info.n_frames, info.codec)
+        return ClipInfo(path, kind, info.width, info.height, info.fps, info.n_frames, info.codec,
+                        int(getattr(info, "rotation", 0) or 0))
     files = _checked_frame_files(path)
     first = read_image(files[0])
     return ClipInfo(path, kind, first.shape[1], first.shape[0], float(fps or DEFAULT_FRAME_FOLDER_FPS),
@@ -142,12 +144,14 @@ def _checked_frame_files(path: Path) -> list[Path]:
 
 
 def iter_clip_frames(path: str | Path, *, size: tuple[int, int] | None = None, start: int = 0,
-                     end: int | None = None, stride: int = 1, fps: float = 0.0
-                     ) -> Iterator[tuple[int, float, np.ndarray]]:
+                     end: int | None = None, stride: int = 1, fps: float = 0.0, report: dict | None = None,
+                     **video_options) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(index, timestamp_s, rgb)`` like `hoi_cli.video.iter_frames`, for any kind of clip.
 
     A frame folder's frame ``index`` is the image's position in natural name order, its
-    timestamp ``index / fps``; every image must have the first one's size.
+    timestamp ``index / fps``; every image must have the first one's size. ``report`` and
+    ``video_options`` go to `iter_frames` for videos and GIFs; for a frame folder ``report``
+    gets ``decoded`` and ``expected`` (its image count).
     """
     import cv2
 
@@ -155,13 +159,16 @@ def iter_clip_frames(path: str | Path, *, size: tuple[int, int] | None = None, s
 
     path = Path(path)
     if clip_kind(path) != "frames":
-        yield from iter_frames(path, size=size, start=start, end=end, stride=stride)
+        extra = {"report": report} if report is not None else {}
+        yield from iter_frames(path, size=size, start=start, end=end, stride=stride, **extra, **video_options)
         return
     if stride < 1:
         raise BadInputError(f"stride must be >= 1, got {stride}", "use --stride 1 or more")
     files = _checked_frame_files(path)
     rate = float(fps or DEFAULT_FRAME_FOLDER_FPS)
     first_size = None
+    if report is not None:
+        report.update(decoded=0, expected=len(files), short=False, rotation=0)
     for index in range(start, len(files) if end is None else min(end, len(files)), stride):
         rgb = read_image(files[index])[..., :3]
         shape = (rgb.shape[1], rgb.shape[0])
@@ -173,4 +180,6 @@ def iter_clip_frames(path: str | Path, *, size: tuple[int, int] | None = None, s
         if size is not None and shape != tuple(size):
             interp = cv2.INTER_AREA if size[0] < shape[0] else cv2.INTER_CUBIC
             rgb = cv2.resize(rgb, tuple(size), interpolation=interp)
+        if report is not None:
+            report["decoded"] = index + 1
         yield index, index / rate if rate > 0 else math.nan, np.ascontiguousarray(rgb)

@@ -306,3 +306,19 @@ def test_old_detections_without_box_only_flag_still_load(tmp_path):
     np.savez(tmp_path / "01_detect" / "detections.npz", hand_score=np.ones((3, 2), np.float32))
     det = load_detections(tmp_path)
     assert det["hand_box_only"].shape == (3, 2) and not det["hand_box_only"].any()
+
+
+def test_preview_draws_box_only_hands_and_says_when_none_is_found():
+    from hoi_cli.detect.draw import SLOT_COLOURS, draw_frame
+
+    det = no_hand_result(2, {(0, 0): [10, 10, 30, 30]})
+    det["object_boxes"] = np.full((2, 4), np.nan, np.float32)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    boxed = draw_frame(frame, det, 0)
+    edge = boxed[12:28, 10].astype(float)  # the box's left edge (anti-aliased): the left hand's colour, dimmed
+    colour = np.array(SLOT_COLOURS[0], float)
+    np.testing.assert_allclose(edge / edge.max(axis=1, keepdims=True), np.tile(colour / colour.max(), (16, 1)),
+                               atol=0.03)
+    assert not boxed[12:, 32:].any()  # nothing right of the box (its label runs along the top)
+    empty = draw_frame(frame, det, 1)
+    assert (empty[:16] > 0).any() and not (empty[20:] > 0).any()  # only the "no hand found" note, top left

@@ -319,6 +319,6 @@ def test_preview_draws_box_only_hands_and_says_when_none_is_found():
     colour = np.array(SLOT_COLOURS[0], float)
     np.testing.assert_allclose(edge / edge.max(axis=1, keepdims=True), np.tile(colour / colour.max(), (16, 1)),
                                atol=0.03)
-    assert not boxed[12:, 34:].any()  # nothing right of the box (its label runs along the top)
+    assert not boxed[16:, 34:].any()  # nothing right of the box (its label runs along the top)
     empty = draw_frame(frame, det, 1)
     assert (empty[:16] > 0).any() and not (empty[20:] > 0).any()  # only the "no hand found" note, top left

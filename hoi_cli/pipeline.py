@@ -228,6 +228,11 @@ def preprocess_clip(clip: Path, run_dir: Path, recipe: Recipe, *, overrides: dic
     forced |= {stage_name(s) for s in (force or set())}
     if not clip.exists():
         raise BadInputError(f"clip not found: {clip}", "check the path")
+    from .clips import clip_kind
+
+    frame_overrides = overrides.get("00_frames", {})
+    if frame_overrides.get("fps") and clip_kind(clip) != "frames":  # --fps is a frame folder's rate; a video keeps its own
+        overrides = {**overrides, "00_frames": {k: v for k, v in frame_overrides.items() if k != "fps"}}
     outcomes: list[StageOutcome] = []
     with RunStore(run_dir) as store:
         states = {}

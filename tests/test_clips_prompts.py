@@ -322,3 +322,11 @@ def test_preview_draws_box_only_hands_and_says_when_none_is_found():
     assert not boxed[16:, 34:].any()  # nothing right of the box (its label runs along the top)
     empty = draw_frame(frame, det, 1)
     assert (empty[:16] > 0).any() and not (empty[20:] > 0).any()  # only the "no hand found" note, top left
+
+
+def test_fps_applies_to_frame_folders_only(tmp_path):
+    make_clip(tmp_path / "v.mp4", 3, 32, 32, fps=12)
+    result = preprocess(tmp_path / "v.mp4", "--out", tmp_path / "runs", "--until", "frames", "--fps", 5)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "runs" / "v" / "00_frames" / "manifest.json").read_text())
+    assert manifest["params"]["fps"] == 0 and manifest["summary"]["fps"] == pytest.approx(12)

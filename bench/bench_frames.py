@@ -1,9 +1,12 @@
 """00_frames speed: frames/s of the stage against bare decoding of the same clip, in the same run.
 
-Peers: PyAV decode to RGB only (the floor the stage builds on) and OpenCV's VideoCapture.
-The stage also resizes to the working resolution, writes lossless PNGs and hashes them.
+Peers: PyAV decode to RGB only (the floor the stage builds on) and OpenCV's VideoCapture;
+for a frame folder, OpenCV's imread of its images. The stage also resizes to the working
+resolution, writes lossless PNGs and hashes them (a frame folder's images are hashed twice:
+for the fingerprint and for meta.json's source record).
 
-    python bench/bench_frames.py [CLIP ...]    (default: the shared 1080p clip and one InterDyn clip)
+    python bench/bench_frames.py [CLIP ...]    (default: the shared 1080p clip, one InterDyn clip,
+                                                a Something-Else frame folder and a GIF)
 """
 
 from __future__ import annotations
@@ -21,11 +24,18 @@ from hoi_cli.store import RunStore  # noqa: E402
 from hoi_cli.video import iter_frames  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEFAULT = [SHARED / "anchorcrafter" / "plush_twohand.mp4", SHARED / "interdyn" / "137875" / "video.webm"]
+DEFAULT = [SHARED / "anchorcrafter" / "plush_twohand.mp4", SHARED / "interdyn" / "137875" / "video.webm",
+           SHARED / "something_else" / "22983", SHARED / "wild" / "mixkit-hands-of-a-baker-kneading-a-dough.gif"]
 
 
 def bare_pyav(clip: Path) -> int:
     return sum(1 for _ in iter_frames(clip))
+
+
+def bare_imread(folder: Path) -> int:
+    from hoi_cli.clips import frame_files
+
+    return sum(cv2.imread(str(f)) is not None for f in frame_files(folder))
 
 
 def bare_opencv(clip: Path) -> int:
@@ -58,6 +68,11 @@ def main(clips: list[Path]) -> None:
             print(f"skip {clip}: absent")
             continue
         n, t_stage = timed(stage, clip)
+        if clip.is_dir():
+            _, t_read = timed(bare_imread, clip)
+            print(f"{clip.parent.name}/{clip.name}: {n} frames | 00_frames {n / t_stage:7.1f} fps | "
+                  f"bare imread {n / t_read:7.1f} fps | stage/imread time ratio {t_stage / t_read:.2f}")
+            continue
         _, t_av = timed(bare_pyav, clip)
         _, t_cv = timed(bare_opencv, clip)
         print(f"{clip.parent.name}/{clip.name}: {n} frames | 00_frames {n / t_stage:7.1f} fps | "

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import ExitCode, HoiError
+from .errors import BadInputError, ExitCode, HoiError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hand-object-interaction video: preprocess clips into conditioning, generate, train, evaluate.")
@@ -58,7 +58,8 @@ def main(version: bool = typer.Option(False, "--version", callback=_version_call
 # ---------------------------------------------------------------- preprocess
 @app.command()
 def preprocess(
-    clips: List[str] = typer.Argument(..., help="Clip files (mp4, webm, mov) or folders of them."),
+    clips: List[str] = typer.Argument(..., help="Clips: videos (mp4, webm, mov, ...), GIFs, folders of image "
+                                      "frames (PNG/JPEG, sorted by name), or folders of these."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder of run folders (one per clip)."),
     pipeline: str = typer.Option("full", "--pipeline", "-p", help="Recipe name in pipelines/ or a .toml path."),
     force: List[str] = typer.Option([], "--force", help="Rerun this stage (repeatable)."),
@@ -69,9 +70,23 @@ def preprocess(
     start: Optional[int] = typer.Option(None, help="00_frames: first source frame."),
     end: Optional[int] = typer.Option(None, help="00_frames: stop before this source frame."),
     stride: Optional[int] = typer.Option(None, help="00_frames: keep every Nth frame."),
-    object_box: Optional[str] = typer.Option(None, help="01_detect: object prompt box x0,y0,x1,y1 (working px)."),
-    object_point: Optional[str] = typer.Option(None, help="01_detect: object prompt point x,y (working px)."),
-    object_frame: Optional[int] = typer.Option(None, help="01_detect: frame the object prompt is on."),
+    fps: Optional[float] = typer.Option(None, help="00_frames: frame rate of a frame folder [default: 12, the rate "
+                                        "of Something-Something/Something-Else frames]; videos and GIFs keep theirs."),
+    object_box: Optional[str] = typer.Option(None, help="01_detect: object prompt box x0,y0,x1,y1[@FRAME], in "
+                                             "source-video pixels (what a player shows)."),
+    object_point: Optional[str] = typer.Option(None, help="01_detect: object prompt point x,y[@FRAME], source-video "
+                                               "pixels."),
+    object_frame: Optional[int] = typer.Option(None, help="01_detect: source frame number (from 0) of the object "
+                                               "prompt [default: the first processed frame]."),
+    hand_box: List[str] = typer.Option([], help="01_detect: hand prompt box x0,y0,x1,y1[@FRAME], source-video "
+                                       "pixels; repeatable, at most two (one per hand)."),
+    hand_frame: Optional[int] = typer.Option(None, help="01_detect: source frame of --hand-box boxes without "
+                                             "@FRAME [default: the first processed frame]."),
+    prompts: Optional[Path] = typer.Option(None, help="CSV of per-clip prompts, header "
+                                           "clip,object_box,object_point,object_frame,hand_boxes,hand_frame (only "
+                                           "clip required; hand_boxes: up to two boxes separated by ';'); clips "
+                                           "not in it get none."),
+    strict: bool = typer.Option(False, help="Make a warning (e.g. no hand found) an error: exit 3."),
     square_size: Optional[int] = typer.Option(None, help="01_detect: Re-HOLD square hand box size, px."),
     focal: Optional[float] = typer.Option(None, help="02_hands: focal length in px (default 1.0*max(W,H))."),
     run_id: Optional[str] = typer.Option(None, help="Run folder name (one clip only)."),
@@ -83,23 +98,35 @@ def preprocess(
     fmt: Format = typer.Option(Format.text, "--format", help="text or json (summary on stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Turn raw clips into cached, numbered stage folders (runs/<clip-id>/NN_stage)."""
+    """Turn raw clips into cached, numbered stage folders (runs/<clip-id>/NN_stage).
+
+    Prompts are in source-video pixels and source frame numbers. A clip where no hand is found
+    still goes through every stage (hand outputs marked invalid) with a warning; --strict makes
+    that an error (exit 3).
+    """
     from . import pipeline as pl
+    from .prompts import detect_prompt_params, prompts_for_clips
 
     try:
         recipe = pl.load_recipe(pipeline)
         overrides = pl.parse_overrides(set_params)
         named = {("00_frames", "max_side"): max_side, ("00_frames", "start"): start, ("00_frames", "end"): end,
-                 ("00_frames", "stride"): stride, ("01_detect", "object_box"): object_box,
-                 ("01_detect", "object_point"): object_point, ("01_detect", "object_frame"): object_frame,
+                 ("00_frames", "stride"): stride, ("00_frames", "fps"): fps,
                  ("01_detect", "square_size"): square_size, ("02_hands", "focal"): focal}
         for (stage, key), value in named.items():
             if value is not None:
-                overrides.setdefault(stage, {})[key] = _parse_flag_value(value)
+                overrides.setdefault(stage, {})[key] = value
+        prompt_flags = detect_prompt_params(object_box=object_box, object_point=object_point,
+                                            object_frame=object_frame, hand_boxes=hand_box, hand_frame=hand_frame)
+        if prompts is not None and (prompt_flags or hand_frame is not None):
+            raise BadInputError("--prompts cannot be combined with --object-box/--object-point/--object-frame/"
+                                "--hand-box/--hand-frame", "put every clip's prompts in the CSV")
+        overrides.setdefault("01_detect", {}).update(prompt_flags)
         files = pl.expand_clips(clips)
         ids = [run_id] if run_id and len(files) == 1 else pl.run_ids(files)
         if run_id and len(files) > 1:
             raise HoiError("--run-id takes one clip", "drop --run-id to name runs after the clips")
+        per_clip = prompts_for_clips(prompts, files, ids) if prompts is not None else {}
         env_index, env_count = pl.shard_from_env()
         index = shard_index if shard_index is not None else env_index
         count = num_shards if num_shards is not None else env_count
@@ -125,15 +152,18 @@ def preprocess(
             def on_progress(done, total, _task=frame_task):
                 progress.update(_task, completed=done, total=total)
 
-            record = {"clip": str(clip), "run": str(out_dir / rid), "ok": True}
+            record = {"clip": str(clip), "run": str(out_dir / rid), "ok": True, "warnings": []}
+            clip_overrides = _with_clip_prompts(overrides, per_clip.get(rid)) if prompts is not None else overrides
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # libraries that print (smplx) must not corrupt stdout
                     outcomes = pl.preprocess_clip(
-                        clip, out_dir / rid, recipe, overrides=overrides, force=set(force), from_stage=from_stage,
-                        until=until, weights_dir=weights_dir, device=dev, on_stage_start=on_stage_start,
-                        progress=on_progress, log=lambda m: err.print(m, highlight=False))
+                        clip, out_dir / rid, recipe, overrides=clip_overrides, force=set(force),
+                        from_stage=from_stage, until=until, weights_dir=weights_dir, device=dev, strict=strict,
+                        on_stage_start=on_stage_start, progress=on_progress,
+                        log=lambda m: err.print(m, highlight=False))
                 record["stages"] = {o.stage: {"action": o.action, "seconds": o.seconds, "summary": o.summary}
                                     for o in outcomes}
+                record["warnings"] = [f"{o.stage}: {w}" for o in outcomes for w in o.warnings]
             except HoiError as exc:
                 record.update(ok=False, error=exc.message, hint=exc.hint, exit_code=int(exc.exit_code))
                 err.print(f"[bold red]error:[/] {rid}: {exc.message}", highlight=False)
@@ -148,6 +178,7 @@ def preprocess(
     n_failed = sum(not r["ok"] for r in results)
     summary = {"ok": n_failed == 0, "pipeline": recipe.name, "out": str(out_dir), "shard": [index, count],
                "clips": results, "n_ok": len(results) - n_failed, "n_failed": n_failed,
+               "n_with_warnings": sum(bool(r.get("warnings")) for r in results),
                "n_skipped": len(jobs) - len(results)}
     if fmt == Format.json:
         print(json.dumps(summary, indent=1))
@@ -158,14 +189,12 @@ def preprocess(
         raise typer.Exit(codes.pop() if len(codes) == 1 else int(ExitCode.FAILED))
 
 
-def _parse_flag_value(value):
-    """Comma-separated numbers (boxes, points) become lists; everything else passes through."""
-    if isinstance(value, str) and "," in value:
-        try:
-            return [float(v) for v in value.split(",")]
-        except ValueError:
-            raise HoiError(f"expected comma-separated numbers, got {value!r}", "e.g. --object-box 10,20,110,220")
-    return value
+def _with_clip_prompts(overrides: dict, clip_prompts: dict | None) -> dict:
+    """``overrides`` with 01_detect's prompts replaced by one clip's row of the prompts CSV (or none)."""
+    detect = {k: v for k, v in overrides.get("01_detect", {}).items()
+              if k not in ("object_box", "object_point", "object_frame", "hand_boxes")}
+    detect.update(clip_prompts or {})
+    return {**overrides, "01_detect": detect}
 
 
 def _resolve_device(device: str) -> str:
@@ -194,8 +223,13 @@ def _print_preprocess_table(results: list[dict]) -> None:
     for r in results:
         stages = ", ".join(f"{k[:2]}:{v['action']}" for k, v in r.get("stages", {}).items())
         result = "[green]ok[/]" if r["ok"] else f"[red]failed[/] {r.get('error', '')}"
+        if r["ok"] and r.get("warnings"):
+            result = f"[yellow]ok, {len(r['warnings'])} warning{'s' if len(r['warnings']) > 1 else ''}[/]"
         table.add_row(Path(r["clip"]).name, r["run"], result, stages, f"{r['seconds']:.1f}")
     out.print(table)
+    for r in results:
+        for warning in r.get("warnings", []):
+            out.print(f"warning: {Path(r['run']).name} {warning}", highlight=False)
 
 
 # ---------------------------------------------------------------- status
@@ -211,7 +245,7 @@ def status(
     weights_dir: Optional[str] = typer.Option(None, envvar="HOI_WEIGHTS_DIR"),
     fmt: Format = typer.Option(Format.text, "--format"),
 ) -> None:
-    """A run x stage table: ok, stale (with the reason), missing or failed."""
+    """A run x stage table: ok, stale (with the reason), missing or failed; ! marks a stage with warnings."""
     from . import pipeline as pl
     from .store import find_runs
 
@@ -240,9 +274,11 @@ def status(
             if st is None:
                 cells.append("")
                 continue
-            cells.append(f"[{STATUS_STYLE[st['status']]}]{st['status']}[/]")
+            flag = "[yellow]![/]" if st.get("warnings") else ""
+            cells.append(f"[{STATUS_STYLE[st['status']]}]{st['status']}[/]{flag}")
             if st["reason"] and st["status"] != "ok":
                 reasons.append(f"{Path(run).name} {s}: {st['status']}: {st['reason']}")
+            reasons += [f"{Path(run).name} {s}: warning: {w}" for w in st.get("warnings", [])]
         table.add_row(Path(run).name, *cells)
     out.print(table)
     for line in reasons:

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from .errors import BadInputError, HoiError
+from .errors import BadInputError, HoiError, NoHandsError
 from .stages.base import params_from_dict
 
 # Stage folder name -> module. The order here is the pipeline order.
@@ -40,7 +40,7 @@ STAGES: dict[str, str] = {
     "07_genhoi": "hoi_cli.stages.genhoi",
 }
 DEFAULT_PIPELINE = "full"
-GENERIC_STEMS = {"video", "clip", "input", "source", "raw", "rgb", "movie"}
+GENERIC_STEMS = {"video", "clip", "input", "source", "raw", "rgb", "movie", "frames", "images", "img"}
 
 
 def pipelines_dir() -> Path:
@@ -189,25 +189,10 @@ def shard(items: list, index: int, count: int) -> list:
 
 
 def expand_clips(inputs: list[str]) -> list[Path]:
-    """Clip files from paths (files, or folders searched recursively), sorted and unique."""
-    from .video import VIDEO_SUFFIXES
+    """Clips (videos, GIFs, frame folders) from paths, sorted and unique: see `hoi_cli.clips`."""
+    from .clips import expand_clips as _expand
 
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
-            if not found:
-                raise BadInputError(f"no video files under {p}", "pass clip files or a folder of them")
-            out += found
-        else:
-            out.append(p)  # existence is checked per clip, so --keep-going covers it
-    seen, unique = set(), []
-    for p in sorted(out, key=lambda q: str(q.resolve())):
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
-            unique.append(p)
-    return unique
+    return _expand(inputs)
 
 
 # ---------------------------------------------------------------- driver
@@ -219,14 +204,21 @@ class StageOutcome:
     reason: str = ""
     summary: dict = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.summary.get("warnings", []))
+
 
 def preprocess_clip(clip: Path, run_dir: Path, recipe: Recipe, *, overrides: dict | None = None,
                     force: set[str] | None = None, from_stage: str | None = None, until: str | None = None,
-                    weights_dir: str | None = None, device: str = "cpu",
+                    weights_dir: str | None = None, device: str = "cpu", strict: bool = False,
                     on_stage_start: Callable[[str, str], None] | None = None,
                     progress: Callable[[int, int | None], None] | None = None,
                     log: Callable[[str], None] | None = None) -> list[StageOutcome]:
-    """Bring one clip's run folder up to date for ``recipe``; returns what each stage did."""
+    """Bring one clip's run folder up to date for ``recipe``; returns what each stage did.
+
+    A stage's warnings (e.g. no hand found) are in its outcome's summary, cached ones too;
+    ``strict`` turns the first into `NoHandsError` after that stage (its outputs are kept)."""
     from .store import RunStore
 
     overrides = overrides or {}
@@ -234,6 +226,11 @@ def preprocess_clip(clip: Path, run_dir: Path, recipe: Recipe, *, overrides: dic
     forced |= {stage_name(s) for s in (force or set())}
     if not clip.exists():
         raise BadInputError(f"clip not found: {clip}", "check the path")
+    from .clips import clip_kind
+
+    frame_overrides = overrides.get("00_frames", {})
+    if frame_overrides.get("fps") and clip_kind(clip) != "frames":  # --fps is a frame folder's rate; a video keeps its own
+        overrides = {**overrides, "00_frames": {k: v for k, v in frame_overrides.items() if k != "fps"}}
     outcomes: list[StageOutcome] = []
     with RunStore(run_dir) as store:
         states = {}
@@ -244,7 +241,8 @@ def preprocess_clip(clip: Path, run_dir: Path, recipe: Recipe, *, overrides: dic
             state = store.state(stage, params, source=source, weights_dir=weights_dir, upstream_states=states)
             if state.status == "ok" and name not in forced:
                 states[name] = state
-                outcomes.append(StageOutcome(name, "cached"))
+                outcomes.append(StageOutcome(name, "cached", summary=(store.manifest(name) or {}).get("summary", {})))
+                _check_strict(outcomes[-1], strict)
                 continue
             reason = "forced" if name in forced else (state.reason or state.status)
             if on_stage_start:
@@ -254,7 +252,15 @@ def preprocess_clip(clip: Path, run_dir: Path, recipe: Recipe, *, overrides: dic
             states[name] = store.state(stage, params, source=source, weights_dir=weights_dir,
                                        upstream_states=states)
             outcomes.append(StageOutcome(name, "ran", manifest["timing"]["seconds"], reason, manifest["summary"]))
+            _check_strict(outcomes[-1], strict)
     return outcomes
+
+
+def _check_strict(outcome: StageOutcome, strict: bool) -> None:
+    if strict and outcome.warnings:
+        raise NoHandsError(f"{outcome.stage}: {outcome.warnings[0]} (--strict)",
+                           "drop --strict to go on with hand outputs marked invalid, or prompt the hands "
+                           "with --hand-box x0,y0,x1,y1@FRAME")
 
 
 def run_status(run_dir: Path, recipe: Recipe | None = None, *, verify: bool = False,
@@ -292,4 +298,6 @@ def run_status(run_dir: Path, recipe: Recipe | None = None, *, verify: bool = Fa
                 state.status, state.reason = "stale", "outputs changed on disk: " + ", ".join(bad[:3])
         states[name] = state
         out[name] = state.to_json()
+        if manifest is not None and manifest.get("summary", {}).get("warnings"):
+            out[name]["warnings"] = list(manifest["summary"]["warnings"])
     return out

@@ -225,7 +225,9 @@ class RunStore:
             "upstream": upstream,
         }
         if source is not None:
-            inputs["source_sha256"] = file_digest(source)
+            from .clips import source_digest  # a file's hash, or a frame folder's over its images
+
+            inputs["source_sha256"] = source_digest(source)
         model_files = getattr(stage, "model_files", None)
         if model_files is not None:
             inputs["models"] = {k: file_digest(p) for k, p in sorted(model_files(params, weights_dir).items())}
@@ -249,8 +251,8 @@ class RunStore:
             if dep_state is not None and dep_state.status != "ok":
                 return StageState(name, "stale", f"upstream {dep} is {dep_state.status}")
         if source is None and name == "00_frames":
-            source_path = Path(manifest.get("inputs", {}).get("source_path", ""))
-            source = source_path if source_path.is_file() else None
+            recorded = manifest.get("inputs", {}).get("source_path")  # a file or a frame folder
+            source = Path(recorded) if recorded and Path(recorded).exists() else None
         try:
             expected = self.expected_inputs(stage, params, source=source, weights_dir=weights_dir)
         except HoiError as exc:  # e.g. a model file is now missing

@@ -91,7 +91,8 @@ def test_slot_without_hand_is_consistently_missing(tmp_path):
     det["hand_score"][:, 0] = np.nan
     np.savez(path, **det)
     res, summary = hands.fit_run(tmp_path, hands.Params(iters=40, preview=False), log=lambda m: None)
-    assert summary["left"] == {"frames": 0}
+    assert summary["left"] == {"frames": 0, "status": "no hand detected"} and not summary["warnings"]
+    assert list(res["slot_status"]) == ["no hand detected", "fitted"]
     assert not res["valid"][:, 0].any() and res["valid"][:, 1].all()
     for k in ("global_orient", "hand_pose", "betas", "transl", "joints", "vertices", "reproj_error_px"):
         a = np.asarray(res[k])

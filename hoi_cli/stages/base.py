@@ -95,7 +95,9 @@ def _coerce(value: Any, default: Any) -> Any:
         if isinstance(default, float):
             return float(value)
         if isinstance(default, (list, tuple)):
-            return type(default)(float(v) for v in value.split(","))
+            from ..prompts import parse_numbers  # the one comma-list parser
+
+            return type(default)(parse_numbers(value) or ())
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
     return value

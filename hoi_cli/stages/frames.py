@@ -1,13 +1,18 @@
 """00_frames: decode the clip once, at the working resolution, losslessly.
 
 This is the only stage that reads the source clip; every later stage reads these frames.
+A clip is a video, a GIF, or a folder of image frames (`hoi_cli.clips`: natural name order,
+``fps`` frames per second, default 12).
 
 Outputs:
     ``frames/000000.png ...``  RGB, lossless, at the working resolution (longest side
                                ``max_side``, never upscaled unless ``upscale``).
     ``meta.json``              ``fps`` (source fps / stride), ``width``, ``height``, ``n_frames``,
-                               ``source`` (path, sha256, size, fps, codec), ``timestamps`` (s, from
-                               the source stream), ``source_frame_indices``.
+                               ``source`` (path, ``kind`` "video" | "gif" | "frames", sha256, width,
+                               height, fps, codec; for a frame folder also ``fps_given`` (False where
+                               the default rate was used) and ``frame_files``, the image names in
+                               order), ``timestamps`` (s, from the source stream; index / fps for a
+                               frame folder), ``source_frame_indices``.
 
 Decoding streams one frame at a time, so a 1080p clip never sits whole in memory.
 """
@@ -23,11 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError
-from ..video import iter_frames, probe, read_image, working_size, write_image
+from ..clips import frame_files as source_frame_files, iter_clip_frames, probe_clip, source_digest
+from ..video import read_image, working_size, write_image
 from .base import StageContext
 
 NAME = "00_frames"
-VERSION = "1"
+VERSION = "2"  # 2: frame folders and GIFs; meta.source.kind
 DEPENDS_ON: tuple[str, ...] = ()
 
 
@@ -39,15 +45,20 @@ class Params:
     end: int | None = None  # stop before this source frame index
     stride: int = 1  # keep every stride-th frame
     png_compression: int = 1  # 0-9; lossless at any level, 1 is fast
+    fps: float = 0.0  # frame rate of a frame folder (0 = 12); videos and GIFs keep their own
 
 
 def run(ctx: StageContext) -> dict:
     p: Params = ctx.params
     if ctx.source is None:
-        raise BadInputError("00_frames needs a source clip", "pass a video file to `hoi preprocess`")
+        raise BadInputError("00_frames needs a source clip", "pass a video, GIF or frame folder to `hoi preprocess`")
     if p.end is not None and p.end <= p.start:
         raise BadInputError(f"--end ({p.end}) must be after --start ({p.start})", "pick a non-empty frame range")
-    info = probe(ctx.source)
+    if p.fps < 0:
+        raise BadInputError(f"--fps must be positive, got {p.fps}", "e.g. --fps 12")
+    info = probe_clip(ctx.source, fps=p.fps)
+    if p.fps and info.kind != "frames":
+        ctx.log(f"00_frames: --fps {p.fps} ignored: a {info.kind} keeps its own rate ({info.fps:.3g} fps)")
     width, height = working_size(info.width, info.height, p.max_side, p.upscale)
     frames_dir = ctx.out_dir / "frames"
     frames_dir.mkdir()
@@ -61,8 +72,8 @@ def run(ctx: StageContext) -> dict:
     max_pending = 8
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending: deque = deque()
-        for i, (index, t, rgb) in enumerate(iter_frames(ctx.source, size=(width, height), start=p.start,
-                                                          end=p.end, stride=p.stride)):
+        for i, (index, t, rgb) in enumerate(iter_clip_frames(ctx.source, size=(width, height), start=p.start,
+                                                               end=p.end, stride=p.stride, fps=p.fps)):
             pending.append(pool.submit(write_image, frames_dir / f"{i:06d}.png", rgb,
                                        png_compression=p.png_compression))
             while len(pending) > max_pending:
@@ -75,20 +86,22 @@ def run(ctx: StageContext) -> dict:
     if not timestamps:
         raise BadInputError(f"no frames decoded from {ctx.source} (range start={p.start} end={p.end})",
                             "the clip is empty or the range is past its end; check --start/--end")
-    from ..store import file_digest
-
+    source = {"path": str(Path(ctx.source).resolve()), "kind": info.kind, "sha256": source_digest(ctx.source),
+              "width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec}
+    if info.kind == "frames":
+        source["fps_given"] = bool(p.fps)
+        source["frame_files"] = [f.name for f in source_frame_files(ctx.source)]
     meta = {
         "fps": info.fps / p.stride if info.fps else None,
         "width": width,
         "height": height,
         "n_frames": len(timestamps),
-        "source": {"path": str(Path(ctx.source).resolve()), "sha256": file_digest(ctx.source),
-                   "width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec},
+        "source": source,
         "timestamps": timestamps,
         "source_frame_indices": source_indices,
     }
     (ctx.out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
-    return {"n_frames": len(timestamps), "width": width, "height": height, "fps": meta["fps"]}
+    return {"n_frames": len(timestamps), "width": width, "height": height, "fps": meta["fps"], "kind": info.kind}
 
 
 def load_meta(run_dir: str | Path) -> dict:

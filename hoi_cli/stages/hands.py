@@ -30,6 +30,10 @@ either; anything that needs normals or back-face culling should use ``slot_faces
 A slot with no detected hand has no track: all its per-slot arrays are NaN (``betas[s]``
 included), ``valid[:, s]`` is False and ``reproj_error_px[:, s]`` NaN; ``slot_faces[s]`` is still
 the faces of that side's model, so every per-slot array has the same meaning in every run.
+``slot_status (2,)`` str says why per slot: ``"fitted"``, ``"no hand detected"``, or ``"box only:
+no keypoints to fit"`` (01_detect followed the hand as a box, ``hand_box_only``; no fit can
+exist without keypoints). A clip with no fitted hand is not an error: the file is written
+with ``valid`` all False and the summary carries a warning.
 ``02_hands/preview.mp4``: the meshes drawn over the frames (blue left, orange right).
 """
 
@@ -42,11 +46,11 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import HAND_SLOTS, default_intrinsics
-from ..errors import BadInputError, NoHandsError
+from ..errors import BadInputError
 from .base import StageContext
 
 NAME = "02_hands"
-VERSION = "2"  # 2: smoothness in physical units, world weight 0.1, slot_faces
+VERSION = "3"  # 2: smoothness in physical units, world weight 0.1, slot_faces; 3: no abort without hands, slot_status
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")
 
 
@@ -112,13 +116,17 @@ def fit_run(run_dir: Path, params: Params, log=print) -> dict:
     }
     cfg = FitConfig(iters=params.iters, w_world=params.world_weight, w_smooth_j=params.smooth_weight,
                     interpolated_weight=params.interpolated_weight)
-    summary = {}
+    summary: dict = {"warnings": []}
+    status = []
+    box_only = np.asarray(det.get("hand_box_only", np.zeros((T, 2), bool)), bool)
     for s in range(2):
         xy = kp[:, s, :, :2]
         present = np.isfinite(xy).all(axis=2).sum(axis=1) >= 6
         if not present.any():
-            summary[HAND_SLOTS[s]] = {"frames": 0}
+            status.append("box only: no keypoints to fit" if box_only[:, s].any() else "no hand detected")
+            summary[HAND_SLOTS[s]] = {"frames": 0, "status": status[-1]}
             continue
+        status.append("fitted")
         idx = np.nonzero(present)[0]
         a, b = idx[0], idx[-1] + 1
         fw = np.where(present[a:b], np.where(interp[a:b, s], params.interpolated_weight, 1.0), 0.0)
@@ -144,9 +152,10 @@ def fit_run(run_dir: Path, params: Params, log=print) -> dict:
                                   "reproj_error_px": float(np.nanmean(res["reproj_error_px"][present[a:b]]))}
         log(f"02_hands: {HAND_SLOTS[s]} hand, {int(present.sum())} frames, "
             f"reprojection {summary[HAND_SLOTS[s]]['reproj_error_px']:.2f} px")
+    out["slot_status"] = np.array(status)
     if not out["valid"].any():
-        raise NoHandsError(f"no hand keypoints in {run_dir.name}'s detections",
-                           "check 01_detect's preview; the clip may show no hands")
+        summary["warnings"].append("no hand to fit: " + "; ".join(f"{HAND_SLOTS[s]} {status[s]}" for s in range(2))
+                                   + " (valid = False everywhere)")
     out["model_kind"] = np.array(models[1].kind)
     summary["model"] = models[1].kind
     summary["vertices"] = int(V)
@@ -177,6 +186,8 @@ def run(ctx: StageContext) -> dict:
     if p.preview:
         write_preview(ctx.run_dir, res, ctx.out_dir / "preview.mp4", float(_meta(ctx.run_dir).get("fps") or 30.0))
     summary["mean_reproj_error_px"] = float(np.nanmean(res["reproj_error_px"])) if res["valid"].any() else None
+    for warning in summary["warnings"]:
+        ctx.log(f"02_hands: warning: {warning}")
     return summary
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import ExitCode, HoiError
+from .errors import ExitCode, HoiError, known_error, print_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hand-object-interaction video: preprocess clips into conditioning, generate, train, evaluate.")
@@ -37,9 +37,7 @@ def fail(exc: HoiError, fmt: Format = Format.text) -> None:
     """Print a known error as one line plus a hint, and exit with its code."""
     if fmt == Format.json:
         print(json.dumps({"ok": False, **exc.to_json()}))
-    err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-    if exc.hint:
-        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+    print_error(exc)
     raise typer.Exit(int(exc.exit_code))
 
 
@@ -69,6 +67,8 @@ def preprocess(
     start: Optional[int] = typer.Option(None, help="00_frames: first source frame."),
     end: Optional[int] = typer.Option(None, help="00_frames: stop before this source frame."),
     stride: Optional[int] = typer.Option(None, help="00_frames: keep every Nth frame."),
+    allow_short: bool = typer.Option(False, "--allow-short",
+                                     help="00_frames: accept a damaged clip that decodes fewer frames than it announces (recorded)."),
     object_box: Optional[str] = typer.Option(None, help="01_detect: object prompt box x0,y0,x1,y1 (working px)."),
     object_point: Optional[str] = typer.Option(None, help="01_detect: object prompt point x,y (working px)."),
     object_frame: Optional[int] = typer.Option(None, help="01_detect: frame the object prompt is on."),
@@ -90,7 +90,8 @@ def preprocess(
         recipe = pl.load_recipe(pipeline)
         overrides = pl.parse_overrides(set_params)
         named = {("00_frames", "max_side"): max_side, ("00_frames", "start"): start, ("00_frames", "end"): end,
-                 ("00_frames", "stride"): stride, ("01_detect", "object_box"): object_box,
+                 ("00_frames", "stride"): stride, ("00_frames", "allow_short"): allow_short or None,
+                 ("01_detect", "object_box"): object_box,
                  ("01_detect", "object_point"): object_point, ("01_detect", "object_frame"): object_frame,
                  ("01_detect", "square_size"): square_size, ("02_hands", "focal"): focal}
         for (stage, key), value in named.items():
@@ -109,6 +110,8 @@ def preprocess(
         fail(exc, fmt)
         return
 
+    from .store import clear_clip_failure, clip_failure
+
     results = []
     progress = _make_progress(quiet)
     with progress:
@@ -126,24 +129,28 @@ def preprocess(
                 progress.update(_task, completed=done, total=total)
 
             record = {"clip": str(clip), "run": str(out_dir / rid), "ok": True}
+            existed = (out_dir / rid).exists()
+            interrupted = False
             try:
-                with contextlib.redirect_stdout(sys.stderr):  # libraries that print (smplx) must not corrupt stdout
+                with contextlib.redirect_stdout(sys.stderr), _sigterm_as_interrupt():
+                    # libraries that print (smplx) must not corrupt stdout
                     outcomes = pl.preprocess_clip(
                         clip, out_dir / rid, recipe, overrides=overrides, force=set(force), from_stage=from_stage,
                         until=until, weights_dir=weights_dir, device=dev, on_stage_start=on_stage_start,
                         progress=on_progress, log=lambda m: err.print(m, highlight=False))
                 record["stages"] = {o.stage: {"action": o.action, "seconds": o.seconds, "summary": o.summary}
                                     for o in outcomes}
-            except HoiError as exc:
-                record.update(ok=False, error=exc.message, hint=exc.hint, exit_code=int(exc.exit_code))
-                err.print(f"[bold red]error:[/] {rid}: {exc.message}", highlight=False)
-                if exc.hint:
-                    err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+                clear_clip_failure(out_dir / rid)
+            except (Exception, KeyboardInterrupt) as exc:  # every failure is this clip's; the batch goes on
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                failure, failure_record = clip_failure(exc, out_dir / rid, existed=existed)
+                record.update(ok=False, **failure_record)
+                print_error(failure, prefix=f"{rid}: ")
             record["seconds"] = round(time.time() - t0, 3)
             results.append(record)
             progress.remove_task(frame_task)
             progress.advance(clip_task)
-            if not record["ok"] and not keep_going:
+            if interrupted or (not record["ok"] and not keep_going):
                 break
     n_failed = sum(not r["ok"] for r in results)
     summary = {"ok": n_failed == 0, "pipeline": recipe.name, "out": str(out_dir), "shard": [index, count],
@@ -151,8 +158,10 @@ def preprocess(
                "n_skipped": len(jobs) - len(results)}
     if fmt == Format.json:
         print(json.dumps(summary, indent=1))
-    else:
+    elif len(jobs) > 1 or not n_failed:  # one failed clip: its error and hint say it all
         _print_preprocess_table(results)
+    if any(r.get("exit_code") == ExitCode.INTERRUPTED for r in results):
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
     if n_failed:
         codes = {r["exit_code"] for r in results if not r["ok"]}
         raise typer.Exit(codes.pop() if len(codes) == 1 else int(ExitCode.FAILED))
@@ -166,6 +175,25 @@ def _parse_flag_value(value):
         except ValueError:
             raise HoiError(f"expected comma-separated numbers, got {value!r}", "e.g. --object-box 10,20,110,220")
     return value
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (SLURM's time limit, `kill`) stops the clip like Ctrl-C, so the summary of finished clips is written."""
+    import signal
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _resolve_device(device: str) -> str:
@@ -328,15 +356,16 @@ def _silence_native_logs() -> None:
 
 
 def run() -> None:
-    """Console-script entry point: known errors anywhere become one line and an exit code."""
+    """Console-script entry point: known errors anywhere (ours, a full disk) become one line and an exit code."""
     _silence_native_logs()
     try:
         app()
-    except HoiError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
-        sys.exit(int(exc.exit_code))
+    except Exception as exc:
+        known = known_error(exc)
+        if known is None:
+            raise  # a bug: keep its traceback
+        print_error(known)
+        sys.exit(int(known.exit_code))
 
 
 if __name__ == "__main__":

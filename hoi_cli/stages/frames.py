@@ -27,7 +27,7 @@ from ..video import iter_frames, probe, read_image, working_size, write_image
 from .base import StageContext
 
 NAME = "00_frames"
-VERSION = "1"
+VERSION = "2"  # 2: rotation applied; damaged clips refused unless allow_short
 DEPENDS_ON: tuple[str, ...] = ()
 
 
@@ -39,6 +39,7 @@ class Params:
     end: int | None = None  # stop before this source frame index
     stride: int = 1  # keep every stride-th frame
     png_compression: int = 1  # 0-9; lossless at any level, 1 is fast
+    allow_short: bool = False  # accept a damaged clip that decodes fewer frames than it announces (recorded in meta)
 
 
 def run(ctx: StageContext) -> dict:
@@ -56,13 +57,16 @@ def run(ctx: StageContext) -> dict:
         last = min(info.n_frames, p.end) if p.end is not None else info.n_frames
         total = max(0, (last - p.start + p.stride - 1) // p.stride)
     timestamps, source_indices = [], []
+    decoding: dict = {}
     # PNG encoding releases the GIL: a small pool overlaps it with decoding. At most
     # `max_pending` frames wait in memory, so a long 1080p clip is never held whole.
     max_pending = 8
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending: deque = deque()
-        for i, (index, t, rgb) in enumerate(iter_frames(ctx.source, size=(width, height), start=p.start,
-                                                          end=p.end, stride=p.stride)):
+        for i, (index, t, rgb) in enumerate(iter_frames(
+                ctx.source, size=(width, height), start=p.start, end=p.end, stride=p.stride,
+                allow_short=p.allow_short, report=decoding,
+                short_hint="--allow-short keeps the frames that decode, --end stops before the damage")):
             pending.append(pool.submit(write_image, frames_dir / f"{i:06d}.png", rgb,
                                        png_compression=p.png_compression))
             while len(pending) > max_pending:
@@ -83,12 +87,18 @@ def run(ctx: StageContext) -> dict:
         "height": height,
         "n_frames": len(timestamps),
         "source": {"path": str(Path(ctx.source).resolve()), "sha256": file_digest(ctx.source),
-                   "width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec},
+                   "width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec,
+                   "rotation": info.rotation, "frames_decoded": decoding.get("decoded"),
+                   "frames_announced": decoding.get("expected"), "short": bool(decoding.get("short"))},
         "timestamps": timestamps,
         "source_frame_indices": source_indices,
     }
     (ctx.out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
-    return {"n_frames": len(timestamps), "width": width, "height": height, "fps": meta["fps"]}
+    if decoding.get("short"):
+        ctx.log(f"00_frames: {ctx.source} is damaged: kept the {decoding['decoded']} of "
+                f"{decoding.get('expected') or '?'} frames that decode (--allow-short)")
+    return {"n_frames": len(timestamps), "width": width, "height": height, "fps": meta["fps"],
+            **({"short": True} if decoding.get("short") else {}), **({"rotation": info.rotation} if info.rotation else {})}
 
 
 def load_meta(run_dir: str | Path) -> dict:

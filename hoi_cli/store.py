@@ -388,6 +388,24 @@ class RunStore:
         (self.run_dir / FAILED_DIR / f"{name}.json").unlink(missing_ok=True)
         return manifest
 
+    def adopt(self, stage: ModuleType, params: Any = None, *, summary: dict | None = None,
+              weights_dir: str | None = None) -> dict:
+        """Write a manifest for a stage folder made outside `run_stage` (synthetic test runs, imported
+        results), as if ``stage`` had made its current files with ``params`` (default: the stage's
+        defaults) from the current upstream stages. Returns the manifest."""
+        name = stage.NAME
+        params = params if params is not None else stage.Params()
+        inputs = self.expected_inputs(stage, params, weights_dir=weights_dir)
+        outputs = describe_outputs(self.stage_dir(name))
+        manifest = {"schema_version": SCHEMA_VERSION, "stage": name, "stage_version": str(stage.VERSION),
+                    "params": params_to_dict(params), "inputs": inputs,
+                    "fingerprint": _digest_json(_fingerprinted(inputs)), "outputs": outputs,
+                    "output_digest": outputs_digest(outputs), "summary": summary or {}, "adopted": True,
+                    "finished_unix": time.time(), "packages": package_versions(),
+                    "conventions_version": CONVENTIONS_VERSION}
+        _write_json_atomic(self.stage_dir(name) / MANIFEST, manifest)
+        return manifest
+
     def _swap_in(self, name: str, tmp: Path) -> None:
         final = self.stage_dir(name)
         old = None

@@ -96,7 +96,16 @@ def make_synthetic_run(run_dir: str | Path, n_frames: int = 4, width: int = 512,
     po, shape = pack_masks(obj)
     ph, _ = pack_masks(hand)
     np.savez(run_dir / "03_segment" / "masks.npz", object=po, hand=ph, shape=shape)
-    for stage in ("00_frames", "01_detect", "02_hands", "03_segment"):
-        (run_dir / stage / "manifest.json").write_text(json.dumps({"stage": stage, "synthetic": True}))
+    adopt_stages(run_dir, ("00_frames", "01_detect", "02_hands", "03_segment"))
     return {"vertices": verts, "faces": faces, "K": K, "object": obj, "hand": hand,
             "hand_boxes": hand_boxes, "object_boxes": object_boxes}
+
+
+def adopt_stages(run_dir: Path, stages, params: dict | None = None) -> None:
+    """Give synthetic stage folders real manifests (in pipeline order), so they read as fresh."""
+    from ..pipeline import get_stage
+    from ..store import RunStore
+
+    store = RunStore(run_dir)
+    for name in stages:
+        store.adopt(get_stage(name), (params or {}).get(name), summary={"synthetic": True})

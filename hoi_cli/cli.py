@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import ExitCode, HoiError, known_error, print_error
+from .errors import BadInputError, ExitCode, HoiError, known_error, print_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hand-object-interaction video: preprocess clips into conditioning, generate, train, evaluate.")
@@ -245,9 +245,13 @@ def status(
 
     try:
         recipe = pl.load_recipe(pipeline) if pipeline else None
+        for path in runs:
+            if not path.exists():
+                raise BadInputError(f"not found: {path}", "pass run folders, or the --out folder of `hoi preprocess`")
         found = find_runs(runs)
         if not found:
-            raise HoiError(f"no run folders in {', '.join(map(str, runs))}", "pass the --out folder of `hoi preprocess`")
+            raise BadInputError(f"no run folders in {', '.join(map(str, runs))}",
+                                "pass the --out folder of `hoi preprocess`")
         table_data = {str(r): pl.run_status(r, recipe, verify=verify, weights_dir=weights_dir) for r in found}
     except HoiError as exc:
         fail(exc, fmt)

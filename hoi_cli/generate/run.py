@@ -78,14 +78,14 @@ def check_run(run_dir: Path, allow_stale: bool = False) -> dict:
             continue
         state = states.get(name, {"status": "missing", "reason": ""})
         if not (folder / "manifest.json").exists():
-            stale[name] = "no manifest (an incomplete folder, or not made by `hoi preprocess`)"
+            stale[name] = "has no manifest (an incomplete folder, or not made by `hoi preprocess`)"
         elif state["status"] != "ok":
-            stale[name] = f"{state['status']}: {state['reason']}".rstrip(": ")
+            stale[name] = f"is {state['status']}: {state['reason']}".rstrip(": ")
     blocking = {k: v for k, v in stale.items() if k not in OPTIONAL_STAGES}
     if blocking and not allow_stale:
         first = next(iter(blocking))
         more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
-        raise BadInputError(f"{run_dir.name}: stage {first} is {blocking[first]}{more}",
+        raise BadInputError(f"{run_dir.name}: stage {first} {blocking[first]}{more}",
                             "bring the run up to date with `hoi preprocess` (see `hoi status`), "
                             "or pass --allow-stale to generate from it as it is")
     return {"allow_stale": allow_stale, "stale": stale, "genhoi_fresh": (run_dir / "07_genhoi").is_dir()
@@ -129,7 +129,7 @@ def generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | No
     try:
         checks = check_run(run_dir, allow_stale)
         for name, why in checks["stale"].items():
-            log(f"warning: {run_dir.name}: {name} is {why}" + (" (not reused)" if name in OPTIONAL_STAGES
+            log(f"warning: {run_dir.name}: {name} {why}" + (" (not reused)" if name in OPTIONAL_STAGES
                                                                else " (--allow-stale)"))
         try:
             return _generate(run_dir, out, reference=reference, reference_from_frame=reference_from_frame,

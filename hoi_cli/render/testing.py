@@ -109,3 +109,38 @@ def adopt_stages(run_dir: Path, stages, params: dict | None = None) -> None:
     store = RunStore(run_dir)
     for name in stages:
         store.adopt(get_stage(name), (params or {}).get(name), summary={"synthetic": True})
+
+
+def write_test_clip(path: str | Path, n_frames: int = 16, width: int = 64, height: int = 48, fps: int = 12,
+                    *, rotation: int = 0, seed: int = 0) -> Path:
+    """A small deterministic clip for tests: VP9 in WebM (``.webm``, no frame count in the
+    container, as phones' and datasets' webm) or H.264 in MP4 with the index first (``.mp4``,
+    so a truncated copy still announces its frames). ``rotation`` tags the stream with a
+    display matrix (degrees counter-clockwise), as phones do for portrait footage.
+    Frames: a gradient with a bright block at the top-left and one moving right."""
+    import av
+
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    webm = path.suffix.lower() == ".webm"
+    container = av.open(str(path), mode="w", options={} if webm else {"movflags": "faststart"})
+    stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    if webm:
+        stream.options = {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}
+    if rotation:
+        stream.set_display_rotation(rotation)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 // (width - 1), yy * 255 // (height - 1), np.full_like(xx, 60)], -1).astype(np.uint8)
+    for t in range(n_frames):
+        img = base.copy()
+        img[: height // 4, : width // 4] = 255  # marks the top-left corner (orientation checks)
+        x = (4 + 3 * t) % (width - 8)
+        img[height // 2: height // 2 + 8, x: x + 8] = (200, 40, 40)
+        img = np.clip(img.astype(int) + rng.integers(-3, 4, img.shape), 0, 255).astype(np.uint8)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path

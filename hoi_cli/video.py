@@ -55,11 +55,16 @@ def _open(path: Path):
     if not container.streams.video:
         container.close()
         raise BadInputError(f"no video stream in {path}", "pass a file with a video track")
+    if container.streams.video[0].codec_context is None:  # e.g. a damaged codec tag
+        container.close()
+        raise BadInputError(f"unknown or damaged video codec in {path}", "re-download or re-encode the clip")
     return container
 
 
-def _announced_frames(container, stream) -> tuple[float, float | None, int | None, bool]:
-    """(fps, duration_s, frame count the container announces, whether that count is exact).
+def _announced_frames(container, stream) -> tuple[float, float | None, int | None, bool, bool]:
+    """(fps, duration_s, frame count the container announces, whether that count is exact,
+    whether the duration is the video stream's own rather than the container's, which may be
+    a longer audio track's).
 
     MP4/MOV store a frame count; Matroska/WebM (VP9) usually do not, so the count is the
     stream's duration x fps, the duration coming from the stream, its ``DURATION`` tag, or the
@@ -75,12 +80,16 @@ def _announced_frames(container, stream) -> tuple[float, float | None, int | Non
             duration = _parse_tag_duration(stream.metadata.get("DURATION") or stream.metadata.get("duration"))
         except Exception:  # damaged (non-UTF-8) metadata: fall back to the header's duration
             duration = None
-        if duration is None and container.duration:
-            duration = container.duration / 1_000_000
+    own = duration is not None or len(container.streams) == 1
+    if duration is None and container.duration:
+        duration = container.duration / 1_000_000
     if stream.frames:
-        return fps, duration, int(stream.frames), True
+        n = int(stream.frames)
+        if duration and fps:  # an edit list may end the stream before its last samples (FFmpeg drops those)
+            n = min(n, math.ceil(duration * fps - 1e-3))
+        return fps, duration, n, True, own
     n = int(round(duration * fps)) if duration and fps else None
-    return fps, duration, n, False
+    return fps, duration, n, False, own
 
 
 def _parse_tag_duration(text) -> float | None:
@@ -107,7 +116,7 @@ def probe(path: str | Path) -> VideoInfo:
     container = _open(Path(path))
     try:
         stream = container.streams.video[0]
-        fps, duration, n, exact = _announced_frames(container, stream)
+        fps, duration, n, exact, _ = _announced_frames(container, stream)
         width, height = stream.codec_context.width, stream.codec_context.height
         rotation = 0
         try:  # the display matrix is side data of each frame in PyAV
@@ -166,10 +175,14 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, start:
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        _, _, expected, exact = _announced_frames(container, stream)
+        fps, duration, expected, exact, own_duration = _announced_frames(container, stream)
         report.update(decoded=0, expected=expected, short=False, rotation=0)
-        # duration x fps may round one frame up; a frame count is exact
+        # a frame count is exact; duration x fps may round one frame up, so there the last
+        # frame's time is checked as well: it must be within half a frame of duration - 1/fps
         enough = None if expected is None else expected - (0 if exact else 1)
+        last_due = duration - 1.5 / fps if (not exact and own_duration and duration and fps) else None
+        start_s = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        last_t = None
         broke_off = None
         stopped = False
         try:
@@ -178,6 +191,8 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, start:
                 if end is not None and index >= end:
                     stopped = True
                     break
+                if frame.pts is not None:
+                    last_t = float(frame.pts * frame.time_base) - start_s
                 if index < start or (index - start) % stride:
                     continue
                 rgb = frame.to_ndarray(format="rgb24")
@@ -196,7 +211,8 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, start:
         report["decoded"] = index + 1
         if stopped:
             return
-        short = broke_off is not None or (enough is not None and index + 1 < enough)
+        short = (broke_off is not None or (enough is not None and index + 1 < enough)
+                 or (last_due is not None and last_t is not None and last_t < last_due))
         if short:
             of = f" of {expected}" if expected else ""
             why = broke_off or "the stream ends early"

@@ -424,3 +424,41 @@ def test_eval_on_a_damaged_clip_offers_no_flag_it_lacks(tmp_path):
     r = _cli("eval", "--generated", bad, "--reference", clean, "--metrics", "psnr")
     assert r.exit_code == 3, r.output
     assert "decoded" in r.stderr and "--end" not in r.stderr and "--allow-short" not in r.stderr
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to vary the encoder's threads")
+def test_rerunning_a_stage_with_a_preview_video_keeps_downstream_fresh(tmp_path):
+    """`--force` on a stage whose arrays come out the same must not make the stages after it stale,
+    even on a machine (here: a CPU set) that encodes its preview mp4 with other threads."""
+    import types
+    from dataclasses import dataclass
+
+    from hoi_cli.store import RunStore
+    from hoi_cli.video import write_video
+
+    @dataclass
+    class Params:
+        n: int = 12
+
+    def run_upstream(ctx):
+        rng = np.random.default_rng(0)
+        frames = rng.integers(0, 256, (ctx.params.n, 120, 160, 3), dtype=np.uint8)
+        np.savez(ctx.out_dir / "arrays.npz", frames=frames)
+        write_video(ctx.out_dir / "preview.mp4", list(frames), 10)
+        return {}
+
+    up = types.SimpleNamespace(NAME="02_up", VERSION="1", DEPENDS_ON=(), Params=Params, run=run_upstream)
+    down = types.SimpleNamespace(NAME="03_down", VERSION="1", DEPENDS_ON=("02_up",), Params=Params,
+                                 run=lambda ctx: (ctx.out_dir / "x.txt").write_text("x") and {})
+    cpus = os.sched_getaffinity(0)
+    try:
+        with RunStore(tmp_path / "run") as store:
+            first = store.run_stage(up, Params())
+            store.run_stage(down, Params())
+            os.sched_setaffinity(0, {min(cpus)})
+            again = store.run_stage(up, Params())  # the forced rerun
+            states = {"02_up": store.state(up, Params())}
+            assert store.state(down, Params(), upstream_states=states).status == "ok"
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert again["outputs"]["preview.mp4"]["sha256"] == first["outputs"]["preview.mp4"]["sha256"]

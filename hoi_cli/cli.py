@@ -25,7 +25,7 @@ from .errors import BadInputError, ExitCode, HoiError, known_error, print_error
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hand-object-interaction video: preprocess clips into conditioning, generate, train, evaluate.")
 out = Console(soft_wrap=True)  # data
-err = Console(stderr=True)  # logs, progress
+err = Console(stderr=True, soft_wrap=True)  # logs, progress (soft_wrap: a log line stays one line)
 
 
 class Format(str, Enum):

@@ -462,3 +462,34 @@ def test_rerunning_a_stage_with_a_preview_video_keeps_downstream_fresh(tmp_path)
     finally:
         os.sched_setaffinity(0, cpus)
     assert again["outputs"]["preview.mp4"]["sha256"] == first["outputs"]["preview.mp4"]["sha256"]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupt_writes_the_summary_of_finished_clips(tmp_path, monkeypatch, how):
+    import signal
+
+    import hoi_cli.stages.frames as frames_stage
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a1", "b2", "c3"):
+        write_test_clip(clips / f"{name}.mp4", 4)
+    real = frames_stage.probe
+
+    def probe(path):
+        if Path(path).stem == "b2":
+            if how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)  # SLURM's time limit
+            raise KeyboardInterrupt
+        return real(path)
+
+    monkeypatch.setattr(frames_stage, "probe", probe)
+    before = signal.getsignal(signal.SIGTERM)
+    r = _cli("preprocess", clips, "--out", tmp_path / "runs", "--until", "00_frames", "-q", "--format", "json",
+             "--keep-going")
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert r.exit_code == 130, r.output
+    summary = _summary(r)
+    assert [c["ok"] for c in summary["clips"]] == [True, False] and summary["n_skipped"] == 1
+    assert summary["clips"][1]["error"] == "interrupted"
+    assert (tmp_path / "runs" / "a1" / "00_frames" / "manifest.json").exists()

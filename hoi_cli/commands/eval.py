@@ -48,7 +48,7 @@ def eval_command(
 
     from rich.console import Console
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a log line stays one line
 
     def log(msg: str) -> None:
         err.print(msg, highlight=False, markup=False)

@@ -50,7 +50,7 @@ def generate_command(
 
     from rich.console import Console
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a log line stays one line
 
     def log(msg: str) -> None:
         if not quiet:

@@ -493,3 +493,24 @@ def test_interrupt_writes_the_summary_of_finished_clips(tmp_path, monkeypatch, h
     assert [c["ok"] for c in summary["clips"]] == [True, False] and summary["n_skipped"] == 1
     assert summary["clips"][1]["error"] == "interrupted"
     assert (tmp_path / "runs" / "a1" / "00_frames" / "manifest.json").exists()
+
+
+def test_generate_batch_row_with_an_unexpected_error_fails_alone(synthetic_run, tmp_path, monkeypatch):
+    import hoi_cli.generate.run as gen_run
+
+    real = gen_run.generate
+
+    def generate(run, out, **kw):
+        if Path(out).stem == "bad":
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+        return real(run, out, **kw)
+
+    monkeypatch.setattr(gen_run, "generate", generate)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"run,reference,out\n{synthetic_run},frame:1,bad.mp4\n{synthetic_run},frame:2,good.mp4\n")
+    r = _cli("generate", "--batch", csv, "--out-dir", tmp_path / "gen", "--format", "json", "-q")
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.stderr
+    summary = _summary(r)
+    assert [x["ok"] for x in summary["results"]] == [False, True]
+    assert "UnicodeDecodeError" in summary["results"][0]["traceback"] and summary["results"][0]["exit_code"] == 1

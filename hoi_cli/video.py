@@ -185,8 +185,9 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, start:
         last_t = None
         broke_off = None
         stopped = False
+        packets = [0]  # video packets demuxed: a frame threaded decoding drops silently still has its packet
         try:
-            for frame in container.decode(stream):
+            for frame in _decode_counting(container, stream, packets):
                 index += 1
                 if end is not None and index >= end:
                     stopped = True
@@ -212,16 +213,30 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, start:
         if stopped:
             return
         short = (broke_off is not None or (enough is not None and index + 1 < enough)
-                 or (last_due is not None and last_t is not None and last_t < last_due))
+                 or (last_due is not None and last_t is not None and last_t < last_due)
+                 # Matroska/WebM has no edit lists: every packet is a shown frame (MP4's may be cut)
+                 or (not exact and index + 1 < packets[0]))
+        expected = max(expected or 0, 0 if exact else packets[0]) or None
+        report["expected"] = expected
         if short:
             of = f" of {expected}" if expected else ""
-            why = broke_off or "the stream ends early"
+            undecodable = packets[0] - (index + 1) if not exact else 0
+            why = broke_off or (f"{undecodable} frames could not be decoded" if undecodable > 0
+                                else "the stream ends early")
             report["short"] = True
             if not allow_short:
                 raise BadInputError(f"corrupt or truncated video {path}: decoded {index + 1}{of} frames ({why})",
                                     hint)
     finally:
         container.close()
+
+
+def _decode_counting(container, stream, packets: list[int]):
+    """``container.decode(stream)``, counting the stream's non-empty packets in ``packets[0]``."""
+    for packet in container.demux(stream):
+        if packet.size:
+            packets[0] += 1
+        yield from packet.decode()
 
 
 def read_video(path: str | Path, *, size: tuple[int, int] | None = None, max_frames: int | None = None

@@ -6,8 +6,10 @@ Outputs:
     ``frames/000000.png ...``  RGB, lossless, at the working resolution (longest side
                                ``max_side``, never upscaled unless ``upscale``).
     ``meta.json``              ``fps`` (source fps / stride), ``width``, ``height``, ``n_frames``,
-                               ``source`` (path, sha256, size, fps, codec), ``timestamps`` (s, from
-                               the source stream), ``source_frame_indices``.
+                               ``source`` (path, sha256, size, fps, codec, ``rotation`` applied,
+                               ``frames_decoded``/``frames_announced``/``short``: a damaged clip
+                               kept with ``allow_short``), ``timestamps`` (s, from the source
+                               stream), ``source_frame_indices``.
 
 Decoding streams one frame at a time, so a 1080p clip never sits whole in memory.
 """

@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import BadInputError, ExitCode, HoiError
+from .errors import BadInputError, ExitCode, HoiError, known_error, print_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hand-object-interaction video: preprocess clips into conditioning, generate, train, evaluate.")
 out = Console(soft_wrap=True)  # data
-err = Console(stderr=True)  # logs, progress
+err = Console(stderr=True, soft_wrap=True)  # logs, progress (soft_wrap: a log line stays one line)
 
 
 class Format(str, Enum):
@@ -37,9 +37,7 @@ def fail(exc: HoiError, fmt: Format = Format.text) -> None:
     """Print a known error as one line plus a hint, and exit with its code."""
     if fmt == Format.json:
         print(json.dumps({"ok": False, **exc.to_json()}))
-    err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-    if exc.hint:
-        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+    print_error(exc)
     raise typer.Exit(int(exc.exit_code))
 
 
@@ -61,7 +59,7 @@ def preprocess(
     clips: List[str] = typer.Argument(..., help="Clips: videos (mp4, webm, mov, ...), GIFs, folders of image "
                                       "frames (PNG/JPEG, sorted by name), or folders of these."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder of run folders (one per clip)."),
-    pipeline: str = typer.Option("full", "--pipeline", "-p", help="Recipe name in pipelines/ or a .toml path."),
+    pipeline: str = typer.Option("full", "--pipeline", "-p", help="Recipe: rehold, manivideo, cointeract, genhoi, full or detect; or a .toml path."),
     force: List[str] = typer.Option([], "--force", help="Rerun this stage (repeatable)."),
     from_stage: Optional[str] = typer.Option(None, "--from", help="Rerun this stage and all after it."),
     until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
@@ -70,6 +68,8 @@ def preprocess(
     start: Optional[int] = typer.Option(None, help="00_frames: first source frame."),
     end: Optional[int] = typer.Option(None, help="00_frames: stop before this source frame."),
     stride: Optional[int] = typer.Option(None, help="00_frames: keep every Nth frame."),
+    allow_short: bool = typer.Option(False, "--allow-short",
+                                     help="00_frames: accept a damaged clip that decodes fewer frames than it announces (recorded)."),
     fps: Optional[float] = typer.Option(None, help="00_frames: frame rate of a frame folder [default: 12, the rate "
                                         "of Something-Something/Something-Else frames]; videos and GIFs keep theirs."),
     object_box: Optional[str] = typer.Option(None, help="01_detect: object prompt box x0,y0,x1,y1[@FRAME], in "
@@ -112,6 +112,7 @@ def preprocess(
         overrides = pl.parse_overrides(set_params)
         named = {("00_frames", "max_side"): max_side, ("00_frames", "start"): start, ("00_frames", "end"): end,
                  ("00_frames", "stride"): stride, ("00_frames", "fps"): fps,
+                 ("00_frames", "allow_short"): allow_short or None,
                  ("01_detect", "square_size"): square_size, ("02_hands", "focal"): focal}
         for (stage, key), value in named.items():
             if value is not None:
@@ -136,6 +137,8 @@ def preprocess(
         fail(exc, fmt)
         return
 
+    from .store import clear_clip_failure, clip_failure
+
     results = []
     progress = _make_progress(quiet)
     with progress:
@@ -154,8 +157,11 @@ def preprocess(
 
             record = {"clip": str(clip), "run": str(out_dir / rid), "ok": True, "warnings": []}
             clip_overrides = _with_clip_prompts(overrides, per_clip.get(rid)) if prompts is not None else overrides
+            existed = (out_dir / rid).exists()
+            interrupted = False
             try:
-                with contextlib.redirect_stdout(sys.stderr):  # libraries that print (smplx) must not corrupt stdout
+                with contextlib.redirect_stdout(sys.stderr), _sigterm_as_interrupt():
+                    # libraries that print (smplx) must not corrupt stdout
                     outcomes = pl.preprocess_clip(
                         clip, out_dir / rid, recipe, overrides=clip_overrides, force=set(force),
                         from_stage=from_stage, until=until, weights_dir=weights_dir, device=dev, strict=strict,
@@ -164,16 +170,17 @@ def preprocess(
                 record["stages"] = {o.stage: {"action": o.action, "seconds": o.seconds, "summary": o.summary}
                                     for o in outcomes}
                 record["warnings"] = [f"{o.stage}: {w}" for o in outcomes for w in o.warnings]
-            except HoiError as exc:
-                record.update(ok=False, error=exc.message, hint=exc.hint, exit_code=int(exc.exit_code))
-                err.print(f"[bold red]error:[/] {rid}: {exc.message}", highlight=False)
-                if exc.hint:
-                    err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+                clear_clip_failure(out_dir / rid)
+            except (Exception, KeyboardInterrupt) as exc:  # every failure is this clip's; the batch goes on
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                failure, failure_record = clip_failure(exc, out_dir / rid, existed=existed)
+                record.update(ok=False, **failure_record)
+                print_error(failure, prefix=f"{rid}: ")
             record["seconds"] = round(time.time() - t0, 3)
             results.append(record)
             progress.remove_task(frame_task)
             progress.advance(clip_task)
-            if not record["ok"] and not keep_going:
+            if interrupted or (not record["ok"] and not keep_going):
                 break
     n_failed = sum(not r["ok"] for r in results)
     summary = {"ok": n_failed == 0, "pipeline": recipe.name, "out": str(out_dir), "shard": [index, count],
@@ -182,8 +189,10 @@ def preprocess(
                "n_skipped": len(jobs) - len(results)}
     if fmt == Format.json:
         print(json.dumps(summary, indent=1))
-    else:
+    elif len(jobs) > 1 or not n_failed:  # one failed clip: its error and hint say it all
         _print_preprocess_table(results)
+    if any(r.get("exit_code") == ExitCode.INTERRUPTED for r in results):
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
     if n_failed:
         codes = {r["exit_code"] for r in results if not r["ok"]}
         raise typer.Exit(codes.pop() if len(codes) == 1 else int(ExitCode.FAILED))
@@ -195,6 +204,25 @@ def _with_clip_prompts(overrides: dict, clip_prompts: dict | None) -> dict:
               if k not in ("object_box", "object_point", "object_frame", "hand_boxes")}
     detect.update(clip_prompts or {})
     return {**overrides, "01_detect": detect}
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (SLURM's time limit, `kill`) stops the clip like Ctrl-C, so the summary of finished clips is written."""
+    import signal
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _resolve_device(device: str) -> str:
@@ -251,9 +279,13 @@ def status(
 
     try:
         recipe = pl.load_recipe(pipeline) if pipeline else None
+        for path in runs:
+            if not path.exists():
+                raise BadInputError(f"not found: {path}", "pass run folders, or the --out folder of `hoi preprocess`")
         found = find_runs(runs)
         if not found:
-            raise HoiError(f"no run folders in {', '.join(map(str, runs))}", "pass the --out folder of `hoi preprocess`")
+            raise BadInputError(f"no run folders in {', '.join(map(str, runs))}",
+                                "pass the --out folder of `hoi preprocess`")
         table_data = {str(r): pl.run_status(r, recipe, verify=verify, weights_dir=weights_dir) for r in found}
     except HoiError as exc:
         fail(exc, fmt)
@@ -365,15 +397,16 @@ def _silence_native_logs() -> None:
 
 
 def run() -> None:
-    """Console-script entry point: known errors anywhere become one line and an exit code."""
+    """Console-script entry point: known errors anywhere (ours, a full disk) become one line and an exit code."""
     _silence_native_logs()
     try:
         app()
-    except HoiError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
-        sys.exit(int(exc.exit_code))
+    except Exception as exc:
+        known = known_error(exc)
+        if known is None:
+            raise  # a bug: keep its traceback
+        print_error(known)
+        sys.exit(int(known.exit_code))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ exits with the class's code. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+import os
+import sys
 from enum import IntEnum
+from typing import TextIO
 
 
 class ExitCode(IntEnum):
@@ -19,7 +23,8 @@ class ExitCode(IntEnum):
     BAD_INPUT = 3  # missing, unreadable, corrupt or empty input; no hand found
     MISSING_WEIGHTS = 4  # a model file the command needs is absent
     LOCKED = 5  # another process is working on the run
-    OUTPUT = 6  # the output location cannot be written
+    OUTPUT = 6  # the output location cannot be written (also: disk full)
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM; finished stages and clips are kept
 
 
 class HoiError(Exception):
@@ -35,8 +40,8 @@ class HoiError(Exception):
             self.exit_code = exit_code
 
     def one_line(self) -> str:
-        text = self.message.replace("\n", " ")
-        return f"{text} (hint: {self.hint})" if self.hint else text
+        text = _one_line(self.message)
+        return f"{text} (hint: {_one_line(self.hint)})" if self.hint else text
 
     def to_json(self) -> dict:
         return {"error": self.message, "hint": self.hint, "exit_code": int(self.exit_code),
@@ -79,3 +84,53 @@ class RunLockedError(HoiError):
 
 class OutputError(HoiError):
     exit_code = ExitCode.OUTPUT
+
+
+class DiskFullError(OutputError):
+    """The disk (or quota) filled up while writing; finished stages are intact and a rerun resumes."""
+
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def disk_full_cause(exc: BaseException) -> OSError | None:
+    """The ENOSPC/EDQUOT `OSError` behind ``exc`` (itself, or in its cause/context chain), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def known_error(exc: BaseException) -> HoiError | None:
+    """``exc`` as a `HoiError` where it is one the user can act on (ours, or a full disk); else None (a bug)."""
+    if isinstance(exc, HoiError):
+        return exc
+    full = disk_full_cause(exc)
+    if full is not None:
+        where = f" writing {full.filename}" if getattr(full, "filename", None) else ""
+        return DiskFullError(f"disk full{where} ({os.strerror(full.errno)})",
+                             "free some space (or pick another --out) and run the same command again: "
+                             "finished stages are kept and it resumes")
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def print_error(exc: HoiError, *, prefix: str = "", stream: TextIO | None = None) -> None:
+    """The one error printer: ``error: <message>`` and ``hint: <hint>``, one line each, never wrapped.
+
+    Written straight to the stream (not through a wrapping console) so that every message
+    stays on one line in logs and `grep error:` finds it whole; coloured only on a terminal.
+    """
+    stream = stream or sys.stderr
+    colour = hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR")
+    red, yellow, reset = ("\033[1;31m", "\033[33m", "\033[0m") if colour else ("", "", "")
+    stream.write(f"{red}error:{reset} {prefix}{_one_line(exc.message)}\n")
+    if exc.hint:
+        stream.write(f"{yellow}hint:{reset} {_one_line(exc.hint)}\n")
+    stream.flush()

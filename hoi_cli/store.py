@@ -44,7 +44,7 @@ import numpy as np
 
 from . import __version__
 from .conventions import CONVENTIONS_VERSION
-from .errors import HoiError, OutputError, RunLockedError
+from .errors import ExitCode, HoiError, OutputError, RunLockedError, known_error
 from .stages.base import StageContext, _json_default, params_to_dict
 
 SCHEMA_VERSION = 1
@@ -85,7 +85,9 @@ def describe_outputs(folder: Path) -> dict[str, dict]:
         rel = path.relative_to(folder).as_posix()
         if rel == MANIFEST:
             continue
-        entry: dict[str, Any] = {"sha256": file_digest(path), "bytes": path.stat().st_size}
+        st = path.stat()
+        # size + mtime let a cached stage be re-checked cheaply before reuse (full hash only when they differ)
+        entry: dict[str, Any] = {"sha256": file_digest(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 entry["arrays"] = {k: {"shape": list(z[k].shape), "dtype": str(z[k].dtype)} for k in z.files}
@@ -133,6 +135,7 @@ class RunStore:
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
         self._lock_fd: int | None = None
+        self._exclusive = False
 
     # ---- paths and records
     def stage_dir(self, name: str) -> Path:
@@ -159,14 +162,23 @@ class RunStore:
                       if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).exists())
 
     # ---- locking
-    def acquire_lock(self) -> None:
-        """Take the per-run lock (non-blocking); clean temp folders of dead processes."""
+    def acquire_lock(self, shared: bool = False) -> None:
+        """Take the per-run lock (non-blocking); clean temp folders of dead processes.
+
+        ``shared=True`` is a reader's lock (`hoi generate`): readers exclude a writer but not
+        each other, and a reader neither records its pid nor touches the folder.
+        """
+        if shared:
+            self._acquire_shared()
+            return
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except PermissionError:
             raise OutputError(f"cannot write to {self.run_dir}", "choose an --out folder you can write to") from None
         except OSError as exc:
+            if known_error(exc) is not None:
+                raise
             raise OutputError(f"cannot create run folder {self.run_dir}: {exc.strerror}",
                               "check the --out path and free disk space") from None
         try:
@@ -181,13 +193,34 @@ class RunStore:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+        self._exclusive = True
         self._recover_interrupted()
+
+    def _acquire_shared(self) -> None:
+        try:
+            fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            try:  # a read-only copy of a run: nobody can be writing it
+                fd = os.open(self.run_dir / LOCK_FILE, os.O_RDONLY)
+            except OSError:
+                return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise RunLockedError(f"run {self.run_dir} is being written by process {holder}",
+                                     "wait for `hoi preprocess` to finish; the lock frees itself when it exits") from None
+            raise
+        self._lock_fd = fd
 
     def release_lock(self) -> None:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+            self._exclusive = False
 
     def __enter__(self) -> "RunStore":
         self.acquire_lock()
@@ -261,19 +294,46 @@ class RunStore:
         if "source_sha256" in stored and "source_sha256" not in expected:
             expected["source_sha256"] = stored["source_sha256"]  # source moved away: trust the record
         reasons = _diff_inputs(stored, expected)
-        return StageState(name, "stale", "; ".join(reasons)) if reasons else StageState(name, "ok")
+        if reasons:
+            return StageState(name, "stale", "; ".join(reasons))
+        bad = self.check_outputs(name, manifest)
+        if bad:
+            return StageState(name, "stale", "outputs changed on disk: " + ", ".join(bad[:3]))
+        return StageState(name, "ok")
 
-    def verify(self, name: str) -> list[str]:
-        """Files of a complete stage that are missing or whose hashes no longer match."""
-        manifest = self.manifest(name) or {}
-        bad = []
+    def check_outputs(self, name: str, manifest: dict | None = None, *, full: bool = False) -> list[str]:
+        """Files of a complete stage that are missing or changed: a cheap check before reuse.
+
+        A file whose size and mtime match the manifest is taken as unchanged; any other is
+        re-hashed (``full=True`` re-hashes every file). Under the run lock, the manifest's
+        recorded sizes/mtimes are refreshed where the hash still matches (a copied run
+        folder, a manifest written before mtimes were recorded), so the next check is cheap.
+        """
+        manifest = manifest if manifest is not None else (self.manifest(name) or {})
+        bad, refreshed = [], False
         for rel, entry in manifest.get("outputs", {}).items():
             path = self.stage_dir(name) / rel
-            if not path.exists():
+            try:
+                st = path.stat()
+            except OSError:
                 bad.append(f"{rel} missing")
+                continue
+            if st.st_size != entry.get("bytes", st.st_size):
+                bad.append(f"{rel} changed size")
+            elif not full and entry.get("mtime_ns") == st.st_mtime_ns:
+                continue
             elif file_digest(path) != entry["sha256"]:
                 bad.append(f"{rel} modified")
+            elif entry.get("mtime_ns") != st.st_mtime_ns:
+                entry["mtime_ns"] = st.st_mtime_ns
+                refreshed = True
+        if refreshed and not bad and self._lock_fd is not None and self._exclusive:
+            _write_json_atomic(self.stage_dir(name) / MANIFEST, manifest)
         return bad
+
+    def verify(self, name: str) -> list[str]:
+        """Files of a complete stage that are missing or whose hashes no longer match (every file re-hashed)."""
+        return self.check_outputs(name, full=True)
 
     # ---- running
     def run_stage(self, stage: ModuleType, params: Any, *, source: Path | None = None,
@@ -281,7 +341,7 @@ class RunStore:
                   progress: Callable[[int, int | None], None] | None = None,
                   log: Callable[[str], None] | None = None) -> dict:
         """Run ``stage`` into a temp folder and commit it atomically. Returns the manifest."""
-        if self._lock_fd is None:
+        if self._lock_fd is None or not self._exclusive:
             raise RuntimeError("run_stage needs the run lock (use `with RunStore(...)`)")
         name = stage.NAME
         inputs = self.expected_inputs(stage, params, source=source, weights_dir=weights_dir)
@@ -294,6 +354,8 @@ class RunStore:
         try:
             tmp.mkdir()
         except OSError as exc:
+            if known_error(exc) is not None:
+                raise
             raise OutputError(f"cannot write in {self.run_dir}: {exc.strerror}", "check permissions and disk space") from None
         ctx = StageContext(run_dir=self.run_dir, out_dir=tmp, params=params, source=source,
                            weights_dir=weights_dir, device=device,
@@ -328,6 +390,24 @@ class RunStore:
         (self.run_dir / FAILED_DIR / f"{name}.json").unlink(missing_ok=True)
         return manifest
 
+    def adopt(self, stage: ModuleType, params: Any = None, *, summary: dict | None = None,
+              weights_dir: str | None = None) -> dict:
+        """Write a manifest for a stage folder made outside `run_stage` (synthetic test runs, imported
+        results), as if ``stage`` had made its current files with ``params`` (default: the stage's
+        defaults) from the current upstream stages. Returns the manifest."""
+        name = stage.NAME
+        params = params if params is not None else stage.Params()
+        inputs = self.expected_inputs(stage, params, weights_dir=weights_dir)
+        outputs = describe_outputs(self.stage_dir(name))
+        manifest = {"schema_version": SCHEMA_VERSION, "stage": name, "stage_version": str(stage.VERSION),
+                    "params": params_to_dict(params), "inputs": inputs,
+                    "fingerprint": _digest_json(_fingerprinted(inputs)), "outputs": outputs,
+                    "output_digest": outputs_digest(outputs), "summary": summary or {}, "adopted": True,
+                    "finished_unix": time.time(), "packages": package_versions(),
+                    "conventions_version": CONVENTIONS_VERSION}
+        _write_json_atomic(self.stage_dir(name) / MANIFEST, manifest)
+        return manifest
+
     def _swap_in(self, name: str, tmp: Path) -> None:
         final = self.stage_dir(name)
         old = None
@@ -340,18 +420,20 @@ class RunStore:
             shutil.rmtree(old, ignore_errors=True)
 
     def _record_failure(self, name: str, exc: BaseException) -> None:
+        known = known_error(exc)
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted"
-        elif isinstance(exc, HoiError):
-            message = exc.one_line()
+        elif known is not None:
+            message = known.one_line()
         else:
             message = f"{type(exc).__name__}: {exc}"
         try:
             (self.run_dir / FAILED_DIR).mkdir(exist_ok=True)
             _write_json_atomic(self.run_dir / FAILED_DIR / f"{name}.json", {
                 "stage": name, "error": message, "time": time.time(),
-                "traceback": None if isinstance(exc, HoiError) else traceback.format_exc(limit=8)})
-        except OSError:
+                "traceback": None if known is not None or isinstance(exc, KeyboardInterrupt)
+                else "".join(traceback.format_exception(exc))})
+        except OSError:  # a full disk may refuse even this; the CLI's summary still has the error
             pass
 
 
@@ -421,3 +503,87 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 def _looks_like_run(p: Path) -> bool:
     return (p / LOCK_FILE).exists() or (p / FAILED_DIR).is_dir() or any(
         c.is_dir() and c.name[:2].isdigit() and c.name[2:3] == "_" for c in p.iterdir())
+
+
+# ---------------------------------------------------------------- a clip's failure, kept where it is useful
+CLIP_FAILURE = "clip.json"  # in FAILED_DIR: the last failure of the whole clip (any exception), with its traceback
+
+
+def clip_failure(exc: BaseException, run_dir: str | Path, *, existed: bool) -> tuple[HoiError, dict]:
+    """Turn any exception of one clip into its failure: a `HoiError` to print and a record for the summary.
+
+    Known errors keep their code; Ctrl-C/SIGTERM is 130; anything else is a bug: exit 1, and its
+    traceback goes to the failure record, not the terminal. The record is kept in the run
+    folder (``.failed/clip.json``) where the folder holds something; a folder this attempt made
+    that holds only the lock and failure records is removed and the record written beside it
+    as ``<run>.failed.json``.
+    """
+    run_dir = Path(run_dir)
+    tb = None
+    known = known_error(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        failure = HoiError("interrupted", "run the same command again: finished stages are kept and it resumes",
+                           exit_code=ExitCode.INTERRUPTED)
+    elif known is not None:
+        failure = known
+    else:
+        tb = "".join(traceback.format_exception(exc))
+        failure = HoiError(f"unexpected {type(exc).__name__}: {exc}", "", exit_code=ExitCode.FAILED)
+    record: dict[str, Any] = {"error": failure.message, "hint": failure.hint, "exit_code": int(failure.exit_code),
+                              "kind": type(exc).__name__, "time": time.time(), "traceback": tb}
+    path = _keep_failure_record(run_dir, existed, record)
+    if tb is not None:
+        failure.hint = (f"this is a bug in hoi: the traceback is in {path}, please report it" if path
+                        else "this is a bug in hoi: rerun with --format json for the traceback, please report it")
+    summary = {**failure.to_json(), "kind": type(exc).__name__}
+    if tb is not None:
+        summary["traceback"] = tb
+    if path is not None:
+        summary["failure_record"] = str(path)
+    return failure, summary
+
+
+def _keep_failure_record(run_dir: Path, existed: bool, record: dict) -> Path | None:
+    try:
+        if run_dir.is_dir() and not existed and not _holds_results(run_dir):
+            store = RunStore(run_dir)
+            try:
+                store.acquire_lock()
+            except HoiError:
+                return None  # another process took the run meanwhile: leave it alone
+            try:
+                stage_failures = {p.stem: json.loads(p.read_text()) for p in sorted((run_dir / FAILED_DIR).glob("*.json"))
+                                  if p.name != CLIP_FAILURE}
+                shutil.rmtree(run_dir)
+            finally:
+                store.release_lock()
+            if record.get("traceback") is None:
+                return None  # a known error: the message and the summary say it all
+            path = run_dir.with_name(run_dir.name + ".failed.json")
+            _write_json_atomic(path, {**record, "run": str(run_dir), "stages": stage_failures})
+            return path
+        if run_dir.is_dir():
+            (run_dir / FAILED_DIR).mkdir(exist_ok=True)
+            path = run_dir / FAILED_DIR / CLIP_FAILURE
+            _write_json_atomic(path, record)
+            return path
+    except OSError:  # e.g. the disk is full: the summary still carries the record
+        pass
+    return None
+
+
+def _holds_results(run_dir: Path) -> bool:
+    """Whether a run folder holds anything but the lock, failure records and leftover temp folders."""
+    return any(not (p.name in (LOCK_FILE, FAILED_DIR) or p.name.startswith((".tmp-", ".old-")))
+               for p in run_dir.iterdir())
+
+
+def clear_clip_failure(run_dir: str | Path) -> None:
+    """After a clip succeeds: drop its old clip-level failure records."""
+    run_dir = Path(run_dir)
+    for path in (run_dir / FAILED_DIR / CLIP_FAILURE, run_dir.with_name(run_dir.name + ".failed.json")):
+        path.unlink(missing_ok=True)
+    try:
+        (run_dir / FAILED_DIR).rmdir()  # only when empty
+    except OSError:
+        pass

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import BadInputError
 
+ENCODER_THREADS = 4  # fixed, for byte-reproducible mp4s (see VideoWriter)
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -28,9 +29,11 @@ class VideoInfo:
     width: int
     height: int
     fps: float
-    n_frames: int | None  # from the container; None where it does not say
+    n_frames: int | None  # from the container (a frame count, or duration x fps); None where it does not say
     codec: str
     duration_s: float | None
+    rotation: int = 0  # degrees counter-clockwise the player turns the frames (display matrix); width/height are after it
+    n_frames_exact: bool = False  # n_frames is the container's frame count, not duration x fps
 
 
 def _open(path: Path):
@@ -46,32 +49,86 @@ def _open(path: Path):
         raise BadInputError(f"video file is empty (0 bytes): {path}", "re-export or re-copy the clip")
     try:
         container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
+    except Exception as exc:  # FFmpegError, or e.g. UnicodeDecodeError from damaged metadata: not readable either way
         raise BadInputError(f"not a readable video: {path} ({type(exc).__name__})",
                             "is it a video file? try `ffprobe` on it") from None
     if not container.streams.video:
         container.close()
         raise BadInputError(f"no video stream in {path}", "pass a file with a video track")
+    if container.streams.video[0].codec_context is None:  # e.g. a damaged codec tag
+        container.close()
+        raise BadInputError(f"unknown or damaged video codec in {path}", "re-download or re-encode the clip")
     return container
 
 
+def _announced_frames(container, stream) -> tuple[float, float | None, int | None, bool, bool]:
+    """(fps, duration_s, frame count the container announces, whether that count is exact,
+    whether the duration is the video stream's own rather than the container's, which may be
+    a longer audio track's).
+
+    MP4/MOV store a frame count; Matroska/WebM (VP9) usually do not, so the count is the
+    stream's duration x fps, the duration coming from the stream, its ``DURATION`` tag, or the
+    container header (all written before the frames, so a truncated file still announces them).
+    """
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    else:
+        try:
+            duration = _parse_tag_duration(stream.metadata.get("DURATION") or stream.metadata.get("duration"))
+        except Exception:  # damaged (non-UTF-8) metadata: fall back to the header's duration
+            duration = None
+    own = duration is not None or len(container.streams) == 1
+    if duration is None and container.duration:
+        duration = container.duration / 1_000_000
+    if stream.frames:
+        n = int(stream.frames)
+        if duration and fps:  # an edit list may end the stream before its last samples (FFmpeg drops those)
+            n = min(n, math.ceil(duration * fps - 1e-3))
+        return fps, duration, n, True, own
+    n = int(round(duration * fps)) if duration and fps else None
+    return fps, duration, n, False, own
+
+
+def _parse_tag_duration(text) -> float | None:
+    """Matroska's ``DURATION`` tag, ``HH:MM:SS.nnnnnnnnn``, in seconds."""
+    if not text:
+        return None
+    try:
+        h, m, sec = str(text).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+
+
+def _rotation_steps(degrees) -> int:
+    """Quarter turns counter-clockwise (np.rot90's k) for a display-matrix rotation in degrees."""
+    try:
+        return int(round(float(degrees) / 90.0)) % 4
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 def probe(path: str | Path) -> VideoInfo:
-    """Read a video's size, frame rate and length without decoding it."""
+    """Read a video's size, frame rate, length and rotation, decoding at most its first frame."""
     container = _open(Path(path))
     try:
         stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        n = stream.frames or None
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration:
-            duration = container.duration / 1_000_000
-        if n is None and duration and fps:
-            n = int(round(duration * fps))
-        return VideoInfo(Path(path), stream.codec_context.width, stream.codec_context.height, fps, n,
-                         stream.codec_context.name, duration)
+        fps, duration, n, exact, _ = _announced_frames(container, stream)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        rotation = 0
+        try:  # the display matrix is side data of each frame in PyAV
+            first = next(iter(container.decode(stream)), None)
+            if first is not None:
+                rotation = _rotation_steps(first.rotation) * 90
+                width, height = first.width, first.height
+        except Exception:  # a damaged first frame: iter_frames reports it
+            pass
+        if rotation in (90, 270):
+            width, height = height, width
+        return VideoInfo(Path(path), width, height, fps, n, stream.codec_context.name, duration, rotation, exact)
     finally:
         container.close()
 
@@ -93,11 +150,18 @@ def working_size(width: int, height: int, max_side: int | None, upscale: bool = 
 
 
 def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, start: int = 0,
-                end: int | None = None, stride: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
+                end: int | None = None, stride: int = 1, allow_short: bool = False,
+                report: dict | None = None, short_hint: str = "") -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(index, timestamp_s, rgb)`` for frames ``start <= index < end`` every ``stride``.
 
-    Frames are decoded one at a time; ``size=(w, h)`` resizes each with area averaging.
-    A stream that breaks off mid-way raises `BadInputError` naming the frame reached.
+    Frames are decoded one at a time and turned upright by the stream's rotation (display
+    matrix); ``size=(w, h)`` (upright) resizes each with area averaging.
+
+    A damaged clip is never half-read in silence: where decoding breaks off, or the stream
+    ends before the frame count the container announces (a truncated or byte-damaged file;
+    FFmpeg's decoders skip what they cannot read), it raises `BadInputError` "decoded N of
+    M frames", unless ``allow_short``. ``report``, if given, receives ``decoded``,
+    ``expected``, ``short`` and ``rotation``.
     """
     import av
     import cv2
@@ -106,28 +170,73 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, start:
         raise BadInputError(f"stride must be >= 1, got {stride}", "use --stride 1 or more")
     container = _open(Path(path))
     index = -1
+    report = report if report is not None else {}
+    hint = "re-download or re-encode the clip" + (f"; {short_hint}" if short_hint else "")
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        fps, duration, expected, exact, own_duration = _announced_frames(container, stream)
+        report.update(decoded=0, expected=expected, short=False, rotation=0)
+        # a frame count is exact; duration x fps may round one frame up, so there the last
+        # frame's time is checked as well: it must be within half a frame of duration - 1/fps
+        enough = None if expected is None else expected - (0 if exact else 1)
+        last_due = duration - 1.5 / fps if (not exact and own_duration and duration and fps) else None
+        start_s = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        last_t = None
+        broke_off = None
+        stopped = False
+        packets = [0]  # video packets demuxed: a frame threaded decoding drops silently still has its packet
         try:
-            for frame in container.decode(stream):
+            for frame in _decode_counting(container, stream, packets):
                 index += 1
+                if end is not None and index >= end:
+                    stopped = True
+                    break
+                if frame.pts is not None:
+                    last_t = float(frame.pts * frame.time_base) - start_s
                 if index < start or (index - start) % stride:
                     continue
-                if end is not None and index >= end:
-                    break
                 rgb = frame.to_ndarray(format="rgb24")
+                k = _rotation_steps(frame.rotation)
+                if k:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, k))
+                    report["rotation"] = k * 90
                 if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
                     interp = cv2.INTER_AREA if size[0] < rgb.shape[1] else cv2.INTER_CUBIC
                     rgb = cv2.resize(rgb, tuple(size), interpolation=interp)
                 t = float(frame.pts * frame.time_base) if frame.pts is not None else math.nan
+                report["decoded"] = index + 1
                 yield index, t, rgb
         except av.error.FFmpegError as exc:
-            raise BadInputError(
-                f"corrupt or truncated video {path}: decoding failed after {index + 1} frames ({exc})",
-                "re-download or re-encode the clip; --end can stop before the damage") from None
+            broke_off = f"decoding failed ({type(exc).__name__})"
+        report["decoded"] = index + 1
+        if stopped:
+            return
+        short = (broke_off is not None or (enough is not None and index + 1 < enough)
+                 or (last_due is not None and last_t is not None and last_t < last_due)
+                 # Matroska/WebM has no edit lists: every packet is a shown frame (MP4's may be cut)
+                 or (not exact and index + 1 < packets[0]))
+        expected = max(expected or 0, 0 if exact else packets[0]) or None
+        report["expected"] = expected
+        if short:
+            of = f" of {expected}" if expected else ""
+            undecodable = packets[0] - (index + 1) if not exact else 0
+            why = broke_off or (f"{undecodable} frames could not be decoded" if undecodable > 0
+                                else "the stream ends early")
+            report["short"] = True
+            if not allow_short:
+                raise BadInputError(f"corrupt or truncated video {path}: decoded {index + 1}{of} frames ({why})",
+                                    hint)
     finally:
         container.close()
+
+
+def _decode_counting(container, stream, packets: list[int]):
+    """``container.decode(stream)``, counting the stream's non-empty packets in ``packets[0]``."""
+    for packet in container.demux(stream):
+        if packet.size:
+            packets[0] += 1
+        yield from packet.decode()
 
 
 def read_video(path: str | Path, *, size: tuple[int, int] | None = None, max_frames: int | None = None
@@ -164,13 +273,18 @@ def read_image(path: str | Path) -> np.ndarray:
 def write_image(path: str | Path, rgb: np.ndarray, *, png_compression: int = 1) -> None:
     import cv2
 
+    path = Path(path)
     arr = np.asarray(rgb)
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
-    if not cv2.imwrite(str(path), arr, [cv2.IMWRITE_PNG_COMPRESSION, png_compression]):
-        raise OSError(f"could not write image {path}")
+    ok, data = cv2.imencode(path.suffix or ".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, png_compression])
+    if not ok:
+        raise ValueError(f"could not encode image {path}")
+    # written by Python, not cv2.imwrite (which only returns False): a full disk raises OSError(ENOSPC)
+    with open(path, "wb") as f:
+        f.write(data.tobytes())
 
 
 class VideoWriter:
@@ -206,6 +320,10 @@ class VideoWriter:
             self._stream.width, self._stream.height = w, h
             self._stream.pix_fmt = "yuv420p"
             self._stream.options = {"crf": str(self.crf)}
+            # x264's output depends on its thread count, which "auto" takes from the CPUs this
+            # process may use: a fixed count makes the same frames the same bytes on any machine
+            self._stream.codec_context.thread_count = ENCODER_THREADS
+            self._stream.codec_context.thread_type = "FRAME"
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         for packet in self._stream.encode(frame):
             self._container.mux(packet)

@@ -141,8 +141,11 @@ def _write_run(run, frames, obj, hand, hb):
     po, shape = pack_masks(obj)
     ph, _ = pack_masks(hand)
     np.savez(run / "03_segment" / "masks.npz", object=po, hand=ph, shape=shape)
-    for stage, fp in [("00_frames", "f0"), ("01_detect", "f1"), ("03_segment", "f3")]:
-        (run / stage / "manifest.json").write_text(json.dumps({"fingerprint": fp, "output_digest": "d" + fp}))
+    from hoi_cli.render.testing import adopt_stages
+
+    (run / "02_hands").mkdir()  # 03_segment's upstream (the composite backend does not read it)
+    np.savez(run / "02_hands" / "mano.npz", valid=np.zeros((T, 2), bool))
+    adopt_stages(run, ("00_frames", "01_detect", "02_hands", "03_segment"))
     return run
 
 
@@ -176,7 +179,9 @@ def test_generate_command_writes_h264_and_sidecar(tmp_path):
     assert side["backend"] == "composite"
     assert side["reference"]["sha256"] == file_digest(ref_path)
     assert side["reference"]["method"] == "alpha" and abs(side["reference"]["aspect"] - 0.5) < 1e-6
-    assert side["run"]["stages"]["03_segment"] == {"fingerprint": "f3", "output_digest": "df3"}
+    seg = json.loads((run / "03_segment" / "manifest.json").read_text())
+    assert side["run"]["stages"]["03_segment"] == {"fingerprint": seg["fingerprint"], "output_digest": seg["output_digest"]}
+    assert side["run"]["stale"] == {} and side["run"]["allow_stale"] is False
     assert len(side["run"]["run_fingerprint"]) == 64
     assert side["params"]["layout"]["size_mode"] == "area" and "harmonize_l" in side["params"]["composite"]
     assert side["output"]["sha256"] == file_digest(out) and side["output"]["fps"] == 10.0

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import ExitCode, HoiError
+from ..errors import ExitCode, HoiError, OutputError, known_error, print_error
 
 METRIC_CHOICES = "psnr,ssim,lpips,fid,fvd,hands,subject_consistency,motion_smoothness,objects"
 
@@ -48,7 +48,7 @@ def eval_command(
 
     from rich.console import Console
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a log line stays one line
 
     def log(msg: str) -> None:
         err.print(msg, highlight=False, markup=False)
@@ -58,9 +58,7 @@ def eval_command(
             import json
 
             print(json.dumps(exc.to_json()))
-        err.print(f"error: {exc.message}", markup=False, highlight=False)
-        if exc.hint:
-            err.print(f"hint: {exc.hint}", markup=False, highlight=False)
+        print_error(exc)
         raise typer.Exit(int(exc.exit_code))
 
     from ..errors import BadInputError
@@ -84,6 +82,8 @@ def eval_command(
             for path in (p.generated, p.reference, p.generated_mask, p.reference_mask):
                 if path is not None and not path.exists():
                     raise BadInputError(f"not found: {path}", "check the path")
+        if out is not None:
+            _check_writable(out)  # before minutes of metrics, not after
         groups = tuple(m.strip() for m in metrics.split(",") if m.strip())
         opts = EvalOptions(metrics=groups, weights_dir=weights_dir,
                            fid_weights=str(fid_weights) if fid_weights else None,
@@ -97,10 +97,32 @@ def eval_command(
         if out is not None:
             paths = write_outputs(doc, out)
             log(f"wrote {paths['metrics']} and {paths['per_clip']}")
-    except HoiError as exc:
-        fail(exc)
+    except Exception as exc:
+        known = known_error(exc)
+        if known is None:
+            raise  # a bug: its traceback
+        fail(known)
         return
     if fmt == "json":
         sys.stdout.write(to_json(doc) + "\n")
     else:
         render_table(doc, Console())
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail now (exit 6) where ``--out`` cannot take metrics.json and per_clip.csv."""
+    import os
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--out {folder} is a file, not a folder", "give a folder for metrics.json and per_clip.csv")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        known = known_error(exc)
+        if known is not None:
+            raise known from None
+        raise OutputError(f"cannot write to --out {folder}: {exc.strerror or exc}",
+                          "choose a folder you can write to") from None

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import BadInputError, ExitCode, HoiError
+from ..errors import BadInputError, ExitCode, HoiError, known_error, print_error
 
 
 def generate_command(
@@ -24,6 +24,8 @@ def generate_command(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Batch: folder for the outputs."),
     keep_going: bool = typer.Option(True, "--keep-going/--stop-on-error", help="Batch: go on after a failed row."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Batch: skip rows whose video and sidecar exist."),
+    allow_stale: bool = typer.Option(False, "--allow-stale",
+                                     help="Generate from stale or manifest-less stages anyway (recorded in the sidecar)."),
     backend: str = typer.Option("composite", "--backend", help="composite (no weights) or diffusion (--checkpoint)."),
     object_scale: float = typer.Option(1.0, "--object-scale", min=0.05, help="Size of the new object relative to the source's."),
     size_mode: str = typer.Option("area", "--size-mode", help="What the new box keeps: area, width, height or auto."),
@@ -48,7 +50,7 @@ def generate_command(
 
     from rich.console import Console
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a log line stays one line
 
     def log(msg: str) -> None:
         if not quiet:
@@ -57,9 +59,7 @@ def generate_command(
     def fail(exc: HoiError) -> None:
         if fmt == "json":
             print(json.dumps({"ok": False, **exc.to_json()}))
-        err.print(f"error: {exc.message}", highlight=False, markup=False)
-        if exc.hint:
-            err.print(f"hint: {exc.hint}", highlight=False, markup=False)
+        print_error(exc)
         raise typer.Exit(int(exc.exit_code))
 
     try:
@@ -98,7 +98,8 @@ def generate_command(
             from ..generate.batch import read_pairs, run_batch
 
             rows = read_pairs(batch, out_dir)
-            results = run_batch(rows, opts, keep_going=keep_going, skip_existing=skip_existing, log=log)
+            results = run_batch(rows, opts, keep_going=keep_going, skip_existing=skip_existing, log=log,
+                                allow_stale=allow_stale)
             n_failed = sum(not r["ok"] for r in results)
             summary = {"ok": n_failed == 0, "n_rows": len(rows), "n_ok": len(results) - n_failed,
                        "n_failed": n_failed, "n_not_run": len(rows) - len(results), "results": results}
@@ -108,6 +109,8 @@ def generate_command(
                 for r in results:
                     status = "skipped" if r.get("skipped") else ("ok" if r["ok"] else f"FAILED: {r['error']}")
                     print(f"{r['run']}\t{r['reference']}\t{r['out']}\t{status}")
+            if any(r.get("exit_code") == ExitCode.INTERRUPTED for r in results):
+                raise typer.Exit(int(ExitCode.INTERRUPTED))
             if n_failed:
                 codes = {r["exit_code"] for r in results if not r["ok"]}
                 raise typer.Exit(codes.pop() if len(codes) == 1 else int(ExitCode.FAILED))
@@ -119,9 +122,12 @@ def generate_command(
         from ..generate.run import generate
 
         side = generate(run, out, reference=reference, reference_from_frame=reference_from_frame, options=opts,
-                        log=log)
-    except HoiError as exc:
-        fail(exc)
+                        log=log, allow_stale=allow_stale)
+    except Exception as exc:
+        known = known_error(exc)
+        if known is None:
+            raise  # a bug: its traceback
+        fail(known)
         return
     if fmt == "json":
         summary = {"ok": True, "out": side["output"]["path"], "sidecar": side["sidecar"],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BadInputError, HoiError
+from ..errors import BadInputError, ExitCode, HoiError, known_error
 
 
 @dataclass
@@ -69,7 +69,10 @@ def read_pairs(csv_path: str | Path, out_dir: str | Path) -> list[BatchRow]:
 
 
 def run_batch(rows: list[BatchRow], options, keep_going: bool = True, skip_existing: bool = False,
-              log: Callable[[str], None] = lambda m: None) -> list[dict]:
+              log: Callable[[str], None] = lambda m: None, allow_stale: bool = False) -> list[dict]:
+    """Generate every row; any exception of a row is that row's failure (in its record), never the batch's."""
+    import traceback
+
     from .run import generate
 
     results = []
@@ -82,11 +85,24 @@ def run_batch(rows: list[BatchRow], options, keep_going: bool = True, skip_exist
         else:
             try:
                 side = generate(row.run, row.out, reference=row.reference, reference_from_frame=row.from_frame,
-                                options=_copy(options), log=log)
+                                options=_copy(options), log=log, allow_stale=allow_stale)
                 rec["sidecar"] = side["sidecar"]
-            except HoiError as exc:
-                rec.update(ok=False, error=exc.message, hint=exc.hint, exit_code=int(exc.exit_code))
-                log(f"error: {row.run.name} x {rec['reference']}: {exc.message}")
+            except (Exception, KeyboardInterrupt) as exc:
+                exc_known = known_error(exc)
+                if isinstance(exc, KeyboardInterrupt):
+                    exc_known = HoiError("interrupted", "run the batch again with --skip-existing",
+                                         exit_code=ExitCode.INTERRUPTED)
+                if exc_known is None:  # a bug: exit 1, its traceback in the row's record, not on the terminal
+                    exc_known = HoiError(f"unexpected {type(exc).__name__}: {exc}",
+                                         "this is a bug in hoi: the traceback is in the --format json summary, "
+                                         "please report it")
+                    rec["traceback"] = "".join(traceback.format_exception(exc))
+                rec.update(ok=False, error=exc_known.message, hint=exc_known.hint, exit_code=int(exc_known.exit_code))
+                log(f"error: {row.run.name} x {rec['reference']}: {' '.join(exc_known.message.split())}")
+                if isinstance(exc, KeyboardInterrupt):
+                    rec["seconds"] = round(time.perf_counter() - t0, 3)
+                    results.append(rec)
+                    break
         rec["seconds"] = round(time.perf_counter() - t0, 3)
         results.append(rec)
         if not rec["ok"] and not keep_going:

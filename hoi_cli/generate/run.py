@@ -12,19 +12,23 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..errors import BadInputError, OutputError
+from ..errors import BadInputError, HoiError, OutputError, known_error
 from .composite import CompositeParams
 from .layout import LayoutParams
 from .reference import Reference, ReferenceParams
 
 # every stage either backend reads (diffusion also reads 02, 05 and 06): the sidecar fingerprints them all
 STAGES_READ = ("00_frames", "01_detect", "02_hands", "03_segment", "04_mlo", "05_silhouette", "06_layout")
+# read where it is fresh (the composite backend reuses its object removal); fingerprinted too
+OPTIONAL_STAGES = ("07_genhoi",)
 
 
 @dataclass
@@ -49,12 +53,43 @@ def run_fingerprint(run_dir: Path) -> dict:
 
     store = RunStore(run_dir)
     stages = {}
-    for name in STAGES_READ:
+    for name in STAGES_READ + OPTIONAL_STAGES:
         m = store.manifest(name)
         if m is not None:
             stages[name] = {"fingerprint": m.get("fingerprint"), "output_digest": m.get("output_digest")}
     text = json.dumps(stages, sort_keys=True, separators=(",", ":"))
     return {"stages": stages, "run_fingerprint": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def check_run(run_dir: Path, allow_stale: bool = False) -> dict:
+    """Refuse to build on stale, corrupt or manifest-less stages; returns what the sidecar records.
+
+    Each stage folder present is judged as `hoi status` does (its recorded parameters, its
+    upstream stages, a cheap size/mtime re-check of its files). ``allow_stale`` generates
+    anyway and records what was stale. 07_genhoi is optional: it is reused only when fresh.
+    """
+    from ..pipeline import run_status
+
+    stale = {}
+    states = run_status(run_dir)
+    for name in STAGES_READ + OPTIONAL_STAGES:
+        folder = run_dir / name
+        if not folder.is_dir():
+            continue
+        state = states.get(name, {"status": "missing", "reason": ""})
+        if not (folder / "manifest.json").exists():
+            stale[name] = "has no manifest (an incomplete folder, or not made by `hoi preprocess`)"
+        elif state["status"] != "ok":
+            stale[name] = f"is {state['status']}: {state['reason']}".rstrip(": ")
+    blocking = {k: v for k, v in stale.items() if k not in OPTIONAL_STAGES}
+    if blocking and not allow_stale:
+        first = next(iter(blocking))
+        more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        raise BadInputError(f"{run_dir.name}: stage {first} {blocking[first]}{more}",
+                            "bring the run up to date with `hoi preprocess` (see `hoi status`), "
+                            "or pass --allow-stale to generate from it as it is")
+    return {"allow_stale": allow_stale, "stale": stale, "genhoi_fresh": (run_dir / "07_genhoi").is_dir()
+            and "07_genhoi" not in stale}
 
 
 def prepare_reference(run_dir: Path, reference: str | Path | None, from_frame: int | None,
@@ -78,8 +113,50 @@ def prepare_reference(run_dir: Path, reference: str | Path | None, from_frame: i
 def generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | None = None,
              reference_from_frame: int | None = None, options: GenerateOptions | None = None,
              log: Callable[[str], None] = lambda m: None,
-             progress: Callable[[int, int], None] | None = None) -> dict:
-    """Generate one video; returns the sidecar dict (also written beside the video)."""
+             progress: Callable[[int, int], None] | None = None, allow_stale: bool = False) -> dict:
+    """Generate one video; returns the sidecar dict (also written beside the video).
+
+    Holds the run's lock for reading (a `hoi preprocess` of the same run waits, or is
+    refused), and refuses stale or manifest-less stages unless ``allow_stale``.
+    """
+    from ..store import RunStore
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BadInputError(f"run folder not found: {run_dir}", "pass a runs/<clip-id> folder made by `hoi preprocess`")
+    store = RunStore(run_dir)
+    store.acquire_lock(shared=True)
+    try:
+        checks = check_run(run_dir, allow_stale)
+        for name, why in checks["stale"].items():
+            log(f"warning: {run_dir.name}: {name} {why}" + (" (not reused)" if name in OPTIONAL_STAGES
+                                                               else " (--allow-stale)"))
+        try:
+            return _generate(run_dir, out, reference=reference, reference_from_frame=reference_from_frame,
+                             options=options, log=log, progress=progress, checks=checks)
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, OSError) as exc:
+            if known_error(exc) is not None or isinstance(exc, HoiError):
+                raise
+            if not isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError)) and not _from_loader(exc):
+                raise
+            raise BadInputError(f"{run_dir.name}: a stage output cannot be read ({type(exc).__name__}: {exc})",
+                                "check the run with `hoi status --verify` and rerun `hoi preprocess`") from exc
+    finally:
+        store.release_lock()
+
+
+def _from_loader(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while numpy/zipfile/json read a file (a corrupt output), not by our own code."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and any(part in frames[-1].filename for part in ("/numpy/lib/", "/zipfile", "/json/"))
+
+
+def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | None = None,
+              reference_from_frame: int | None = None, options: GenerateOptions | None = None,
+              log: Callable[[str], None] = lambda m: None,
+              progress: Callable[[int, int], None] | None = None, checks: dict | None = None) -> dict:
     from .. import __version__
     from ..stages.frames import load_frames, load_meta
     from ..store import file_digest
@@ -129,7 +206,7 @@ def generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | No
 
         # 07_genhoi already removed the object (same operation: dilated mask, hands kept): reuse it
         background = None
-        cached = load_object_removed(run_dir, frames)
+        cached = load_object_removed(run_dir, frames) if (checks or {}).get("genhoi_fresh", True) else None
         if cached is not None and cached[2] == opts.composite.remove_dilate_px:
             background = cached[0]
             log("object removal: reused from 07_genhoi")
@@ -156,6 +233,8 @@ def generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | No
         "hoi_version": __version__,
         "backend": opts.backend,
         "run": {"path": str(run_dir.resolve()), **run_fingerprint(run_dir),
+                "allow_stale": (checks or {}).get("allow_stale", False), "stale": (checks or {}).get("stale", {}),
+                "object_removal": "07_genhoi" if opts.backend == "composite" and background is not None else "computed",
                 "hand_depth_order": "04_mlo" if hand_in_front is not None else "visible hand pixels in front"},
         "reference": ref.to_json(),
         "params": {"layout": opts.layout.to_json(), "composite": opts.composite.to_json(),

@@ -96,7 +96,55 @@ def make_synthetic_run(run_dir: str | Path, n_frames: int = 4, width: int = 512,
     po, shape = pack_masks(obj)
     ph, _ = pack_masks(hand)
     np.savez(run_dir / "03_segment" / "masks.npz", object=po, hand=ph, shape=shape)
-    for stage in ("00_frames", "01_detect", "02_hands", "03_segment"):
-        (run_dir / stage / "manifest.json").write_text(json.dumps({"stage": stage, "synthetic": True}))
+    adopt_stages(run_dir, ("00_frames", "01_detect", "02_hands", "03_segment"))
     return {"vertices": verts, "faces": faces, "K": K, "object": obj, "hand": hand,
             "hand_boxes": hand_boxes, "object_boxes": object_boxes}
+
+
+def adopt_stages(run_dir: Path, stages, params: dict | None = None) -> None:
+    """Give synthetic stage folders real manifests (in pipeline order), so they read as fresh."""
+    from ..pipeline import get_stage
+    from ..store import RunStore
+
+    store = RunStore(run_dir)
+    for name in stages:
+        store.adopt(get_stage(name), (params or {}).get(name), summary={"synthetic": True})
+
+
+def write_test_clip(path: str | Path, n_frames: int = 16, width: int = 64, height: int = 48, fps: int = 12,
+                    *, rotation: int = 0, seed: int = 0) -> Path:
+    """A small deterministic clip for tests: VP9 in WebM (``.webm``, no frame count in the
+    container, as phones' and datasets' webm) or H.264 in MP4 with the index first (``.mp4``,
+    so a truncated copy still announces its frames). ``rotation`` tags the stream with a
+    display matrix (degrees counter-clockwise), as phones do for portrait footage.
+    Frames: a gradient with a bright block at the top-left and one moving right."""
+    import av
+
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    webm = path.suffix.lower() == ".webm"
+    container = av.open(str(path), mode="w", options={} if webm else {"movflags": "faststart"})
+    stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    # fixed threads and no real-time speed control; the bytes may still differ between machines
+    # (the fuzz test's invariants hold for any encoding; its mutations are seeded)
+    stream.codec_context.thread_count = 4
+    stream.codec_context.thread_type = "FRAME"
+    if webm:
+        stream.options = {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "5"}
+    if rotation:
+        stream.set_display_rotation(rotation)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 // (width - 1), yy * 255 // (height - 1), np.full_like(xx, 60)], -1).astype(np.uint8)
+    for t in range(n_frames):
+        img = base.copy()
+        img[: height // 4, : width // 4] = 255  # marks the top-left corner (orientation checks)
+        x = (4 + 3 * t) % (width - 8)
+        img[height // 2: height // 2 + 8, x: x + 8] = (200, 40, 40)
+        img = np.clip(img.astype(int) + rng.integers(-3, 4, img.shape), 0, 255).astype(np.uint8)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path

@@ -12,7 +12,9 @@ Outputs:
                                height, fps, codec; for a frame folder also ``fps_given`` (False where
                                the default rate was used) and ``frame_files``, the image names in
                                order), ``timestamps`` (s, from the source stream; index / fps for a
-                               frame folder), ``source_frame_indices``.
+                               frame folder), ``source_frame_indices``;
+                               ``rotation`` applied, ``frames_decoded``/``frames_announced``/``short``:
+                               a damaged clip kept with ``allow_short``.
 
 Decoding streams one frame at a time, so a 1080p clip never sits whole in memory.
 """
@@ -33,7 +35,7 @@ from ..video import read_image, working_size, write_image
 from .base import StageContext
 
 NAME = "00_frames"
-VERSION = "2"  # 2: frame folders and GIFs; meta.source.kind
+VERSION = "2"  # 2: frame folders and GIFs (meta.source.kind); rotation applied; damaged clips refused unless allow_short
 DEPENDS_ON: tuple[str, ...] = ()
 
 
@@ -46,6 +48,7 @@ class Params:
     stride: int = 1  # keep every stride-th frame
     png_compression: int = 1  # 0-9; lossless at any level, 1 is fast
     fps: float = 0.0  # frame rate of a frame folder (0 = 12); videos and GIFs keep their own
+    allow_short: bool = False  # accept a damaged clip that decodes fewer frames than it announces (recorded in meta)
 
 
 def run(ctx: StageContext) -> dict:
@@ -67,13 +70,16 @@ def run(ctx: StageContext) -> dict:
         last = min(info.n_frames, p.end) if p.end is not None else info.n_frames
         total = max(0, (last - p.start + p.stride - 1) // p.stride)
     timestamps, source_indices = [], []
+    decoding: dict = {}
     # PNG encoding releases the GIL: a small pool overlaps it with decoding. At most
     # `max_pending` frames wait in memory, so a long 1080p clip is never held whole.
     max_pending = 8
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending: deque = deque()
-        for i, (index, t, rgb) in enumerate(iter_clip_frames(ctx.source, size=(width, height), start=p.start,
-                                                               end=p.end, stride=p.stride, fps=p.fps)):
+        for i, (index, t, rgb) in enumerate(iter_clip_frames(
+                ctx.source, size=(width, height), start=p.start, end=p.end, stride=p.stride, fps=p.fps,
+                allow_short=p.allow_short, report=decoding,
+                short_hint="--allow-short keeps the frames that decode, --end stops before the damage")):
             pending.append(pool.submit(write_image, frames_dir / f"{i:06d}.png", rgb,
                                        png_compression=p.png_compression))
             while len(pending) > max_pending:
@@ -87,7 +93,9 @@ def run(ctx: StageContext) -> dict:
         raise BadInputError(f"no frames decoded from {ctx.source} (range start={p.start} end={p.end})",
                             "the clip is empty or the range is past its end; check --start/--end")
     source = {"path": str(Path(ctx.source).resolve()), "kind": info.kind, "sha256": source_digest(ctx.source),
-              "width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec}
+              "width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec,
+              "rotation": info.rotation, "frames_decoded": decoding.get("decoded"),
+              "frames_announced": decoding.get("expected"), "short": bool(decoding.get("short"))}
     if info.kind == "frames":
         source["fps_given"] = bool(p.fps)
         source["frame_files"] = [f.name for f in source_frame_files(ctx.source)]
@@ -101,7 +109,11 @@ def run(ctx: StageContext) -> dict:
         "source_frame_indices": source_indices,
     }
     (ctx.out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
-    return {"n_frames": len(timestamps), "width": width, "height": height, "fps": meta["fps"], "kind": info.kind}
+    if decoding.get("short"):
+        ctx.log(f"00_frames: {ctx.source} is damaged: kept the {decoding['decoded']} of "
+                f"{decoding.get('expected') or '?'} frames that decode (--allow-short)")
+    return {"n_frames": len(timestamps), "width": width, "height": height, "fps": meta["fps"], "kind": info.kind,
+            **({"short": True} if decoding.get("short") else {}), **({"rotation": info.rotation} if info.rotation else {})}
 
 
 def load_meta(run_dir: str | Path) -> dict:

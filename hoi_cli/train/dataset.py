@@ -380,7 +380,7 @@ def make_synthetic_run(run: Path, n_frames: int = 8, height: int = 48, width: in
     import shutil
 
     from ..conventions import square_box
-    from ..render.testing import make_synthetic_run as make_base
+    from ..render.testing import adopt_stages, make_synthetic_run as make_base
     from ..stages.base import StageContext
 
     unknown = set(stages) - set(SYNTHETIC_STAGES)
@@ -407,4 +407,7 @@ def make_synthetic_run(run: Path, n_frames: int = 8, height: int = 48, width: in
     for name in ("01_detect", "03_segment"):
         if name not in stages:
             shutil.rmtree(run / name)
+    # real manifests over the final files (01_detect was rewritten above), so the run reads as fresh
+    present = [n for n in ("00_frames", "01_detect", "02_hands", "03_segment", *mods) if (run / n).is_dir()]
+    adopt_stages(run, present, {n: p for n, (_, p) in mods.items()})
     return run

@@ -112,14 +112,14 @@ def test_rotation_is_applied_and_recorded(tmp_path, degrees, k):
 def _break_probe_for(monkeypatch, name: str, exc: BaseException):
     import hoi_cli.stages.frames as frames_stage
 
-    real = frames_stage.probe
+    real = frames_stage.probe_clip
 
-    def probe(path):
+    def probe_clip(path, **kwargs):
         if Path(path).stem == name:
             raise exc
-        return real(path)
+        return real(path, **kwargs)
 
-    monkeypatch.setattr(frames_stage, "probe", probe)
+    monkeypatch.setattr(frames_stage, "probe_clip", probe_clip)
 
 
 @pytest.mark.parametrize("keep_going", [True, False])
@@ -474,16 +474,16 @@ def test_interrupt_writes_the_summary_of_finished_clips(tmp_path, monkeypatch, h
     clips.mkdir()
     for name in ("a1", "b2", "c3"):
         write_test_clip(clips / f"{name}.mp4", 4)
-    real = frames_stage.probe
+    real = frames_stage.probe_clip
 
-    def probe(path):
+    def probe_clip(path, **kwargs):
         if Path(path).stem == "b2":
             if how == "sigterm":
                 os.kill(os.getpid(), signal.SIGTERM)  # SLURM's time limit
             raise KeyboardInterrupt
-        return real(path)
+        return real(path, **kwargs)
 
-    monkeypatch.setattr(frames_stage, "probe", probe)
+    monkeypatch.setattr(frames_stage, "probe_clip", probe_clip)
     before = signal.getsignal(signal.SIGTERM)
     r = _cli("preprocess", clips, "--out", tmp_path / "runs", "--until", "00_frames", "-q", "--format", "json",
              "--keep-going")

@@ -50,8 +50,8 @@ def wan_rope_at(pos: torch.Tensor, head_dim: int, theta: float = 10000.0) -> tup
     """Wan's rotary ``(cos, sin)`` at arbitrary (fractional) positions ``pos (..., 3)`` = (t, y, x).
 
     Same split and interleaving as ``diffusers.models.transformers.transformer_wan.WanRotaryPosEmbed``
-    (h and w get ``2 * (D // 6)`` channels each, t the rest; pairs are adjacent channels), in float64,
-    so integer positions reproduce its tables exactly.
+    (h and w get ``2 * (D // 6)`` channels each, t the rest; pairs are adjacent channels), computed in
+    float64 and returned in float32 as diffusers does, so integer positions reproduce its tables exactly.
     """
     h_dim = w_dim = 2 * (head_dim // 6)
     t_dim = head_dim - h_dim - w_dim
@@ -60,7 +60,7 @@ def wan_rope_at(pos: torch.Tensor, head_dim: int, theta: float = 10000.0) -> tup
         inv = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=pos.device) / dim)
         parts.append(pos[..., axis:axis + 1].double() * inv)
     ang = torch.cat(parts, -1).repeat_interleave(2, -1)
-    return ang.cos(), ang.sin()
+    return ang.cos().float(), ang.sin().float()
 
 
 def reference_rope(num_heads: int, head_dim: int, ref_hw: tuple[int, int], n_ref: int, video_frames: int,

@@ -79,6 +79,18 @@ def trainable_state_dict(model: HOIWan) -> dict[str, torch.Tensor]:
     return {k: sd[k].detach().contiguous().cpu() for k in sorted(keep)}
 
 
+def weights_digest(model: HOIWan) -> str:
+    """SHA-256 of the trained tensors (the same on every DDP rank when gradients are all-reduced)."""
+    import hashlib
+
+    sd = trainable_state_dict(model)
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        h.update(k.encode())
+        h.update(sd[k].float().numpy().tobytes())
+    return h.hexdigest()
+
+
 # ----------------------------------------------------------------------------- flow matching
 def shift_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     """Wan's timestep shift of flow times ``u`` in [0, 1] (as ``FlowMatchEulerDiscreteScheduler(shift=...)``)."""
@@ -359,6 +371,6 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
                                         train_mode=opts.train_mode, base_dir=base_dir, keep=opts.keep)
         epoch += 1
     acc.wait_for_everyone()
-    return {"steps": step, "resumed_from": resumed_from, "out": str(out_dir), "world_size": acc.num_processes,
+    return {"steps": step, "weights_sha256": weights_digest(acc.unwrap_model(model)), "resumed_from": resumed_from, "out": str(out_dir), "world_size": acc.num_processes,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
             "mean_loss_last10": float(np.mean(losses[-10:])) if losses else None, "device": str(acc.device)}

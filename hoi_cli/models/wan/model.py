@@ -221,7 +221,13 @@ def build_base(cfg: WanHOIConfig, base_dir=None, dtype=None, device=None):
     kw = {k: v for k, v in cfg.base_config.items() if not k.startswith("_")}
     kw["patch_size"] = tuple(kw["patch_size"])
     model = cls(**kw)
-    return model.to(device=device, dtype=dtype) if (dtype or device) else model
+    if dtype or device:
+        model = model.to(device=device, dtype=dtype)
+    keep = set(cls._keep_in_fp32_modules)  # as from_pretrained(torch_dtype=...) keeps them
+    for name, p in model.named_parameters():
+        if keep & set(name.split(".")):
+            p.data = p.data.float()
+    return model
 
 
 class HOIWan(nn.Module):

@@ -35,6 +35,8 @@ region (``m_q = 0``) and for samples whose reference is dropped (CFG).
 from __future__ import annotations
 
 
+import types
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -269,6 +271,8 @@ class HOIWan(nn.Module):
             self.ref_gate = nn.Parameter(torch.zeros(bc.num_layers))
             for block in base.blocks:
                 block.attn1.set_processor(GatedRefAttnProcessor())
+        for block in base.blocks:  # through the block's own __call__, so FSDP/hooks wrapping a block still run
+            block.forward = types.MethodType(hoi_block_forward, block)
 
     # ------------------------------------------------------------------ parameters
     def new_modules(self) -> dict[str, nn.Module | nn.Parameter]:
@@ -340,7 +344,8 @@ class HOIWan(nn.Module):
             hints = hints[::-1]
         logits = []
         for i, blk in enumerate(base.blocks):
-            x, lg = self._run(self._block, i, blk, x, enc, tproj, rotary, hoi_attn, extras, r_tok, video_frames)
+            hoi = dict(model=self, layer=i, attn=hoi_attn, extras=extras, r_tok=r_tok, frames=video_frames)
+            x, lg = self._run(blk, x, enc, tproj, rotary, hoi)
             if lg is not None:
                 logits.append(lg)
             if self.is_vace and i in base.config.vace_layers:
@@ -358,35 +363,43 @@ class HOIWan(nn.Module):
             return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
         return fn(*args)
 
-    def _block(self, i, blk, x, enc, tproj, rotary, hoi_attn, extras, r_tok, video_frames):
-        """``WanTransformerBlock.forward`` with the added paths (identical when they are zero)."""
-        shift, scale, gate, c_shift, c_scale, c_gate = (blk.scale_shift_table + tproj.float()).chunk(6, dim=1)
-        n = (blk.norm1(x.float()) * (1 + scale) + shift).type_as(x)
-        if hoi_attn is not None:
-            a = blk.attn1(n, None, None, rotary, hoi={**hoi_attn, "gate": self.ref_gate[i]})
-        else:
-            a = blk.attn1(n, None, None, rotary)
-        x = (x.float() + a * gate).type_as(x)
-        n = blk.norm2(x.float()).type_as(x)
-        x = x + blk.attn2(n, enc, None, None)
-        key = str(i)
-        if extras and (key in getattr(self, "mlo_attn", {}) or key in getattr(self, "bank_attn", {})):
-            xv = x[:, r_tok:]
-            add = 0
-            if key in getattr(self, "mlo_attn", {}):
-                add = add + self.mlo_attn[key](xv.float(), extras["mlo"], video_frames)
-            if key in getattr(self, "bank_attn", {}):
-                add = add + self.bank_attn[key](xv.float(), extras["banks"], extras["in_hand"], extras["in_object"])
-            x = torch.cat([x[:, :r_tok], xv + add.to(x.dtype)], 1)
-        n = (blk.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)
-        ff = blk.ffn(n)
-        logit = None
-        if self.cfg.moe:
-            delta, logit = self.moe[i](n[:, r_tok:])
-            ff = torch.cat([ff[:, :r_tok], ff[:, r_tok:] + delta.to(ff.dtype)], 1)
-            logit = logit
-        x = (x.float() + ff.float() * c_gate).type_as(x)
-        return x, logit
+def hoi_block_forward(blk, hidden_states, encoder_hidden_states, temb, rotary_emb, hoi: dict | None = None):
+    """``WanTransformerBlock.forward`` with the added paths (identical when they are zero); installed as
+    the forward of every main block. Without ``hoi`` it is diffusers' forward; with it, returns
+    ``(hidden_states, router_logit or None)``."""
+    from diffusers.models.transformers.transformer_wan import WanTransformerBlock
+
+    if hoi is None:
+        return WanTransformerBlock.forward(blk, hidden_states, encoder_hidden_states, temb, rotary_emb)
+    m, i, x, enc = hoi["model"], hoi["layer"], hidden_states, encoder_hidden_states
+    r_tok, extras, hoi_attn = hoi["r_tok"], hoi["extras"], hoi["attn"]
+    shift, scale, gate, c_shift, c_scale, c_gate = (blk.scale_shift_table + temb.float()).chunk(6, dim=1)
+    n = (blk.norm1(x.float()) * (1 + scale) + shift).type_as(x)
+    if hoi_attn is not None:
+        a = blk.attn1(n, None, None, rotary_emb, hoi={**hoi_attn, "gate": m.ref_gate[i]})
+    else:
+        a = blk.attn1(n, None, None, rotary_emb)
+    x = (x.float() + a * gate).type_as(x)
+    n = blk.norm2(x.float()).type_as(x)
+    x = x + blk.attn2(n, enc, None, None)
+    key = str(i)
+    mlo_attn, bank_attn = getattr(m, "mlo_attn", {}), getattr(m, "bank_attn", {})
+    if key in mlo_attn or key in bank_attn:
+        xv = x[:, r_tok:]
+        add = 0
+        if key in mlo_attn:
+            add = add + mlo_attn[key](xv.float(), extras["mlo"], hoi["frames"])
+        if key in bank_attn:
+            add = add + bank_attn[key](xv.float(), extras["banks"], extras["in_hand"], extras["in_object"])
+        x = torch.cat([x[:, :r_tok], xv + add.to(x.dtype)], 1)
+    n = (blk.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)
+    ff = blk.ffn(n)
+    logit = None
+    if m.cfg.moe:
+        delta, logit = m.moe[i](n[:, r_tok:])
+        ff = torch.cat([ff[:, :r_tok], ff[:, r_tok:] + delta.to(ff.dtype)], 1)
+    x = (x.float() + ff.float() * c_gate).type_as(x)
+    return x, logit
 
 
 def param_count(module: nn.Module) -> int:

@@ -6,7 +6,8 @@
 - CFG: ``v = v_uncond + guidance * (v_cond - v_uncond)``; the unconditional branch drops the
   reference (``ref_keep = False``), as reference dropout does in training. The prompt is kept.
 - Windows: a clip longer than ``cfg.num_frames`` (4k + 1) is cut into windows of that length whose
-  starts are ``window - overlap`` apart (the last one ends at the clip's end). From the second window
+  starts are ``window - overlap`` apart (``overlap`` at most half a window; the last one ends at the
+  clip's end). From the second window
   on, the frames it shares with the clip already made are given to VACE as *kept* source frames
   (source = the generated frames, mask = 0 there): VACE's own temporal extension. The shared frames
   are then cross-faded with a linear ramp. A clip shorter than a window is padded by repeating its
@@ -94,6 +95,7 @@ def sample_clip(model: HOIWan, vae, batch: dict, prompt_embeds: torch.Tensor, *,
     if n < window:
         window = min(window, 4 * ((n - 1 + 3) // 4) + 1)
     n_pad = max(n, window)
+    overlap = min(overlap, (window - 1) // 2)  # windows must advance
     batch = _pad_frames(batch, n_pad)
     src_key = "source_video" if batch.get("source_video") is not None else None
     made = None  # (1, T, 3, H, W) of the frames generated so far

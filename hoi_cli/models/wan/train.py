@@ -336,6 +336,10 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
     log_path = out_dir / "loss_log.jsonl"
     if acc.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
+        from .cli import PROMPT_FILE, _save_prompt
+
+        if not (out_dir / PROMPT_FILE).exists():  # generation reads the training prompt from here
+            _save_prompt(out_dir, prompt_embeds)
         (out_dir / "train_options.json").write_text(json.dumps({**asdict(opts), "runs": [str(r) for r in runs],
                                                                 "world_size": acc.num_processes}, indent=2))
     losses, t_last, epoch = [], time.perf_counter(), 0

@@ -294,3 +294,50 @@ def test_real_vace_1_3b_config_builds_on_meta_with_its_exact_parameter_count():
     assert sum(p.numel() for p in base.parameters()) == count == 2_153_972_032
     assert all(p.device.type == "meta" for p in model.parameters())
     assert sum(p.numel() for n, p in model.named_parameters() if not n.startswith("base.")) > 0
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(inputs):
+    from hoi_cli.models.wan.train import add_lora, set_trainable, training_loss
+
+    model, _ = make_model(ref_dropout=0.0)
+    add_lora(model)
+    params = set_trainable(model)
+    with torch.no_grad():
+        model.ref_gate.fill_(0.5)
+    grads = []
+    for ckpt in (False, True):
+        model.gradient_checkpointing = ckpt
+        model.zero_grad()
+        loss = training_loss(model, inputs, torch.zeros(1, 6, 32), generator=torch.Generator().manual_seed(0))["loss"]
+        loss.backward()
+        grads.append([p.grad.clone() for p in params])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+    assert any(g.abs().sum() > 0 for g in grads[1])
+
+
+def test_dataset_reads_the_object_removed_video(tmp_path):
+    import json as _json
+
+    import numpy as np
+
+    from hoi_cli.models.wan.dataset import WanRunDataset
+    from hoi_cli.stages import genhoi
+    from hoi_cli.stages.base import StageContext
+    from hoi_cli.train.dataset import make_synthetic_run
+
+    run = make_synthetic_run(tmp_path / "run1", n_frames=5, height=32, width=32)
+    plain = WanRunDataset([run], num_frames=5, height=32, width=32)[0]
+    assert "source_video" not in plain  # no 07_genhoi: conditions.source_video masks the frames instead
+    tmp = run / ".07_genhoi.tmp"
+    tmp.mkdir()
+    params = genhoi.Params()
+    summary = genhoi.run(StageContext(run, tmp, params))
+    (tmp / "manifest.json").write_text(_json.dumps({"stage": "07_genhoi", "params": vars(params), "summary": summary}))
+    tmp.rename(run / "07_genhoi")
+    item = WanRunDataset([run], num_frames=5, height=32, width=32)[0]
+    src, video = item["source_video"].numpy(), item["video"].numpy()
+    obj = item["object_mask"].numpy()[:, 0] > 0.5
+    assert src.shape == video.shape
+    assert np.abs(src - video).max(1)[obj].mean() > 0.05  # the object is gone ...
+    far = item["object_mask"].numpy()[:, 0] + item["hand_mask"].numpy()[:, 0] == 0
+    assert np.abs(src - video).max(1)[far].mean() < 0.02  # ... the rest is the clip

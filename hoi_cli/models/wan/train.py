@@ -336,6 +336,11 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
     log_path = out_dir / "loss_log.jsonl"
     if acc.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if resumed_from is None:
+            log_path.unlink(missing_ok=True)
+        elif log_path.exists():  # drop the lines of steps after the checkpoint resumed from
+            keep = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+            log_path.write_text("".join(ln + "\n" for ln in keep))
         from .cli import PROMPT_FILE, _save_prompt
 
         if not (out_dir / PROMPT_FILE).exists():  # generation reads the training prompt from here

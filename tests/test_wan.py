@@ -341,3 +341,24 @@ def test_dataset_reads_the_object_removed_video(tmp_path):
     assert np.abs(src - video).max(1)[obj].mean() > 0.05  # the object is gone ...
     far = item["object_mask"].numpy()[:, 0] + item["hand_mask"].numpy()[:, 0] == 0
     assert np.abs(src - video).max(1)[far].mean() < 0.02  # ... the rest is the clip
+
+
+def test_latent_cache_reuses_only_what_is_current(vae, tmp_path):
+    from hoi_cli.models.wan.conditions import LatentCache, encode_clip
+
+    run = tmp_path / "run"
+    (run / "03_segment").mkdir(parents=True)
+    (run / "03_segment" / "manifest.json").write_text('{"v": 1}')
+    batch = {**make_batch(), "run_index": torch.tensor([0]), "start": torch.tensor([2])}
+    cache = LatentCache(tmp_path / "latents", vae)
+    a = cache.get(batch, vae, [run], 1)
+    b = cache.get(batch, vae, [run], 1)
+    fresh = encode_clip(batch, vae, with_target=True)
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], fresh[k]) for k in fresh)
+    (run / "03_segment" / "manifest.json").write_text('{"v": 2}')  # the masks were remade: stale
+    cache.get(batch, vae, [run], 1)
+    assert cache.misses == 2 and len(list((tmp_path / "latents").glob("*.safetensors"))) == 2
+    inputs = build_inputs(batch, vae, with_target=True, encoded=a)
+    direct = build_inputs(batch, vae, with_target=True)
+    assert torch.equal(inputs.control, direct.control) and torch.equal(inputs.target, direct.target)

@@ -50,8 +50,10 @@ def test_train_wan_single_process_and_resume(synthetic_run, tmp_path, torch_one_
     s = _train(synthetic_run, out, 3, resume=False)
     assert s["steps"] == 3 and (out / "latest").read_text().strip() == "step_000003"
     assert sorted(p.name for p in out.glob("step_*")) == ["step_000002", "step_000003"]
+    assert s["latent_cache"] == {"hits": 0, "misses": 3}  # 3 windows of 5 frames in 9, each encoded once
     s = _train(synthetic_run, out, 4, resume=True)
     assert s["resumed_from"].endswith("step_000003") and s["steps"] == 4
+    assert s["latent_cache"] == {"hits": 1, "misses": 0}
     log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(r["loss"] > 0 for r in log)
 

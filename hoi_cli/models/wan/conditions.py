@@ -120,27 +120,102 @@ def source_video(batch: dict, mask: torch.Tensor) -> torch.Tensor:
     return batch["video"].float() * (1 - mask)
 
 
-def build_inputs(batch: dict, vae, *, with_target: bool, with_reference: bool = True) -> WanInputs:
-    """The model inputs of a batch (see the module docstring); ``with_target`` encodes ``video`` too."""
+def encode_clip(batch: dict, vae, *, with_target: bool) -> dict[str, torch.Tensor]:
+    """The VAE part of a batch that does not change between epochs: the VACE context of the clip
+    ``video_control (B, 2z + 64, F, h, w)`` and, ``with_target``, the clean latents ``target``."""
     mask = generation_mask(batch)
     src = source_video(batch, mask).permute(0, 2, 1, 3, 4)  # (B, 3, T, H, W)
     m5 = mask.permute(0, 2, 1, 3, 4)
     inactive = vae_encode(vae, src * (1 - m5))
     reactive = vae_encode(vae, src * m5)
-    n_lat = inactive.shape[2]
-    control = torch.cat([inactive, reactive, mask_channels(mask, n_lat)], 1)
+    out = {"video_control": torch.cat([inactive, reactive, mask_channels(mask, inactive.shape[2])], 1)}
+    if with_target:
+        out["target"] = vae_encode(vae, batch["video"].float().permute(0, 2, 1, 3, 4))
+    return out
+
+
+def build_inputs(batch: dict, vae, *, with_target: bool, with_reference: bool = True,
+                 encoded: dict | None = None) -> WanInputs:
+    """The model inputs of a batch (see the module docstring); ``with_target`` encodes ``video`` too.
+
+    ``encoded``: `encode_clip`'s output for this batch, when cached (`LatentCache`); only the
+    reference is encoded then.
+    """
+    enc = encoded if encoded is not None else encode_clip(batch, vae, with_target=with_target)
+    control = enc["video_control"]
     n_ref = 0
     if with_reference and batch.get("reference") is not None:
         ref = vae_encode(vae, batch["reference"].float()[:, :, None])  # (B, z, 1, h, w)
         ref_ctrl = torch.cat([ref, torch.zeros_like(ref), control.new_zeros(ref.shape[0], control.shape[1] - 2 * ref.shape[1],
                                                                           1, *ref.shape[-2:])], 1)
-        control = torch.cat([ref_ctrl, control], 2)
+        control = torch.cat([ref_ctrl.to(control.dtype), control], 2)
         n_ref = 1
-    H, W = mask.shape[-2:]
+    H, W = batch["hand_mask"].shape[-2:]
     token_hw = (H // (VAE_STRIDE[1] * 2), W // (VAE_STRIDE[2] * 2))
     maps = {"layout": batch["layout"].float(), "hand_render": batch["hand_render"].float(),
             "mlo": torch.cat([batch["mlo_normals"], batch["mlo_occlusion"]], 2).float()}
     fr = {"hand": token_fractions(batch["hand_mask"], token_hw), "object": token_fractions(batch["object_mask"], token_hw)}
     fr["region"] = torch.maximum(fr["hand"], fr["object"])
-    target = vae_encode(vae, batch["video"].float().permute(0, 2, 1, 3, 4)) if with_target else None
-    return WanInputs(control, n_ref, maps, fr, target)
+    return WanInputs(control, n_ref, maps, fr, enc.get("target") if with_target else None)
+
+
+class LatentCache:
+    """`encode_clip` outputs of training windows on disk, so each window is VAE-encoded once per run.
+
+    One safetensors file per window in ``folder``, named by a digest of everything it depends on:
+    the window (run folder, first frame, stride, frames, size), the manifests of the stages the
+    conditions are read from (a rerun stage changes its manifest, so a stale entry is never
+    reused) and the VAE (its config and a checksum of its weights). Files are written to a
+    temporary name and renamed into place.
+    """
+
+    STAGES = ("00_frames", "03_segment", "07_genhoi")
+
+    def __init__(self, folder, vae):
+        import hashlib
+        import json
+
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        h = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
+        with torch.no_grad():
+            for p in list(vae.parameters())[:8]:
+                h.update(p.detach().float().cpu().numpy().tobytes())
+        self.vae_tag = h.hexdigest()[:16]
+        self.hits = self.misses = 0
+
+    def key(self, run, start: int, stride: int, shape) -> str:
+        import hashlib
+
+        from pathlib import Path
+
+        h = hashlib.sha256(f"{Path(run).resolve()}|{start}|{stride}|{tuple(shape)}|{self.vae_tag}".encode())
+        for stage in self.STAGES:
+            m = Path(run) / stage / "manifest.json"
+            h.update(m.read_bytes() if m.exists() else b"-")
+        return h.hexdigest()[:24]
+
+    def get(self, batch: dict, vae, runs, stride: int) -> dict:
+        """`encode_clip` of ``batch`` (``run_index`` and ``start`` per sample), from disk where cached."""
+        import os
+
+        from safetensors.torch import load_file, save_file
+
+        parts = []
+        for i in range(batch["hand_mask"].shape[0]):
+            run = runs[int(batch["run_index"][i])]
+            path = self.folder / f"{self.key(run, int(batch['start'][i]), stride, batch['hand_mask'].shape[1:])}.safetensors"
+            if path.exists():
+                self.hits += 1
+                parts.append({k: v.to(batch["hand_mask"].device) for k, v in load_file(str(path)).items()})
+                continue
+            self.misses += 1
+            one = {k: (v[i:i + 1] if torch.is_tensor(v) and v.ndim >= 1 else v) for k, v in batch.items()}
+            enc = encode_clip(one, vae, with_target=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            save_file({k: v.detach().contiguous().cpu() for k, v in enc.items()}, str(tmp))
+            os.replace(tmp, path)
+            parts.append(enc)
+        return {k: torch.cat([p[k] for p in parts], 0) for k in parts[0]}

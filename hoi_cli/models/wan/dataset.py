@@ -1,6 +1,6 @@
 """`WanRunDataset`: `hoi_cli.train.dataset.HOIRunDataset` + 07_genhoi's object-removed video.
 
-Items gain ``source_video (T, 3, H, W)`` in [-1, 1]: the exact stored removal
+Items gain ``run_index`` (the window's run in ``runs``) and ``source_video (T, 3, H, W)`` in [-1, 1]: the exact stored removal
 (`hoi_cli.stages.genhoi.load_object_removed`) resized like ``video``, where 07_genhoi has run;
 elsewhere the key is absent and `hoi_cli.models.wan.conditions.source_video` falls back to the
 frames with the generation mask at 0.
@@ -31,6 +31,7 @@ class WanRunDataset(HOIRunDataset):
     def __getitem__(self, idx: int) -> dict:
         item = super().__getitem__(idx)
         ri, start = self.items[idx]
+        item["run_index"] = torch.tensor(ri)  # with ``start``: the window's key in `LatentCache`
         src = self._run_data(ri)["source_video"]
         if src is not None:
             window = list(range(start, start + self.T * self.stride, self.stride))

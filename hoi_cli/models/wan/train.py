@@ -40,7 +40,7 @@ from safetensors.torch import load_file, save_file
 from ...errors import BadInputError
 from ..checkpoint import _flatten_optimizer, _unflatten_optimizer
 from ..conditioning import router_loss
-from .conditions import WanInputs, build_inputs
+from .conditions import LatentCache, WanInputs, build_inputs
 from .config import WanHOIConfig
 from .model import HOIWan, build_base
 
@@ -276,6 +276,7 @@ class WanTrainOptions:
     resume: bool = True
     frame_stride: int = 1
     cpu: bool = False
+    cache_latents: bool = True  # VAE-encode each window once (out_dir/latents), only the reference per step
 
 
 def _collate_batch(batch: dict, device) -> dict:
@@ -347,6 +348,7 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
             _save_prompt(out_dir, prompt_embeds)
         (out_dir / "train_options.json").write_text(json.dumps({**asdict(opts), "runs": [str(r) for r in runs],
                                                                 "world_size": acc.num_processes}, indent=2))
+    cache = LatentCache(out_dir / "latents", vae) if opts.cache_latents else None
     losses, t_last, epoch = [], time.perf_counter(), 0
     model.train()
     while step < opts.steps:
@@ -355,7 +357,8 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
             if step >= opts.steps:
                 break
             batch = _collate_batch(batch, acc.device)
-            inputs = build_inputs(batch, vae, with_target=True)
+            encoded = cache.get(batch, vae, ds.runs, opts.frame_stride) if cache is not None else None
+            inputs = build_inputs(batch, vae, with_target=True, encoded=encoded)
             for g in opt.param_groups:
                 g["lr"] = opts.lr * min(1.0, (step + 1) / opts.warmup) if opts.warmup else opts.lr
             with acc.autocast():
@@ -380,6 +383,7 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
                                         train_mode=opts.train_mode, base_dir=base_dir, keep=opts.keep)
         epoch += 1
     acc.wait_for_everyone()
-    return {"steps": step, "weights_sha256": weights_digest(acc.unwrap_model(model)), "resumed_from": resumed_from, "out": str(out_dir), "world_size": acc.num_processes,
+    return {"steps": step, "latent_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
+            "weights_sha256": weights_digest(acc.unwrap_model(model)), "resumed_from": resumed_from, "out": str(out_dir), "world_size": acc.num_processes,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
             "mean_loss_last10": float(np.mean(losses[-10:])) if losses else None, "device": str(acc.device)}

@@ -142,8 +142,13 @@ def training_loss(model: HOIWan, inputs: WanInputs, prompt_embeds: torch.Tensor,
 
 # ----------------------------------------------------------------------------- checkpoints
 def save_wan_checkpoint(out_dir: str | Path, model: HOIWan, *, step: int, optimizer=None, train_mode: str = "lora",
-                        base_dir: str | None = None, extra: dict | None = None, keep: int | None = 3) -> Path:
-    """Write ``out_dir/step_XXXXXX`` atomically and point ``out_dir/latest`` at it."""
+                        base_dir: str | None = None, extra: dict | None = None, keep: int | None = 3,
+                        full_state: dict | None = None) -> Path:
+    """Write ``out_dir/step_XXXXXX`` atomically and point ``out_dir/latest`` at it.
+
+    ``full_state``: the model's gathered state dict where its parameters are sharded (FSDP:
+    ``Accelerator.get_state_dict``); the trained tensors are taken from it.
+    """
     model = model.module if hasattr(model, "module") else model
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +157,10 @@ def save_wan_checkpoint(out_dir: str | Path, model: HOIWan, *, step: int, optimi
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     model.cfg.save(tmp / "wan_config.json")
-    save_file(trainable_state_dict(model), str(tmp / "adapter.safetensors"))
+    tensors = trainable_state_dict(model)
+    if full_state is not None:
+        tensors = {k: full_state[k].detach().contiguous().cpu() for k in tensors}
+    save_file(tensors, str(tmp / "adapter.safetensors"))
     state = {"step": step, "train_mode": train_mode, "base_dir": str(base_dir) if base_dir else None,
              "extra": extra or {}}
     if optimizer is not None:
@@ -331,6 +339,7 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
                                          drop_last=len(ds) >= opts.batch_size * acc.num_processes,
                                          generator=torch.Generator().manual_seed(opts.seed))
     model, opt, loader = acc.prepare(model, opt, loader)
+    fsdp = acc.distributed_type.name == "FSDP"
     dt = torch.bfloat16 if opts.mixed_precision == "bf16" else torch.float32
     pe = prompt_embeds.to(acc.device, dt)
     gen = torch.Generator().manual_seed(opts.seed * 1000 + acc.process_index + step)
@@ -378,9 +387,13 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
             t_last = now
             if step % opts.save_every == 0 or step == opts.steps:
                 acc.wait_for_everyone()
+                # FSDP: gather the sharded tensors (a collective: every rank calls it); its optimizer
+                # state stays sharded and is not saved (a resumed FSDP run restarts the moments)
+                full_state = acc.get_state_dict(model) if fsdp else None
                 if acc.is_main_process:
-                    save_wan_checkpoint(out_dir, acc.unwrap_model(model), step=step, optimizer=opt,
-                                        train_mode=opts.train_mode, base_dir=base_dir, keep=opts.keep)
+                    save_wan_checkpoint(out_dir, acc.unwrap_model(model), step=step, optimizer=None if fsdp else opt,
+                                        train_mode=opts.train_mode, base_dir=base_dir, keep=opts.keep,
+                                        full_state=full_state)
         epoch += 1
     acc.wait_for_everyone()
     return {"steps": step, "latent_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,

@@ -35,7 +35,8 @@ def make_batch(n=T, seed=1):
     b = {"video": torch.rand(1, n, 3, H, W, generator=g) * 2 - 1, "reference": torch.rand(1, 3, H, W, generator=g) * 2 - 1,
          "layout": torch.rand(1, n, 3, H, W, generator=g), "hand_mask": torch.zeros(1, n, 1, H, W),
          "object_mask": torch.zeros(1, n, 1, H, W), "hand_render": torch.rand(1, n, 2, H, W, generator=g),
-         "mlo_normals": torch.rand(1, n, 39, H, W, generator=g) * 2 - 1, "mlo_occlusion": torch.rand(1, n, 13, H, W, generator=g)}
+         "mlo_normals": torch.rand(1, n, 39, H, W, generator=g) * 2 - 1, "mlo_occlusion": torch.rand(1, n, 13, H, W, generator=g),
+         "structure": torch.rand(1, n, 3, H, W, generator=g)}
     b["object_mask"][..., :16, :16] = 1  # top-left token of every frame
     b["hand_mask"][..., :16, 16:] = 1  # top-right token
     return b
@@ -362,3 +363,24 @@ def test_latent_cache_reuses_only_what_is_current(vae, tmp_path):
     inputs = build_inputs(batch, vae, with_target=True, encoded=a)
     direct = build_inputs(batch, vae, with_target=True)
     assert torch.equal(inputs.control, direct.control) and torch.equal(inputs.target, direct.target)
+
+
+def test_structure_stream_is_training_only_and_one_way(inputs):
+    from hoi_cli.models.wan.train import training_loss
+
+    assert tuple(inputs.structure.shape) == (1, 16, 2, 4, 4)
+    model, _ = make_model()
+    lat, ts, pe = noisy(inputs)
+    st = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        model.ref_gate.fill_(0.5)
+        alone = model(lat, ts, pe, inputs)
+        with_st, aux = model(lat, ts, pe, inputs, return_aux=True, structure_latents=st)
+        full = model(lat, ts, pe, inputs, structure_latents=st, structure_full=True)
+    assert tuple(aux["structure"].shape) == (1, 16, 2, 4, 4)
+    assert torch.allclose(alone, with_st, atol=1e-6)  # asymmetric: the clip never reads the structure
+    assert (alone - full).abs().max() > 1e-4  # stage 1: it does
+    parts = training_loss(model, inputs, pe, generator=torch.Generator().manual_seed(0))
+    assert parts["structure"] > 0
+    parts["loss"].backward()
+    assert model.structure_tag.grad is not None and model.structure_tag.grad.abs().sum() > 0

@@ -50,7 +50,7 @@ def test_train_and_generate_with_a_local_tiny_base(tmp_path):
     # the prompt embedding cached beside --out (a tiny base has no UMT5 encoder to make it)
     save_file({"prompt_embeds": torch.randn(1, 6, 32)}, str(ck / "prompt_embeds.safetensors"))
     res = hoi("train", run, "--out", ck, "--base", "tiny-vace", "--base-dir", base_dir, "--frames", 5,
-              "--height", 32, "--width", 32, "--steps", 2, "--save-every", 1, "--format", "json")
+              "--height", 32, "--width", 32, "--steps", 2, "--system", "genhoi", "--save-every", 1, "--format", "json")
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 2 and (ck / "latest").read_text().strip() == "step_000002"

@@ -30,7 +30,7 @@ def _train(run: Path, out: Path, steps: int, resume: bool):
     from hoi_cli.models.wan.train import WanTrainOptions, train_wan
 
     torch.manual_seed(0)
-    cfg = make_wan_config("tiny-vace", "all", num_frames=5, height=32, width=32)
+    cfg = make_wan_config("tiny-vace", "genhoi", num_frames=5, height=32, width=32)  # the runs have 01 + 03
     vae = AutoencoderKLWan(**TINY_VAE)
     base = build_base(cfg)
     opts = WanTrainOptions(steps=steps, save_every=2, cpu=True, resume=resume, log_every=1)

@@ -129,7 +129,12 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
     cfg = model.cfg
     T, H, W = frames.shape[:3]
     h, w = cfg.height, cfg.width
-    item = WanRunDataset([run_dir], num_frames=T, height=h, width=w, required={"video", "hand_mask", "object_mask"})[0]
+    try:
+        item = WanRunDataset([run_dir], num_frames=T, height=h, width=w,
+                             required=cfg.required_conditions(training=False) - {"reference"})[0]
+    except BadInputError as exc:
+        raise BadInputError(f"the checkpoint's model ({cfg.system}) cannot run on {Path(run_dir).name}: {exc.message}",
+                            exc.hint) from None
     boxes = np.stack([box_from_mask(m) for m in masks["object"]]).astype(np.float32)
     if object_boxes is not None:
         miss = ~np.isfinite(boxes).all(-1)
@@ -139,6 +144,7 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
     item["layout"] = torch.from_numpy(lay)
     item["object_mask"] = torch.maximum(item["object_mask"], torch.from_numpy(lay[:, 2:3]))
     item["reference"] = torch.from_numpy(_square_reference(ref, h, w))
+    item.pop("structure", None)  # training only
     batch = {k: v.unsqueeze(0).to(device) for k, v in item.items() if torch.is_tensor(v) and v.ndim >= 1}
     timings["wan_load_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()

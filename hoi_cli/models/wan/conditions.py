@@ -57,19 +57,22 @@ class WanInputs:
     maps: dict = field(default_factory=dict)  # pixel maps (B, T, C, H, W): layout, mlo, hand_render
     fractions: dict = field(default_factory=dict)  # region, hand, object: (B, F*hh*ww)
     target: torch.Tensor | None = None  # (B, z, F, h, w) clean latents of ``video`` (training)
+    structure: torch.Tensor | None = None  # (B, z, F, h, w) latents of CoInteract's structure video (training)
 
     def to(self, device, dtype=None) -> "WanInputs":
         mv = lambda t: t.to(device=device, dtype=dtype or t.dtype)  # noqa: E731
         return WanInputs(mv(self.control), self.n_ref, {k: mv(v) for k, v in self.maps.items()},
                          {k: v.to(device) for k, v in self.fractions.items()},
-                         None if self.target is None else mv(self.target))
+                         None if self.target is None else mv(self.target),
+                         None if self.structure is None else mv(self.structure))
 
     def window(self, f0: int, f1: int, t0: int, t1: int) -> "WanInputs":
         """Latent frames ``f0:f1`` (plus the reference frame) and pixel frames ``t0:t1``."""
         ctrl = torch.cat([self.control[:, :, :self.n_ref], self.control[:, :, self.n_ref + f0:self.n_ref + f1]], 2)
         per = {k: v.unflatten(1, (-1, self.tokens_per_frame))[:, f0:f1].flatten(1) for k, v in self.fractions.items()}
         return WanInputs(ctrl, self.n_ref, {k: v[:, t0:t1] for k, v in self.maps.items()}, per,
-                         None if self.target is None else self.target[:, :, f0:f1])
+                         None if self.target is None else self.target[:, :, f0:f1],
+                         None if self.structure is None else self.structure[:, :, f0:f1])
 
     @property
     def tokens_per_frame(self) -> int:
@@ -122,7 +125,8 @@ def source_video(batch: dict, mask: torch.Tensor) -> torch.Tensor:
 
 def encode_clip(batch: dict, vae, *, with_target: bool) -> dict[str, torch.Tensor]:
     """The VAE part of a batch that does not change between epochs: the VACE context of the clip
-    ``video_control (B, 2z + 64, F, h, w)`` and, ``with_target``, the clean latents ``target``."""
+    ``video_control (B, 2z + 64, F, h, w)`` and, ``with_target``, the clean latents ``target`` and,
+    where the batch has it, ``structure``: 05_silhouette's structure video (RGB in [0, 1]) encoded."""
     mask = generation_mask(batch)
     src = source_video(batch, mask).permute(0, 2, 1, 3, 4)  # (B, 3, T, H, W)
     m5 = mask.permute(0, 2, 1, 3, 4)
@@ -131,6 +135,8 @@ def encode_clip(batch: dict, vae, *, with_target: bool) -> dict[str, torch.Tenso
     out = {"video_control": torch.cat([inactive, reactive, mask_channels(mask, inactive.shape[2])], 1)}
     if with_target:
         out["target"] = vae_encode(vae, batch["video"].float().permute(0, 2, 1, 3, 4))
+        if batch.get("structure") is not None:
+            out["structure"] = vae_encode(vae, batch["structure"].float().permute(0, 2, 1, 3, 4) * 2 - 1)
     return out
 
 
@@ -156,7 +162,8 @@ def build_inputs(batch: dict, vae, *, with_target: bool, with_reference: bool = 
             "mlo": torch.cat([batch["mlo_normals"], batch["mlo_occlusion"]], 2).float()}
     fr = {"hand": token_fractions(batch["hand_mask"], token_hw), "object": token_fractions(batch["object_mask"], token_hw)}
     fr["region"] = torch.maximum(fr["hand"], fr["object"])
-    return WanInputs(control, n_ref, maps, fr, enc.get("target") if with_target else None)
+    return WanInputs(control, n_ref, maps, fr, enc.get("target") if with_target else None,
+                     enc.get("structure") if with_target else None)
 
 
 class LatentCache:

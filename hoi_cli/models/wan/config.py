@@ -64,7 +64,7 @@ class WanHOIConfig:
     moe: bool = True
     head_sliding_rope: bool = True
     ref_gate: bool = True
-    structure_stream: bool = False  # not implemented on Wan (see module docstring)
+    structure_stream: bool = True  # CoInteract's training-only structure stream
     # ------------------------------------------------------------- added-module sizes
     extra_every: int = 5  # MLO / memory-bank cross-attention in every n-th block (0, n, 2n, ..)
     extra_inner: int = 0  # inner width of those attentions; 0 = the model's width / 2
@@ -82,6 +82,8 @@ class WanHOIConfig:
     router_loss_weight: float = 0.1
     region_l1_weight: float = 0.0  # Re-HOLD's late-training L1 on hand/object regions (0 = off)
     region_l1_after: int = 0  # ... from this step on
+    structure_loss_weight: float = 0.5
+    structure_full_until: int = 0  # CoInteract stage 1: the clip attends to the structure stream until this step
     system: str = "all"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -105,9 +107,17 @@ class WanHOIConfig:
     def latent_frames(self) -> int:
         return (self.num_frames - 1) // VAE_STRIDE[0] + 1
 
-    @property
-    def unsupported(self) -> list[str]:
-        return ["structure_stream"] if self.structure_stream else []
+    def required_conditions(self, training: bool = True) -> set[str]:
+        """Batch keys (`hoi_cli.train.dataset`) this configuration cannot run without (names as
+        `hoi_cli.models.config.ModelConfig.required_conditions`; the structure only in training)."""
+        need = {"video", "reference", "hand_mask", "object_mask"}
+        for switch, keys in (("layout_encoder", {"layout"}), ("hand_render_guidance", {"hand_render"}),
+                             ("mlo_guider", {"mlo_normals", "mlo_occlusion"}),
+                             ("mlo_tokens", {"mlo_normals", "mlo_occlusion"}),
+                             ("structure_stream", {"structure"} if training else set())):
+            if getattr(self, switch):
+                need |= keys
+        return need
 
     def validate(self) -> "WanHOIConfig":
         if self.base_kind not in ("vace", "t2v"):

@@ -24,6 +24,8 @@ Re-HOLD memory banks   hand / object banks as extra keys/values, read only insid
                        masks, zero-initialised output, in ``cfg.extra_layers``
 CoInteract MoE         a hand/base mixture of low-rank deltas on every block's FFN, router
                        supervised by the hand fractions (``router_loss``)
+CoInteract structure   training only: the structure video's latents as a second token stream
+                       (``structure_latents``); the clip never attends to it after stage 1
 =====================  ===========================================================================
 
 The "base attention" in the gate keeps the pretrained behaviour (every token attends to every
@@ -101,6 +103,10 @@ class GatedRefAttnProcessor:
 
     Called with ``hoi = dict(gate=a_l (scalar tensor), region=(B, Nv) in [0, 1], n_ref_tokens=R,
     ref_cos/ref_sin=(1, R, H, D), ref_keep=(B,))``; without ``hoi`` it is exactly ``WanAttnProcessor``.
+    CoInteract's structure stream: with ``n_struct = S`` the last ``S`` tokens are structure tokens;
+    they attend to everything, while the clip's tokens attend to the structure tokens only with
+    ``struct_full`` (training stage 1) -- otherwise (asymmetric) the clip's attention is exactly
+    what it is without the structure stream.
     """
 
     _attention_backend = None
@@ -119,16 +125,26 @@ class GatedRefAttnProcessor:
         if rotary_emb is not None:
             q_rot = apply_wan_rotary(query, *rotary_emb)
             k_rot = apply_wan_rotary(key, *rotary_emb)
-        out = dispatch_attention_fn(q_rot, k_rot, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
-                                    backend=self._attention_backend)
+        n_s = hoi.get("n_struct", 0) if hoi is not None else 0
+        end = query.shape[1] - n_s  # the clip's tokens (reference frame + video) come first
+
+        def sdpa(q, k, v, mask=None):
+            return dispatch_attention_fn(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False,
+                                         backend=self._attention_backend)
+
+        if n_s and not hoi.get("struct_full", False):
+            out = torch.cat([sdpa(q_rot[:, :end], k_rot[:, :end], value[:, :end], attention_mask),
+                             sdpa(q_rot[:, end:], k_rot, value)], 1)
+        else:
+            out = sdpa(q_rot, k_rot, value, attention_mask)
         out = out.flatten(2, 3).type_as(query)
-        if hoi is not None and hoi["n_ref_tokens"] > 0:
+        if hoi is not None and hoi.get("gate") is not None and hoi["n_ref_tokens"] > 0:
             r = hoi["n_ref_tokens"]
             k_ref = apply_wan_rotary(key[:, :r], hoi["ref_cos"], hoi["ref_sin"])
-            ref_read = dispatch_attention_fn(q_rot[:, r:], k_ref, value[:, :r], dropout_p=0.0, is_causal=False,
-                                             backend=self._attention_backend).flatten(2, 3).type_as(query)
+            ref_read = sdpa(q_rot[:, r:end], k_ref, value[:, :r]).flatten(2, 3).type_as(query)
             weight = torch.tanh(hoi["gate"]) * hoi["region"] * hoi["ref_keep"].to(hoi["region"]).unsqueeze(1)
-            out = torch.cat([out[:, :r], out[:, r:] + weight.unsqueeze(-1).to(out.dtype) * ref_read], 1)
+            out = torch.cat([out[:, :r], out[:, r:end] + weight.unsqueeze(-1).to(out.dtype) * ref_read,
+                             out[:, end:]], 1)
         out = attn.to_out[0](out)
         return attn.to_out[1](out)
 
@@ -269,6 +285,9 @@ class HOIWan(nn.Module):
             self.moe = nn.ModuleList([LowRankMoE(dim, cfg.moe_rank) for _ in range(bc.num_layers)])
         if cfg.ref_gate:
             self.ref_gate = nn.Parameter(torch.zeros(bc.num_layers))
+        if cfg.structure_stream:  # tells structure tokens from the clip's (they share positions)
+            self.structure_tag = nn.Parameter(torch.zeros(dim))
+        if cfg.ref_gate or cfg.structure_stream:
             for block in base.blocks:
                 block.attn1.set_processor(GatedRefAttnProcessor())
         for block in base.blocks:  # through the block's own __call__, so FSDP/hooks wrapping a block still run
@@ -284,13 +303,18 @@ class HOIWan(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor, prompt_embeds: torch.Tensor,
-                inputs, ref_keep: torch.Tensor | None = None, return_aux: bool = False):
+                inputs, ref_keep: torch.Tensor | None = None, return_aux: bool = False,
+                structure_latents: torch.Tensor | None = None, structure_full: bool = False):
         """Velocity ``(B, z, n_ref + F, h, w)`` for noisy ``latents`` of the same shape.
 
         ``inputs``: a `WanInputs` (its ``control`` has the same latent frames as ``latents``);
         ``ref_keep (B,)`` bool: False drops the reference for that sample (its control latent is
         zeroed and the gated read is off) -- CFG's unconditional branch and reference dropout.
-        With ``return_aux`` also returns ``{"router_logits": [...]}``.
+        With ``return_aux`` also returns ``{"router_logits": [...], "structure": velocity or None}``.
+
+        ``structure_latents (B, z, F, h, w)``: CoInteract's noisy structure latents (training only), run
+        as a second token stream with the same positions as the video frames and the same timestep;
+        ``structure_full`` lets the clip attend to it (stage 1), otherwise it only reads the clip.
         """
         base, cfg = self.base, self.cfg
         b, _, nf, h, w = latents.shape
@@ -315,14 +339,25 @@ class HOIWan(nn.Module):
             guide = sum(g(inputs.maps[k]) for k, g in self.guiders.items())
             x = torch.cat([x[:, :r_tok], x[:, r_tok:] + guide.to(x.dtype)], 1)
 
+        n_main, n_struct = x.shape[1], 0
+        if structure_latents is not None:
+            if not cfg.structure_stream:
+                raise ValueError("structure_latents given to a model built without structure_stream")
+            st = base.patch_embedding(structure_latents.to(latents.dtype)).flatten(2).transpose(1, 2)
+            n_struct = st.shape[1]
+            x = torch.cat([x, st + self.structure_tag.to(st.dtype)], 1)
+            rotary = tuple(torch.cat([r, r[:, r_tok:]], 1) for r in rotary)  # the video frames' positions
+
         temb, tproj, enc, _ = base.condition_embedder(timestep, prompt_embeds, None)
         tproj = tproj.unflatten(1, (6, -1))
 
         hoi_attn = None
+        if (cfg.ref_gate and n_ref) or n_struct:
+            hoi_attn = dict(n_ref_tokens=r_tok, n_struct=n_struct, struct_full=structure_full)
         if cfg.ref_gate and n_ref:
             cos, sin, _ = reference_rope(self.heads, self.head_dim, (hh, ww), n_ref, video_frames,
                                          cfg.head_sliding_rope, device=x.device)
-            hoi_attn = dict(n_ref_tokens=r_tok, ref_cos=cos, ref_sin=sin, ref_keep=ref_keep,
+            hoi_attn.update(ref_cos=cos, ref_sin=sin, ref_keep=ref_keep,
                             region=(inputs.fractions["region"] > cfg.gate_threshold).float())
         extras = {}
         if cfg.mlo_tokens:
@@ -337,26 +372,34 @@ class HOIWan(nn.Module):
         hints = []
         if self.is_vace:
             c = base.vace_patch_embedding(control).flatten(2).transpose(1, 2)
-            c = torch.cat([c, c.new_zeros(b, x.shape[1] - c.shape[1], c.shape[2])], 1)
+            c = torch.cat([c, c.new_zeros(b, n_main - c.shape[1], c.shape[2])], 1)
+            rot_main = tuple(r[:, :n_main] for r in rotary)
             for blk in base.vace_blocks:
-                hint, c = self._run(blk, x, enc, c, tproj, rotary)
+                hint, c = self._run(blk, x[:, :n_main], enc, c, tproj, rot_main)
                 hints.append(hint)
             hints = hints[::-1]
         logits = []
         for i, blk in enumerate(base.blocks):
-            hoi = dict(model=self, layer=i, attn=hoi_attn, extras=extras, r_tok=r_tok, frames=video_frames)
+            hoi = dict(model=self, layer=i, attn=hoi_attn, extras=extras, r_tok=r_tok, end=n_main, frames=video_frames)
             x, lg = self._run(blk, x, enc, tproj, rotary, hoi)
             if lg is not None:
                 logits.append(lg)
             if self.is_vace and i in base.config.vace_layers:
-                x = x + hints.pop()
+                x = x + hints.pop() if not n_struct else torch.cat([x[:, :n_main] + hints.pop(), x[:, n_main:]], 1)
 
         shift, scale = (base.scale_shift_table + temb.unsqueeze(1)).chunk(2, dim=1)
         x = (base.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
         x = base.proj_out(x)
-        x = x.reshape(b, nf // p_t, hh, ww, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        out = x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
-        return (out, {"router_logits": logits}) if return_aux else out
+
+        def unpatchify(t, frames):
+            t = t.reshape(b, frames // p_t, hh, ww, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+            return t.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+        out = unpatchify(x[:, :n_main], nf)
+        if not return_aux:
+            return out
+        return out, {"router_logits": logits,
+                     "structure": unpatchify(x[:, n_main:], video_frames) if n_struct else None}
 
     def _run(self, fn, *args):
         if torch.is_grad_enabled() and self.gradient_checkpointing:
@@ -372,11 +415,11 @@ def hoi_block_forward(blk, hidden_states, encoder_hidden_states, temb, rotary_em
     if hoi is None:
         return WanTransformerBlock.forward(blk, hidden_states, encoder_hidden_states, temb, rotary_emb)
     m, i, x, enc = hoi["model"], hoi["layer"], hidden_states, encoder_hidden_states
-    r_tok, extras, hoi_attn = hoi["r_tok"], hoi["extras"], hoi["attn"]
+    r_tok, end, extras, hoi_attn = hoi["r_tok"], hoi["end"], hoi["extras"], hoi["attn"]
     shift, scale, gate, c_shift, c_scale, c_gate = (blk.scale_shift_table + temb.float()).chunk(6, dim=1)
     n = (blk.norm1(x.float()) * (1 + scale) + shift).type_as(x)
     if hoi_attn is not None:
-        a = blk.attn1(n, None, None, rotary_emb, hoi={**hoi_attn, "gate": m.ref_gate[i]})
+        a = blk.attn1(n, None, None, rotary_emb, hoi={**hoi_attn, "gate": m.ref_gate[i] if "ref_cos" in hoi_attn else None})
     else:
         a = blk.attn1(n, None, None, rotary_emb)
     x = (x.float() + a * gate).type_as(x)
@@ -385,19 +428,19 @@ def hoi_block_forward(blk, hidden_states, encoder_hidden_states, temb, rotary_em
     key = str(i)
     mlo_attn, bank_attn = getattr(m, "mlo_attn", {}), getattr(m, "bank_attn", {})
     if key in mlo_attn or key in bank_attn:
-        xv = x[:, r_tok:]
+        xv = x[:, r_tok:end]  # the video tokens (not the reference frame, not the structure stream)
         add = 0
         if key in mlo_attn:
             add = add + mlo_attn[key](xv.float(), extras["mlo"], hoi["frames"])
         if key in bank_attn:
             add = add + bank_attn[key](xv.float(), extras["banks"], extras["in_hand"], extras["in_object"])
-        x = torch.cat([x[:, :r_tok], xv + add.to(x.dtype)], 1)
+        x = torch.cat([x[:, :r_tok], xv + add.to(x.dtype), x[:, end:]], 1)
     n = (blk.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)
     ff = blk.ffn(n)
     logit = None
     if m.cfg.moe:
-        delta, logit = m.moe[i](n[:, r_tok:])
-        ff = torch.cat([ff[:, :r_tok], ff[:, r_tok:] + delta.to(ff.dtype)], 1)
+        delta, logit = m.moe[i](n[:, r_tok:end])
+        ff = torch.cat([ff[:, :r_tok], ff[:, r_tok:end] + delta.to(ff.dtype), ff[:, end:]], 1)
     x = (x.float() + ff.float() * c_gate).type_as(x)
     return x, logit
 

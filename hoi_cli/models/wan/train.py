@@ -8,7 +8,9 @@ Training draws ``u = sigmoid(n)``, ``n ~ N(0, 1)`` (logit-normal) and shifts it 
 schedule is shifted: ``s = shift * u / (1 + (shift - 1) * u)`` (``cfg.flow_shift``, 3.0 at 480p).
 The loss is the MSE on the video latent frames (the reference frame in front is noised with the
 clip, as at sampling, but not scored), plus the router BCE of the MoE deltas and, from
-``cfg.region_l1_after`` on, Re-HOLD's L1 of the predicted clean latents inside the hand/object regions.
+``cfg.region_l1_after`` on, Re-HOLD's L1 of the predicted clean latents inside the hand/object regions, and CoInteract's structure-stream flow loss (the
+structure latents noised at the same time; the clip attends to them only before
+``cfg.structure_full_until``).
 
 A checkpoint folder (``hoi train --base wan-vace-1.3b --out CKPT``)::
 
@@ -120,11 +122,20 @@ def training_loss(model: HOIWan, inputs: WanInputs, prompt_embeds: torch.Tensor,
     s = sigma.view(b, 1, 1, 1, 1)
     xt = (1 - s) * x0 + s * noise
     ref_keep = torch.rand(b, generator=generator).to(dev) >= cfg.ref_dropout
-    v, aux = model(xt.to(dt), sigma * 1000, prompt_embeds, inputs, ref_keep=ref_keep, return_aux=True)
+    st_t = st_target = None
+    if cfg.structure_stream and inputs.structure is not None:  # CoInteract: noised with the clip, same time
+        st = inputs.structure.float()
+        st_noise = torch.randn(st.shape, generator=generator).to(dev)
+        st_t, st_target = ((1 - s) * st + s * st_noise).to(dt), st_noise - st
+    v, aux = model(xt.to(dt), sigma * 1000, prompt_embeds, inputs, ref_keep=ref_keep, return_aux=True,
+                   structure_latents=st_t, structure_full=step < cfg.structure_full_until)
     v = v.float()[:, :, n_ref:]
     target = (noise - x0)[:, :, n_ref:]
     parts = {"flow": F.mse_loss(v, target.float())}
     loss = parts["flow"]
+    if st_t is not None:
+        parts["structure"] = F.mse_loss(aux["structure"].float(), st_target)
+        loss = loss + cfg.structure_loss_weight * parts["structure"]
     if cfg.moe and aux["router_logits"]:
         parts["router"] = router_loss(aux["router_logits"], inputs.fractions["hand"])
         loss = loss + cfg.router_loss_weight * parts["router"]
@@ -333,7 +344,7 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
         (out_dir / "latest").unlink(missing_ok=True)
 
     ds = WanRunDataset(runs, num_frames=cfg.num_frames, height=cfg.height, width=cfg.width,
-                       required={"video", "reference", "hand_mask", "object_mask"}, frame_stride=opts.frame_stride,
+                       required=cfg.required_conditions(), frame_stride=opts.frame_stride,
                        seed=opts.seed)
     loader = torch.utils.data.DataLoader(ds, batch_size=opts.batch_size, shuffle=True, num_workers=opts.num_workers,
                                          drop_last=len(ds) >= opts.batch_size * acc.num_processes,

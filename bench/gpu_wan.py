@@ -12,7 +12,9 @@ What it runs (one prepared script, a few minutes on one GPU; nothing is download
 - sampling: 25 UniPC steps with CFG over the reference (50 transformer passes), timed alone
   (``denoise_s``) and with the VAE encodes/decode (``sample_clip_s``);
 - a training step at batch 1 (flow-matching loss, backward, AdamW), bf16 autocast: with LoRA
-  (rank 32, + the new modules) and in full; median of 5 after 2 warm-up steps;
+  (rank 32, + the new modules) and in full; median of 5 after 2 warm-up steps; with CoInteract's
+  structure stream (twice the video tokens in training; ``--no-structure`` leaves it out) and
+  optionally gradient checkpointing (``--grad-checkpointing``);
 - peak memory of each phase (``torch.cuda.max_memory_allocated``), and the attention kernel that
   ``torch.nn.functional.scaled_dot_product_attention`` (diffusers' native backend) ran, from the
   profiler's kernel names.
@@ -60,7 +62,7 @@ def random_batch(frames: int, h: int, w: int, dev, seed: int = 0) -> dict:
     b = {"video": r(1, frames, 3, h, w) * 2 - 1, "reference": r(1, 3, h, w) * 2 - 1, "layout": r(1, frames, 3, h, w),
          "hand_mask": torch.zeros(1, frames, 1, h, w, device=dev), "object_mask": torch.zeros(1, frames, 1, h, w, device=dev),
          "hand_render": r(1, frames, 2, h, w), "mlo_normals": r(1, frames, 39, h, w) * 2 - 1,
-         "mlo_occlusion": r(1, frames, 13, h, w)}
+         "mlo_occlusion": r(1, frames, 13, h, w), "structure": r(1, frames, 3, h, w)}
     b["hand_mask"][..., h // 3:2 * h // 3, : w // 3] = 1
     b["object_mask"][..., h // 3:2 * h // 3, w // 3:2 * w // 3] = 1
     return b
@@ -80,12 +82,13 @@ def attention_kernels(model, inputs, pe, dev, dt) -> list[str]:
     return sorted(names)[:12]
 
 
-def train_steps(model, inputs, pe, dev, dt, mode: str, n: int = 5, warmup: int = 2) -> dict:
+def train_steps(model, inputs, pe, dev, dt, mode: str, n: int = 5, warmup: int = 2, checkpointing: bool = False) -> dict:
     from hoi_cli.models.wan.train import add_lora, set_trainable, training_loss
 
     if mode == "lora":
         add_lora(model)
     params = set_trainable(model, mode)
+    model.gradient_checkpointing = checkpointing
     opt = torch.optim.AdamW(params, lr=1e-5)
     model.train()
     gen = torch.Generator().manual_seed(0)
@@ -118,6 +121,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--skip-full", action="store_true", help="skip the full fine-tuning step")
+    ap.add_argument("--grad-checkpointing", action="store_true", help="training steps with gradient checkpointing")
+    ap.add_argument("--no-structure", action="store_true",
+                    help="train without CoInteract's structure stream (it doubles the training tokens)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -139,6 +145,10 @@ def main(argv=None) -> dict:
     if not gpu:
         res["note"] = "no GPU: the tiny CPU config ran; these figures only show that the script works"
     batch = random_batch(frames, h, w, dev)
+    if args.no_structure:
+        batch.pop("structure")
+    res["structure_stream_in_training"] = not args.no_structure
+    res["grad_checkpointing"] = args.grad_checkpointing
     with torch.no_grad():
         inputs = build_inputs(batch, vae, with_target=True)
     inputs = inputs.to(dev)
@@ -154,7 +164,7 @@ def main(argv=None) -> dict:
     _sync(dev)
     res["denoise_s"] = round(time.perf_counter() - t0, 3)
     res["denoise_peak_gib"] = _peak_gib(dev)
-    sb = {k: v for k, v in batch.items()}
+    sb = {k: v for k, v in batch.items() if k != "structure"}
     _sync(dev)
     t0 = time.perf_counter()
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=gpu):
@@ -164,11 +174,11 @@ def main(argv=None) -> dict:
     res["sample_peak_gib"] = _peak_gib(dev)
 
     full_model = None if args.skip_full else copy.deepcopy(model).cpu()
-    res["train_lora"] = train_steps(model, inputs, pe, dev, dt, "lora")
+    res["train_lora"] = train_steps(model, inputs, pe, dev, dt, "lora", checkpointing=args.grad_checkpointing)
     del model
     if full_model is not None:
         _reset_peak(dev)
-        res["train_full"] = train_steps(full_model.to(dev), inputs, pe, dev, dt, "full")
+        res["train_full"] = train_steps(full_model.to(dev), inputs, pe, dev, dt, "full", checkpointing=args.grad_checkpointing)
     if gpu:
         res["targets_h200"] = {"denoise_s<=8": res["denoise_s"] <= 8,
                                "lora_step_s<=0.6": res["train_lora"]["step_s"] <= 0.6,

@@ -110,6 +110,9 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
 
     if not opts.checkpoint:
         raise BadInputError("--backend wan needs --checkpoint CKPT", "give a `hoi train --base ... --out` folder")
+    if float(getattr(opts, "strength", 1.0)) < 1.0:
+        raise BadInputError("--strength < 1 (start from the composite) is not available with --backend wan",
+                            "drop --strength; VACE keeps everything outside the hand/object masks from the source")
     step = resolve_wan_checkpoint(opts.checkpoint)
     if step is None:
         raise BadInputError(f"no Wan checkpoint at {opts.checkpoint}", "give a `hoi train --base ... --out` folder")

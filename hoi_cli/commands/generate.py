@@ -26,7 +26,7 @@ def generate_command(
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Batch: skip rows whose video and sidecar exist."),
     allow_stale: bool = typer.Option(False, "--allow-stale",
                                      help="Generate from stale or manifest-less stages anyway (recorded in the sidecar)."),
-    backend: str = typer.Option("composite", "--backend", help="composite (no weights) or diffusion (--checkpoint)."),
+    backend: str = typer.Option("composite", "--backend", help="composite (no weights), diffusion or wan (--checkpoint)."),
     object_scale: float = typer.Option(1.0, "--object-scale", min=0.05, help="Size of the new object relative to the source's."),
     size_mode: str = typer.Option("area", "--size-mode", help="What the new box keeps: area, width, height or auto."),
     contact_ratio: float = typer.Option(0.25, "--contact-ratio", min=0.0, help="Contact distance, fraction of the object box's longest side."),
@@ -36,6 +36,7 @@ def generate_command(
     harmonize: float = typer.Option(1.0, "--harmonize", min=0.0, help="Composite: colour-harmonisation strength multiplier (0 = off)."),
     anchor_frame: Optional[int] = typer.Option(None, "--anchor-frame", help="Composite: frame where the reference is upright."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Diffusion: `hoi train --out` folder or step folder."),
+    base_dir: Optional[Path] = typer.Option(None, "--base-dir", help="Wan: local diffusers folder of the base model."),
     steps: int = typer.Option(25, "--steps", min=1, help="Diffusion: sampling steps."),
     guidance: float = typer.Option(3.0, "--guidance", help="Diffusion: classifier-free guidance scale."),
     strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0, help="Diffusion: SDEdit strength (1 = from noise)."),
@@ -65,13 +66,13 @@ def generate_command(
     try:
         if fmt not in ("text", "json"):
             raise BadInputError(f"unknown --format {fmt!r}", "use text or json", exit_code=ExitCode.USAGE)
-        if backend not in ("composite", "diffusion"):
-            raise BadInputError(f"unknown --backend {backend!r}", "use composite or diffusion", exit_code=ExitCode.USAGE)
+        if backend not in ("composite", "diffusion", "wan"):
+            raise BadInputError(f"unknown --backend {backend!r}", "use composite, diffusion or wan", exit_code=ExitCode.USAGE)
         if size_mode not in ("area", "width", "height", "auto"):
             raise BadInputError(f"unknown --size-mode {size_mode!r}", "use area, width, height or auto",
                                 exit_code=ExitCode.USAGE)
-        if backend == "diffusion" and checkpoint is None:
-            raise BadInputError("--backend diffusion needs --checkpoint CKPT",
+        if backend in ("diffusion", "wan") and checkpoint is None:
+            raise BadInputError(f"--backend {backend} needs --checkpoint CKPT",
                                 "train one with `hoi train`, or use --backend composite (no weights)",
                                 exit_code=ExitCode.USAGE)
         from ..generate.composite import CompositeParams
@@ -87,7 +88,7 @@ def generate_command(
                                       harmonize_l=base.harmonize_l * harmonize, harmonize_ab=base.harmonize_ab * harmonize,
                                       harmonize_std=base.harmonize_std * harmonize),
             crf=crf, checkpoint=str(checkpoint) if checkpoint else None, steps=steps, guidance=guidance,
-            strength=strength, seed=seed, device=device)
+            strength=strength, seed=seed, device=device, base_dir=str(base_dir) if base_dir else None)
         if batch is not None:
             if run is not None or reference is not None or reference_from_frame is not None or out is not None:
                 raise BadInputError("--batch takes no RUN, --reference, --reference-from-frame or --out",

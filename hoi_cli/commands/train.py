@@ -73,9 +73,28 @@ def train_command(
     num_workers: Annotated[int, typer.Option(help="data-loader worker processes")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
     format: Annotated[str, typer.Option("--format", help="text | json summary on stdout")] = "text",
+    base: Annotated[Optional[str], typer.Option(help="pretrained base, LoRA-fine-tuned: wan-vace-1.3b (needs --base-dir)")] = None,
+    base_dir: Annotated[Optional[Path], typer.Option(help="Wan: local diffusers folder of the base model")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Wan: text prompt (encoded once, cached beside --out)")] = None,
+    full: Annotated[bool, typer.Option(help="Wan: fine-tune the whole base instead of LoRA")] = False,
 ) -> None:
     """Train the HOI video diffusion model on run folders (self-reenactment)."""
     import torch
+
+    if base is not None or base_dir is not None:  # the pretrained Wan backbone (hoi_cli.models.wan)
+        from ..models.wan.cli import DEFAULT_PROMPT, train_from_cli
+
+        pipe_system, _ = resolve_pipeline(pipeline)
+        summary = train_from_cli(runs, out, base=base or "wan-vace-1.3b", base_dir=base_dir,
+                                 system=system or pipe_system or "all", prompt=prompt or DEFAULT_PROMPT, steps=steps,
+                                 batch_size=batch_size, lr=lr, frames=frames, height=height, width=width,
+                                 train_mode="full" if full else "lora", grad_checkpointing=grad_checkpointing,
+                                 save_every=save_every, resume=resume, seed=seed, frame_stride=frame_stride,
+                                 warmup=warmup, log=lambda m: print(m, file=sys.stderr))
+        print(json.dumps(summary) if format == "json" else
+              f"trained {summary['steps']} steps (wan/{base or 'wan-vace-1.3b'}) -> {out}; "
+              f"loss {summary['first_loss']} -> {summary['last_loss']}")
+        return
 
     from ..models.config import make_config
     from ..models.vae import config_for_vae

@@ -45,6 +45,7 @@ class GenerateOptions:
     strength: float = 1.0
     seed: int = 0
     device: str = "auto"
+    base_dir: str | None = None  # wan backend: the local diffusers folder of the base model
 
 
 def run_fingerprint(run_dir: Path) -> dict:
@@ -174,8 +175,8 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out.parent}: {exc.strerror}", "pick a writable --out") from None
-    if opts.backend not in ("composite", "diffusion"):
-        raise BadInputError(f"unknown backend {opts.backend!r}", "use --backend composite or diffusion")
+    if opts.backend not in ("composite", "diffusion", "wan"):
+        raise BadInputError(f"unknown backend {opts.backend!r}", "use --backend composite, diffusion or wan")
     if opts.composite.anchor_frame is None and reference_from_frame is not None:
         opts.composite.anchor_frame = reference_from_frame
 
@@ -223,6 +224,11 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
         track = {"anchor_frame": res.track.anchor,
                  "angle_deg": [round(float(a), 3) for a in res.track.angle_deg],
                  "scale": [round(float(s), 4) for s in res.track.scale]}
+    elif opts.backend == "wan":
+        from ..models.wan.cli import wan_clip
+
+        layout, timings, track = wan_clip(run_dir, frames, masks, ref, hand_boxes, object_boxes, opts, tmp,
+                                          fps, log=log, progress=progress)
     else:
         from .diffusion import diffusion_clip
 
@@ -240,7 +246,7 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
         "params": {"layout": opts.layout.to_json(), "composite": opts.composite.to_json(),
                    "reference": {k: v for k, v in vars(opts.reference).items()}, "crf": opts.crf,
                    **({"checkpoint": opts.checkpoint, "steps": opts.steps, "guidance": opts.guidance,
-                       "strength": opts.strength, "seed": opts.seed} if opts.backend == "diffusion" else {})},
+                       "strength": opts.strength, "seed": opts.seed} if opts.backend in ("diffusion", "wan") else {})},
         "output": {"path": str(out.resolve()), "sha256": file_digest(out), "frames": T, "fps": fps,
                    "width": int(frames.shape[2]), "height": int(frames.shape[1]), "codec": "h264"},
         "layout": {**layout.summary(),

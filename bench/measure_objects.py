@@ -99,11 +99,19 @@ def jpg_run(runs: Path, clip: str) -> Path:
     from hoi_cli.stages import hands as hands_stage
     from hoi_cli.store import RunStore
 
+    from hoi_cli.errors import NoHandsError
+
     run = runs / f"se_{clip}"
-    if not (run / "02_hands" / "manifest.json").exists():
+    if not (run / "02_hands" / "manifest.json").exists() and not (run / "NO_HANDS").exists():
         with RunStore(run) as s:
             s.run_stage(_jpg_frames_stage(SHARED / "something_else" / clip), _JpgParams(str(clip)))
-            s.run_stage(detect_stage, detect_stage.Params())
+            try:
+                s.run_stage(detect_stage, detect_stage.Params())
+            except NoHandsError:
+                # 01_detect stops on a clip without hands (3201); measure 03_segment with the
+                # detections it would have made: every hand array NaN
+                (run / "NO_HANDS").write_text("01_detect found no hand\n")
+                return run
             s.run_stage(hands_stage, hands_stage.Params())
     return run
 
@@ -113,8 +121,15 @@ def load_run(run: Path):
     from hoi_cli.stages.frames import load_frames
     from hoi_cli.stages.hands import load_mano
 
+    frames = load_frames(run)
+    if (run / "NO_HANDS").exists():
+        T = len(frames)
+        det = {"hand_keypoints": np.full((T, 2, 21, 3), np.nan, np.float32),
+               "hand_boxes": np.full((T, 2, 4), np.nan, np.float32),
+               "object_boxes": np.full((T, 4), np.nan, np.float32), "object_score": np.zeros(T, np.float32)}
+        return frames, det, None
     mano = load_mano(run) if (run / "02_hands" / "mano.npz").exists() else None
-    return load_frames(run), load_detections(run), mano
+    return frames, load_detections(run), mano
 
 
 # ------------------------------------------------------------------ references

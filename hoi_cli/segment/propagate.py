@@ -58,10 +58,12 @@ class PropagateParams:
     reacquire_min_prob: float = 0.7  # a find's mean object probability must reach this
     reacquire_area: tuple = (0.15, 3.0)  # ... and its area this range x the anchor area
     hand_erode_px: int = 2  # the hand mask shrunk by this is sure background
+    soft_hand: bool = True  # use ``soft_hand_masks`` (probable background) where given
     uncover: bool = True  # previous hand pixels next to the object are "maybe object" in the warp
     vote: int = 1  # temporal majority vote window (1 = off)
+    max_hole_frac: float | None = 0.02  # holes this large (x the mask's area) stay open: a mug's handle
     anchor: GrabCutParams = field(default_factory=lambda: GrabCutParams(
-        max_side=200, iterations=3, use_prior=False, reuse_models=False, vote=1, grow_frac=0.0))
+        max_side=200, iterations=3, use_prior=False, reuse_models=False, vote=1, grow_frac=0.0, max_hole_frac=0.02))
 
 
 # ------------------------------------------------------------------ colour model
@@ -150,9 +152,10 @@ def _disk(r: int) -> np.ndarray:
 
 
 def refine_mask(image: np.ndarray, warped: np.ndarray, maybe: np.ndarray | None, hand: np.ndarray | None,
-                p: PropagateParams) -> np.ndarray:
+                p: PropagateParams, soft_hand: np.ndarray | None = None) -> np.ndarray:
     """GrabCut around ``warped`` initialised from it (see the module docstring); ``maybe``: extra
-    probable-object pixels (uncovered by the hand); ``hand``: sure background."""
+    probable-object pixels (uncovered by the hand); ``hand``: sure background; ``soft_hand``: a
+    looser hand mask whose pixels are only probable background (not sure object either)."""
     H, W = warped.shape
     region = warped if maybe is None else warped | maybe
     if not region.any():
@@ -184,6 +187,8 @@ def refine_mask(image: np.ndarray, warped: np.ndarray, maybe: np.ndarray | None,
         r = int(round(p.sure_frac * size))
         core = cv2.erode(warped.astype(np.uint8), _disk(r)).astype(bool) if r > 0 else warped
         seed[core[ry0:ry1, rx0:rx1]] = cv2.GC_FGD
+    if soft_hand is not None and soft_hand.any():
+        seed[soft_hand[ry0:ry1, rx0:rx1] & (seed != cv2.GC_BGD)] = cv2.GC_PR_BGD
     if hand is not None and hand.any():
         hb = hand
         if p.hand_erode_px > 0:
@@ -210,7 +215,7 @@ def refine_mask(image: np.ndarray, warped: np.ndarray, maybe: np.ndarray | None,
     out[ry0:ry1, rx0:rx1] = res.astype(bool)
     if hand is not None:
         out &= ~hand
-    return clean_mask(out, 0.2, warped & out)
+    return clean_mask(out, 0.2, warped & out, p.max_hole_frac)
 
 
 def reacquire(image: np.ndarray, colour: ColourModel, anchor_area: float, hand: np.ndarray | None,
@@ -255,11 +260,13 @@ def anchor_mask(image: np.ndarray, box, hand: np.ndarray | None, p: PropagatePar
 
 
 def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarray | None = None,
-                    params: PropagateParams | None = None, init_mask: np.ndarray | None = None,
-                    progress=None) -> tuple[np.ndarray, dict]:
+                    soft_hand_masks: np.ndarray | None = None, params: PropagateParams | None = None,
+                    init_mask: np.ndarray | None = None, progress=None) -> tuple[np.ndarray, dict]:
     """Object masks ``(T, H, W)`` from one prompt: ``box`` (xyxy) on ``frame`` (or ``init_mask``,
     the object's mask there), propagated forward and backward (see the module docstring).
-    ``hand_masks`` ``(T, H, W)``: the hands, in front of the object (never object).
+    ``hand_masks`` ``(T, H, W)``: the hands, in front of the object (never object);
+    ``soft_hand_masks``: a looser hand mask (e.g. with the 2-D keypoints' thick bones), only
+    probable background (``soft_hand`` in `refine_mask`).
 
     Returns ``(masks, info)``; ``info``: ``state`` per frame (``anchor``, ``refined``, ``warped``:
     refinement rejected, ``lost``, ``found``: re-acquired by colour)."""
@@ -271,6 +278,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
         return masks, {"state": state}
     f = int(np.clip(frame, 0, T - 1))
     hand_at = (lambda t: None) if hand_masks is None else (lambda t: hand_masks[t])
+    soft_at = (lambda t: None) if soft_hand_masks is None or not p.soft_hand else (lambda t: soft_hand_masks[t])
     m0 = init_mask.astype(bool) if init_mask is not None else anchor_mask(frames[f], box, hand_at(f), p)
     if not m0.any():
         return masks, {"state": state}
@@ -292,7 +300,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                     if progress:
                         progress(done, T)
                     continue
-                m = refine_mask(image, found, None, hand, p)
+                m = refine_mask(image, found, None, hand, p, soft_at(t))
                 if m.sum() < p.lost_frac * anchor_area:
                     m = found
                 masks[t], state[t] = m, "found"
@@ -309,7 +317,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                 m = warped & ~hand if hand is not None else warped
                 st = "warped"
                 if warped.sum() >= p.lost_frac * anchor_area:
-                    r = refine_mask(image, warped, maybe, hand, p)
+                    r = refine_mask(image, warped, maybe, hand, p, soft_at(t))
                     ratio = r.sum() / max(m.sum(), 1)
                     lab = colour._lab(image)
                     ok_area = 1.0 / p.max_area_jump <= ratio <= p.max_area_jump

@@ -18,9 +18,9 @@ VALIDATION = ("204076", "208810", "243", "24815", "33576", "35671")
 @pytest.mark.realdata
 def test_prompted_object_masks_on_the_validation_clips(shared_data, tmp_path):
     """Prompt = the reference object's box on its first frame; object IoU against the reference,
-    mean over the 6 validation clips. Measured 0.72 (per clip 0.93 / 0.81 / 0.74 / 0.21 / 0.66 / 0.89:
+    mean over the 6 validation clips. Measured 0.707 (per clip 0.93 / 0.81 / 0.74 / 0.21 / 0.67 / 0.89:
     the transparent glass 24815 is not separable by colour); the old CSRT box track + GrabCut path
-    gave 0.58 on the same prompts."""
+    gave 0.58 on the same prompts (`bench/measure_objects.py --splits val`)."""
     from hoi_cli.stages.segment import load_masks, load_object_boxes
 
     per_clip = {}

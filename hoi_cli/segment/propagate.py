@@ -58,7 +58,10 @@ class PropagateParams:
     reacquire_min_prob: float = 0.7  # a find's mean object probability must reach this
     reacquire_area: tuple = (0.15, 3.0)  # ... and its area this range x the anchor area
     hand_erode_px: int = 2  # the hand mask shrunk by this is sure background
-    soft_hand: bool = True  # use ``soft_hand_masks`` (probable background) where given
+    # use ``soft_hand_masks`` as probable background where given. Off: it took the thumb out of the sponge
+    # (tuning 141667 0.785 -> 0.815, mean of 7 tuning rows +0.007) but also the yellow half of a ball, skin-like
+    # in colour, under the keypoint mask's thick bones (validation 208810 0.81 -> 0.62, 6 rows 0.707 -> 0.664)
+    soft_hand: bool = False
     uncover: bool = True  # previous hand pixels next to the object are "maybe object" in the warp
     vote: int = 1  # temporal majority vote window (1 = off)
     max_hole_frac: float | None = 0.02  # holes this large (x the mask's area) stay open: a mug's handle

@@ -21,8 +21,9 @@ How (`propagate_masks`):
    the anchor's colour model) does not fall below ``min_colour`` of the anchor's; otherwise the
    warped mask (off the hand) is kept: the flow is more reliable than a GrabCut that jumped.
 4. **Lost and found.** When the mask shrinks below ``lost_frac`` of the anchor's area, or its
-   colour score below ``lost_colour`` of the anchor's (the object left the frame, was taken
-   away or is hidden: the warped mask now covers background), the frame gets no mask and following frames search the
+   colour score below ``lost_colour`` of the anchor's, or (optional) it grows past ``max_growth``
+   x the anchor's area (the object left the frame, was taken away or is hidden: the warped mask now
+   covers background), the frame gets no mask and following frames search the
    whole frame for it (`reacquire`): connected regions where the anchor colour model says
    "object", off the hand, of a plausible area, best mean probability; a find is refined as
    above and propagation restarts from it.
@@ -54,6 +55,8 @@ class PropagateParams:
     min_colour: float = 0.6  # refined colour score below this x the anchor's: keep the warped mask
     lost_frac: float = 0.08  # mask area below this x the anchor area = the object is lost...
     lost_colour: float = 0.35  # ...and so is a mask whose colour score falls below this x the anchor's
+    max_growth: float = 0.0  # ...or whose area exceeds this x the anchor's (spread onto the background; 0 = off:
+    # at 3.0 a cup lifted towards the camera was dropped, tuning 176110 0.956 -> 0.544)
     reacquire: bool = True  # search the frame for a lost object by its colour model
     reacquire_min_prob: float = 0.7  # a find's mean object probability must reach this
     reacquire_area: tuple = (0.15, 3.0)  # ... and its area this range x the anchor area
@@ -75,7 +78,7 @@ class ColourModel:
 
     def __init__(self, image: np.ndarray, mask: np.ndarray, ring_px: int | None = None, bins: int = 12):
         self.bins = bins
-        lab = self._lab(image)
+        lab = self.lab(image)
         if ring_px is None:
             ring_px = max(8, int(0.5 * np.sqrt(mask.sum())))
         k = 2 * ring_px + 1
@@ -88,7 +91,8 @@ class ColourModel:
         self.lut = (self.fg + 1e-4) / (self.fg + self.bg + 2e-4)
         self.anchor_score = self.score(image, mask, lab)
 
-    def _lab(self, image):
+    def lab(self, image) -> np.ndarray:
+        """The image's quantised Lab bins ``(H, W, 3)`` (pass to `prob` / `score` to reuse them)."""
         lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab)
         return (lab.astype(np.int32) * self.bins) // 256
 
@@ -98,7 +102,7 @@ class ColourModel:
         return h / max(h.sum(), 1.0)
 
     def prob(self, image: np.ndarray, lab=None) -> np.ndarray:
-        lab = self._lab(image) if lab is None else lab
+        lab = self.lab(image) if lab is None else lab
         return self.lut[(lab[..., 0] * self.bins + lab[..., 1]) * self.bins + lab[..., 2]]
 
     def score(self, image: np.ndarray, mask: np.ndarray, lab=None) -> float:
@@ -289,7 +293,13 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
     colour = ColourModel(frames[f], m0)
     anchor_area = float(m0.sum())
     warper = FlowWarper(frames, p.flow_max_side, p.flow_preset)
-    done = 1
+    done = [1]
+
+    def tick():
+        done[0] += 1
+        if progress:
+            progress(done[0], T)
+
     for direction in (1, -1):
         prev_t, prev = f, m0
         lost = False
@@ -299,9 +309,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
             if lost:
                 found = reacquire(image, colour, anchor_area, hand, p) if p.reacquire else None
                 if found is None:
-                    done += 1
-                    if progress:
-                        progress(done, T)
+                    tick()
                     continue
                 m = refine_mask(image, found, None, hand, p, soft_at(t))
                 if m.sum() < p.lost_frac * anchor_area:
@@ -322,22 +330,20 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                 if warped.sum() >= p.lost_frac * anchor_area:
                     r = refine_mask(image, warped, maybe, hand, p, soft_at(t))
                     ratio = r.sum() / max(m.sum(), 1)
-                    lab = colour._lab(image)
-                    ok_area = 1.0 / p.max_area_jump <= ratio <= p.max_area_jump
-                    ok_colour = colour.score(image, r, lab) >= p.min_colour * colour.anchor_score
+                    ok_area = (1.0 / p.max_area_jump <= ratio <= p.max_area_jump
+                               and not (p.max_growth > 0 and r.sum() > p.max_growth * anchor_area))
+                    ok_colour = colour.score(image, r) >= p.min_colour * colour.anchor_score
                     if ok_area and ok_colour:
                         m, st = r, "refined"
-                if m.sum() < p.lost_frac * anchor_area or colour.score(image, m) < p.lost_colour * colour.anchor_score:
+                too_big = p.max_growth > 0 and m.sum() > p.max_growth * anchor_area
+                if (m.sum() < p.lost_frac * anchor_area or too_big
+                        or colour.score(image, m) < p.lost_colour * colour.anchor_score):
                     lost = True
-                    done += 1
-                    if progress:
-                        progress(done, T)
+                    tick()
                     continue
                 masks[t], state[t] = m, st
                 prev_t, prev = t, m
-            done += 1
-            if progress:
-                progress(done, T)
+            tick()
     if p.vote > 1:
         from .grabcut import temporal_vote
 

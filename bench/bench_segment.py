@@ -7,7 +7,10 @@ around the box, downscaled, 2 iterations, previous mask and colour models carrie
 temporal vote). Both get the reference object boxes of one InterDyn clip (or a synthetic clip
 where ../shared/data is absent). Prints frames/s of each and the ratio.
 
-Usage: python bench/bench_segment.py [--clip 176110] [--frames 28]
+Also a prompted object (box on the first frame): the old path (01_detect's CSRT box track, then the
+GrabCut above in each tracked box) against mask propagation (`hoi_cli.segment.propagate`).
+
+Usage: python bench/bench_segment.py [--clip 176110] [--frames 28] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clip", default="176110")
     ap.add_argument("--frames", type=int, default=28)
+    ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args(argv)
     frames, boxes = load(a.clip, a.frames)
     p = Params()
@@ -78,6 +82,29 @@ def main(argv=None) -> int:
     print(f"peer  full-frame grabCut (rect, 5 it): {n / t_peer:6.1f} frames/s ({1000 * t_peer / n:.0f} ms/frame)")
     print(f"ours  03_segment grabcut defaults:     {n / t_ours:6.1f} frames/s ({1000 * t_ours / n:.0f} ms/frame)")
     print(f"ratio ours/peer: {t_peer / t_ours:.1f}x")
+    # a prompted object: the box on the first frame, the old path (CSRT box track, then GrabCut in each
+    # box as above) against mask propagation (`hoi_cli.segment.propagate`), best of --repeat runs each
+    from hoi_cli.detect.objects import track_box
+    from hoi_cli.segment.propagate import propagate_masks
+
+    def old_path():
+        tracked, _ = track_box(frames, boxes[0], 0)
+        segment_sequence(frames, tracked, params=gp)
+
+    def new_path():
+        propagate_masks(frames, boxes[0], 0)
+
+    t_old, t_new = [], []
+    for _ in range(a.repeat):  # interleaved, so both see the same machine load
+        t0 = time.perf_counter()
+        old_path()
+        t_old.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        new_path()
+        t_new.append(time.perf_counter() - t0)
+    print(f"prompted, old: CSRT box track + GrabCut per box: {n / min(t_old):6.1f} frames/s")
+    print(f"prompted, new: mask propagation (DIS flow + GrabCut): {n / min(t_new):6.1f} frames/s")
+    print(f"ratio new/old speed: {min(t_old) / min(t_new):.2f}x")
     return 0
 
 

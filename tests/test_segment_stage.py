@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from hoi_cli.conventions import default_intrinsics
+from hoi_cli.conventions import box_from_mask, default_intrinsics
 from hoi_cli.errors import BadInputError, MissingWeightsError
 from hoi_cli.stages import frames as frames_stage
 from hoi_cli.stages import segment
@@ -101,9 +101,16 @@ def test_stage_writes_object_and_hand_masks(synthetic_run):
     assert not (masks["object"] & masks["hand"]).any()
     assert (run / "03_segment" / "preview.mp4").stat().st_size > 0
     with np.load(run / "03_segment" / "masks.npz") as z:
-        assert set(z.files) == {"object", "hand", "shape"} and z["object"].dtype == np.uint8
+        assert set(z.files) == {"object", "hand", "shape", "object_boxes"} and z["object"].dtype == np.uint8
+        assert np.allclose(z["object_boxes"], [box_from_mask(m) for m in masks["object"]], equal_nan=True)
         assert tuple(z["shape"]) == gt.shape
+    assert np.array_equal(segment.load_object_boxes(run), z_boxes(run), equal_nan=True)
     assert manifest["summary"]["frames_with_object"] == len(gt)
+
+
+def z_boxes(run):
+    with np.load(run / "03_segment" / "masks.npz") as z:
+        return z["object_boxes"]
 
 
 def test_hand_mask_is_the_mesh_silhouette_without_refinement(synthetic_run):

@@ -101,6 +101,7 @@ class GrabCutParams:
     # ball 208810 0.73 -> 0.77, dark box 33576 0.50 -> 0.60; no clip lost. 0 = off.
     collapse_frac: float = 0.1
     collapse_fill: int = 6
+    max_hole_frac: float | None = None  # fill only holes under this x the mask's area (None = all)
 
 
 def _int_box(box, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -114,8 +115,9 @@ def _int_box(box, width: int, height: int) -> tuple[int, int, int, int] | None:
     return x0, y0, x1, y1
 
 
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill the holes of a bool mask (background regions not connected to the border)."""
+def fill_holes(mask: np.ndarray, max_frac: float | None = None) -> np.ndarray:
+    """Fill the holes of a bool mask (background regions not connected to the border); with
+    ``max_frac`` only holes smaller than that fraction of the mask's area (a mug's handle stays open)."""
     m = mask.astype(np.uint8)
     h, w = m.shape
     pad = np.zeros((h + 2, w + 2), np.uint8)
@@ -123,15 +125,21 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     flood = pad.copy()
     cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
     holes = flood[1:-1, 1:-1] == 0
+    if max_frac is not None and holes.any():
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
+        small = np.concatenate([[False], stats[1:, cv2.CC_STAT_AREA] < max_frac * max(int(mask.sum()), 1)])
+        holes = small[lab]
     return mask | holes
 
 
-def clean_mask(mask: np.ndarray, keep_frac: float = 0.2, prior: np.ndarray | None = None) -> np.ndarray:
-    """Keep the large connected components (and those touching ``prior``), fill holes."""
+def clean_mask(mask: np.ndarray, keep_frac: float = 0.2, prior: np.ndarray | None = None,
+               max_hole_frac: float | None = None) -> np.ndarray:
+    """Keep the large connected components (and those touching ``prior``), fill holes (those
+    under ``max_hole_frac`` of the area, if given)."""
     m = mask.astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     if n <= 1:
-        return mask.astype(bool)
+        return mask.astype(bool) if max_hole_frac is None else fill_holes(mask.astype(bool), max_hole_frac)
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = areas >= keep_frac * areas.max()
     if prior is not None and prior.any():
@@ -139,7 +147,7 @@ def clean_mask(mask: np.ndarray, keep_frac: float = 0.2, prior: np.ndarray | Non
         # a component touching the prior survives only if it is not a speck
         keep[touching - 1] |= areas[touching - 1] >= 0.05 * areas.max()
     lut = np.concatenate([[False], keep])
-    return fill_holes(lut[labels])
+    return fill_holes(lut[labels], max_hole_frac)
 
 
 
@@ -253,7 +261,7 @@ def grabcut_box(image: np.ndarray, box, *, params: GrabCutParams | None = None,
     boxmask = np.zeros((H, W), bool)
     boxmask[y0 - soft[1]:y1 + soft[3], x0 - soft[0]:x1 + soft[2]] = True
     out &= boxmask
-    out = clean_mask(out, p.keep_frac, None if prior is None else prior & out)
+    out = clean_mask(out, p.keep_frac, None if prior is None else prior & out, p.max_hole_frac)
     rounds = p.grow_rounds if _grow < 0 else _grow
     if rounds > 0 and p.grow_frac > 0 and out.any():
         grown = _grown_box(out, (x0, y0, x1, y1), seed_mask, p, W, H)

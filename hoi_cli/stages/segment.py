@@ -6,8 +6,19 @@ Inputs: 00_frames (pixels), 01_detect (object box per frame, hand keypoints and 
 Outputs:
     ``masks.npz``   ``object``, ``hand``: bool ``(T, H, W)`` masks bit-packed along the last
                     axis (`hoi_cli.conventions.pack_masks`); ``shape`` = (T, H, W). Read them
-                    with `load_masks`.
+                    with `load_masks`. Since VERSION 6 also ``object_boxes`` float32 ``(T, 4)``:
+                    the object mask's tight xyxy box per frame (NaN where the mask is empty;
+                    `load_object_boxes`). With a prompt these follow the object far better than
+                    01_detect's tracked box (see bench/measure_objects.py), and 06_layout can
+                    take them (``object_box_from = "mask"``).
     ``preview.mp4`` the frames with the object (green) and hand (red) masks and the object box.
+
+Prompted object (01_detect ran with ``object_box`` / ``object_point``; `prompt_frame`): with the
+GrabCut backend the object's mask is cut out on the prompt frame and propagated through the clip in
+both directions by dense optical flow, refined by GrabCut around the warped mask, the hand kept
+out, and found again by its colour after it was lost (`hoi_cli.segment.propagate`;
+``prompt_propagate``). 01_detect's tracked boxes are then not used past the prompt frame: they
+keep the prompt's shape while the object turns, and the mask gives tighter boxes.
 
 Backends (``backend``):
     ``grabcut`` (default, no weights): GrabCut on a small ROI around the object box of 01_detect
@@ -42,8 +53,9 @@ from ..errors import BadInputError
 from .base import StageContext, resolve_device
 
 NAME = "03_segment"
-VERSION = "5"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
-# 5: collapsed masks rerun afresh, then filled from the nearest good frame
+VERSION = "6"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
+# 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
+# propagated by optical flow; masks.npz gains object_boxes
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect", "02_hands")
 BACKENDS = ("grabcut", "sam")
 
@@ -82,6 +94,10 @@ class Params:
     grow_rounds: int = 2  # at most this many growth steps per frame
     collapse_frac: float = 0.1  # a mask under this fraction of its box is rerun afresh, then filled from
     collapse_fill: int = 6  # ...the nearest good frame at most this many frames away (see `GrabCutParams`)
+    # prompted object (01_detect's object_box / object_point: score 1.0 on the prompt frame): propagate its
+    # mask from the prompt frame with optical flow (`hoi_cli.segment.propagate`) instead of cutting it out
+    # of 01_detect's tracked box in every frame
+    prompt_propagate: bool = True
     # hand mask
     refine_hands: bool = True  # refine the mesh silhouette against the image
     hand_keypoints: bool = True  # add the 01_detect keypoint mask to the mesh silhouette in every frame
@@ -169,9 +185,25 @@ def object_boxes_from_detections(det: dict, p: Params) -> np.ndarray:
     return fill_missing_boxes(boxes, p.max_box_gap)
 
 
+def prompt_frame(det: dict) -> int | None:
+    """The frame 01_detect's object prompt was given on (its ``object_score`` is 1.0 there and only
+    there, `hoi_cli.detect.objects`), or None in automatic mode (no frame, or several, at 1.0)."""
+    score = det.get("object_score")
+    boxes = det.get("object_boxes")
+    if score is None or boxes is None:
+        return None
+    hit = np.flatnonzero((np.nan_to_num(np.asarray(score, np.float64)) >= 1.0)
+                         & np.isfinite(np.asarray(boxes, np.float64)).all(axis=1))
+    return int(hit[0]) if len(hit) == 1 else None
+
+
 def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *, sam_model=None,
-                 progress=None) -> dict:
-    """The stage's work on arrays: ``{"object": (T,H,W) bool, "hand": (T,H,W) bool, "boxes": (T,4)}``."""
+                 progress=None, propagate_params=None) -> dict:
+    """The stage's work on arrays: ``{"object": (T,H,W) bool, "hand": (T,H,W) bool, "boxes": (T,4),
+    "object_boxes": (T,4)}`` (``boxes``: the boxes the object was segmented in; ``object_boxes``: the
+    object mask's tight box per frame, NaN where empty). ``propagate_params``: a
+    `hoi_cli.segment.propagate.PropagateParams` for a prompted object (default: its defaults)."""
+    from ..segment.propagate import boxes_from_masks
     from ..segment.grabcut import GrabCutParams, segment_sequence
 
     if p.backend not in BACKENDS:
@@ -186,6 +218,14 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         else:
             hand = hand_masks_from_inputs(frames, det, mano, p)
         obj = segment_object_sam(seg, frames, boxes, det.get("hand_keypoints"), hand_masks=hand, progress=progress)
+    elif p.prompt_propagate and prompt_frame(det) is not None:
+        from ..segment.propagate import propagate_masks
+
+        hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)
+        f = prompt_frame(det)
+        obj, _ = propagate_masks(frames, boxes[f], f, hand_masks=hand_bg, soft_hand_masks=hand,
+                                 params=propagate_params, progress=progress)
+        boxes = boxes_from_masks(obj)
     else:
         hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)
         gp = GrabCutParams(max_side=p.max_side, iterations=p.iterations, margin=p.margin,
@@ -201,7 +241,7 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         obj = segment_sequence(frames, boxes, hand_masks=hand_bg if p.hand_erode_px >= 0 else None, params=gp,
                                progress=progress, seeds=seeds)
     hand = hand & ~obj
-    return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32)}
+    return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32), "object_boxes": boxes_from_masks(obj)}
 
 
 def run(ctx: StageContext) -> dict:
@@ -229,7 +269,7 @@ def run(ctx: StageContext) -> dict:
     started = time.perf_counter()
     res = segment_clip(frames, det, mano, p, sam_model=sam_model, progress=ctx.progress)
     seconds = time.perf_counter() - started
-    save_masks(ctx.out_dir / "masks.npz", res["object"], res["hand"])
+    save_masks(ctx.out_dir / "masks.npz", res["object"], res["hand"], res["object_boxes"])
     if p.preview:
         write_preview(ctx.out_dir / "preview.mp4", frames, res["object"], res["hand"], res["boxes"],
                       meta.get("fps") or 12.0)
@@ -246,11 +286,12 @@ def run(ctx: StageContext) -> dict:
     }
 
 
-def save_masks(path: Path, obj: np.ndarray, hand: np.ndarray) -> None:
+def save_masks(path: Path, obj: np.ndarray, hand: np.ndarray, object_boxes: np.ndarray | None = None) -> None:
     po, shape = pack_masks(obj)
     ph, shape_h = pack_masks(hand)
     assert tuple(shape) == tuple(shape_h)
-    np.savez_compressed(path, object=po, hand=ph, shape=shape)
+    extra = {} if object_boxes is None else {"object_boxes": np.asarray(object_boxes, np.float32)}
+    np.savez_compressed(path, object=po, hand=ph, shape=shape, **extra)
 
 
 def overlay(frame: np.ndarray, obj: np.ndarray, hand: np.ndarray, box=None) -> np.ndarray:
@@ -271,6 +312,20 @@ def write_preview(path: Path, frames: np.ndarray, obj: np.ndarray, hand: np.ndar
 
     write_video(path, (overlay(frames[t], obj[t], hand[t], None if boxes is None else boxes[t])
                        for t in range(len(frames))), fps, crf=20)
+
+
+def load_object_boxes(run_dir: str | Path) -> np.ndarray | None:
+    """The object mask's tight box per frame ``(T, 4)`` from ``03_segment/masks.npz`` (NaN where the
+    mask is empty), computed from the masks for runs made before VERSION 6; None without masks."""
+    path = Path(run_dir) / NAME / "masks.npz"
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        if "object_boxes" in z.files:
+            return np.asarray(z["object_boxes"], np.float32)
+    from ..segment.propagate import boxes_from_masks
+
+    return boxes_from_masks(load_masks(run_dir)["object"])
 
 
 def load_masks(run_dir: str | Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,361 @@
+"""An object mask that follows the object from one prompt: dense-flow propagation + GrabCut refinement.
+
+Convention: frames RGB uint8 ``(T, H, W, 3)``; masks bool ``(H, W)`` / ``(T, H, W)``; boxes ``xyxy``
+float px, NaN = missing (see `hoi_cli.conventions`).
+
+How (`propagate_masks`):
+
+1. **Anchor.** On the prompted frame the object is cut out of its box by GrabCut
+   (`hoi_cli.segment.grabcut.grabcut_box`, the hand as background). A colour model of the
+   object against its surroundings (`ColourModel`: Lab histograms) is learnt there.
+2. **Warp.** Each next frame (forward to the end, then backward to the start, both from the
+   anchor) takes the previous mask moved by dense optical flow (OpenCV DIS, computed from the
+   new frame to the previous one, so every new pixel looks up where it came from). Where the
+   hand covered the object's edge in the previous frame, those hand pixels are warped too as
+   "maybe object": the part the fingers uncover comes back.
+3. **Refine.** GrabCut in a small ROI around the warped mask, initialised from it: its core
+   (eroded by ``sure_frac`` of the object's size) sure object, the rest of it probable object,
+   a band of ``band_frac`` around it probable background, everything further sure background,
+   the hand sure background (the hand is in front). The result is kept only if its area stays
+   within ``max_area_jump`` of the warped mask's, and its colour (mean object probability under
+   the anchor's colour model) does not fall below ``min_colour`` of the anchor's; otherwise the
+   warped mask (off the hand) is kept: the flow is more reliable than a GrabCut that jumped.
+4. **Lost and found.** When the mask shrinks below ``lost_frac`` of the anchor's area, or its
+   colour score below ``lost_colour`` of the anchor's, or (optional) it grows past ``max_growth``
+   x the anchor's area (the object left the frame, was taken away or is hidden: the warped mask now
+   covers background), the frame gets no mask and following frames search the
+   whole frame for it (`reacquire`): connected regions where the anchor colour model says
+   "object", off the hand, of a plausible area, best mean probability; a find is refined as
+   above and propagation restarts from it.
+
+Speed: DIS flow (preset ``fast``) at <= ``flow_max_side`` px plus one small GrabCut per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .grabcut import GrabCutParams, clean_mask, grabcut_box
+
+
+@dataclass
+class PropagateParams:
+    flow_max_side: int = 480  # flow on frames downscaled to this long side (0 = full resolution)
+    flow_preset: str = "medium"  # DIS preset: ultrafast | fast | medium
+    max_side: int = 160  # GrabCut ROI's long side after downscaling, px
+    iterations: int = 2  # GrabCut iterations per frame
+    band_frac: float = 0.12  # probable-background band around the warped mask, x object size (sqrt area)
+    min_band_px: int = 3
+    beyond_hand_frac: float = 0.35  # ...reaching this x object size where it runs along the hand (fingers on it)
+    sure_frac: float = 0.12  # the warped mask eroded by this x object size is sure object (< 0 = none)
+    max_area_jump: float = 1.4  # refined area / warped area outside [1/x, x]: keep the warped mask
+    min_colour: float = 0.6  # refined colour score below this x the anchor's: keep the warped mask
+    lost_frac: float = 0.08  # mask area below this x the anchor area = the object is lost...
+    lost_colour: float = 0.35  # ...and so is a mask whose colour score falls below this x the anchor's
+    max_growth: float = 0.0  # ...or whose area exceeds this x the anchor's (spread onto the background; 0 = off:
+    # at 3.0 a cup lifted towards the camera was dropped, tuning 176110 0.956 -> 0.544)
+    reacquire: bool = True  # search the frame for a lost object by its colour model
+    reacquire_min_prob: float = 0.7  # a find's mean object probability must reach this
+    reacquire_area: tuple = (0.15, 3.0)  # ... and its area this range x the anchor area
+    hand_erode_px: int = 2  # the hand mask shrunk by this is sure background
+    # use ``soft_hand_masks`` as probable background where given. Off: it took the thumb out of the sponge
+    # (tuning 141667 0.785 -> 0.815, mean of 7 tuning rows +0.007) but also the yellow half of a ball, skin-like
+    # in colour, under the keypoint mask's thick bones (validation 208810 0.81 -> 0.62, 6 rows 0.707 -> 0.664)
+    soft_hand: bool = False
+    uncover: bool = True  # previous hand pixels next to the object are "maybe object" in the warp
+    vote: int = 1  # temporal majority vote window (1 = off)
+    max_hole_frac: float | None = 0.02  # holes this large (x the mask's area) stay open: a mug's handle
+    anchor: GrabCutParams = field(default_factory=lambda: GrabCutParams(
+        max_side=200, iterations=3, use_prior=False, reuse_models=False, vote=1, grow_frac=0.0, max_hole_frac=0.02))
+
+
+# ------------------------------------------------------------------ colour model
+class ColourModel:
+    """Object vs surroundings colour model: quantised Lab histograms, ``prob`` = P(object | colour)."""
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray, ring_px: int | None = None, bins: int = 12):
+        self.bins = bins
+        lab = self.lab(image)
+        if ring_px is None:
+            ring_px = max(8, int(0.5 * np.sqrt(mask.sum())))
+        k = 2 * ring_px + 1
+        ring = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool) & ~mask
+        if ring.sum() < 16:
+            ring = ~mask
+        self.fg = self._hist(lab, mask)
+        self.bg = self._hist(lab, ring)
+        # P(object | colour) with equal priors and a little smoothing
+        self.lut = (self.fg + 1e-4) / (self.fg + self.bg + 2e-4)
+        self.anchor_score = self.score(image, mask, lab)
+
+    def lab(self, image) -> np.ndarray:
+        """The image's quantised Lab bins ``(H, W, 3)`` (pass to `prob` / `score` to reuse them)."""
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab)
+        return (lab.astype(np.int32) * self.bins) // 256
+
+    def _hist(self, lab, m):
+        idx = (lab[..., 0] * self.bins + lab[..., 1]) * self.bins + lab[..., 2]
+        h = np.bincount(idx[m].ravel(), minlength=self.bins ** 3).astype(np.float64)
+        return h / max(h.sum(), 1.0)
+
+    def prob(self, image: np.ndarray, lab=None) -> np.ndarray:
+        lab = self.lab(image) if lab is None else lab
+        return self.lut[(lab[..., 0] * self.bins + lab[..., 1]) * self.bins + lab[..., 2]]
+
+    def score(self, image: np.ndarray, mask: np.ndarray, lab=None) -> float:
+        """Mean object probability over ``mask`` (0 for an empty mask)."""
+        if not mask.any():
+            return 0.0
+        return float(self.prob(image, lab)[mask].mean())
+
+
+# ------------------------------------------------------------------ flow
+class FlowWarper:
+    """Warps a mask from one frame onto the next with DIS optical flow (next -> previous)."""
+
+    PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+    def __init__(self, frames: np.ndarray, max_side: int = 320, preset: str = "fast"):
+        self.frames = frames
+        H, W = frames.shape[1:3]
+        self.s = min(1.0, max_side / max(H, W)) if max_side else 1.0
+        self.size = (max(8, int(round(W * self.s))), max(8, int(round(H * self.s))))
+        self.dis = cv2.DISOpticalFlow_create(self.PRESETS[preset])
+        self._gray: dict[int, np.ndarray] = {}
+        ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+        self.grid = (xs, ys)
+
+    def gray(self, t: int) -> np.ndarray:
+        if t not in self._gray:
+            g = cv2.cvtColor(self.frames[t], cv2.COLOR_RGB2GRAY)
+            if self.s < 1:
+                g = cv2.resize(g, self.size, interpolation=cv2.INTER_AREA)
+            self._gray[t] = g
+        return self._gray[t]
+
+    def flow(self, src: int, dst: int) -> np.ndarray:
+        """Flow at ``dst``'s pixels to where they were in ``src`` (frame px, (H, W, 2))."""
+        f = self.dis.calc(self.gray(dst), self.gray(src), None)
+        if self.s < 1:
+            H, W = self.frames.shape[1:3]
+            f = cv2.resize(f, (W, H), interpolation=cv2.INTER_LINEAR) / self.s
+        return f
+
+    def warp(self, mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        xs, ys = self.grid
+        w = cv2.remap(mask.astype(np.float32), xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return w >= 0.5
+
+
+# ------------------------------------------------------------------ refinement
+def _disk(r: int) -> np.ndarray:
+    r = max(1, int(r))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def refine_mask(image: np.ndarray, warped: np.ndarray, maybe: np.ndarray | None, hand: np.ndarray | None,
+                p: PropagateParams, soft_hand: np.ndarray | None = None) -> np.ndarray:
+    """GrabCut around ``warped`` initialised from it (see the module docstring); ``maybe``: extra
+    probable-object pixels (uncovered by the hand); ``hand``: sure background; ``soft_hand``: a
+    looser hand mask whose pixels are only probable background (not sure object either)."""
+    H, W = warped.shape
+    region = warped if maybe is None else warped | maybe
+    if not region.any():
+        return warped
+    size = np.sqrt(warped.sum())
+    band = max(p.min_band_px, int(round(p.band_frac * size)))
+    ys, xs = np.nonzero(region)
+    reach = max(2 * band, int(round(p.beyond_hand_frac * size)) + band)
+    rx0, ry0 = max(0, xs.min() - reach), max(0, ys.min() - reach)
+    rx1, ry1 = min(W, xs.max() + 1 + reach), min(H, ys.max() + 1 + reach)
+    rw, rh = rx1 - rx0, ry1 - ry0
+    scale = min(1.0, p.max_side / max(rw, rh))
+    sw, sh = max(4, int(round(rw * scale))), max(4, int(round(rh * scale)))
+
+    def small(m):
+        c = m[ry0:ry1, rx0:rx1].astype(np.uint8)
+        return (cv2.resize(c * 255, (sw, sh), interpolation=cv2.INTER_AREA) >= 128) if scale < 1 else c.astype(bool)
+
+    seed = np.full((rh, rw), cv2.GC_BGD, np.uint8)
+    near = cv2.dilate(region.astype(np.uint8), _disk(band)).astype(bool)
+    if hand is not None and hand.any() and p.beyond_hand_frac > 0:
+        # the object goes on behind the fingers: past a hand touching it, the band reaches further
+        far = cv2.dilate(region.astype(np.uint8), _disk(max(band, int(round(p.beyond_hand_frac * size))))).astype(bool)
+        near |= far & cv2.dilate(hand.astype(np.uint8), _disk(band)).astype(bool)
+    near = near[ry0:ry1, rx0:rx1]
+    seed[near] = cv2.GC_PR_BGD
+    seed[region[ry0:ry1, rx0:rx1]] = cv2.GC_PR_FGD
+    if p.sure_frac >= 0:
+        r = int(round(p.sure_frac * size))
+        core = cv2.erode(warped.astype(np.uint8), _disk(r)).astype(bool) if r > 0 else warped
+        seed[core[ry0:ry1, rx0:rx1]] = cv2.GC_FGD
+    if soft_hand is not None and soft_hand.any():
+        seed[soft_hand[ry0:ry1, rx0:rx1] & (seed != cv2.GC_BGD)] = cv2.GC_PR_BGD
+    if hand is not None and hand.any():
+        hb = hand
+        if p.hand_erode_px > 0:
+            hb = cv2.erode(hand.astype(np.uint8), _disk(p.hand_erode_px)).astype(bool)
+        seed[hb[ry0:ry1, rx0:rx1]] = cv2.GC_BGD
+    if scale < 1:
+        seed = cv2.resize(seed, (sw, sh), interpolation=cv2.INTER_NEAREST)
+    fg = (seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)
+    if fg.sum() < 4 or (~fg).sum() < 4:
+        return warped & ~(hand if hand is not None else False)
+    crop = image[ry0:ry1, rx0:rx1]
+    img = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(crop)
+    img = np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.setRNGSeed(0)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(img, seed, None, bgd, fgd, max(1, p.iterations), cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return warped & ~(hand if hand is not None else False)
+    res = ((seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)).astype(np.uint8)
+    if scale < 1:
+        res = cv2.resize(res * 255, (rw, rh), interpolation=cv2.INTER_LINEAR) >= 128
+    out = np.zeros((H, W), bool)
+    out[ry0:ry1, rx0:rx1] = res.astype(bool)
+    if hand is not None:
+        out &= ~hand
+    return clean_mask(out, 0.2, warped & out, p.max_hole_frac)
+
+
+def reacquire(image: np.ndarray, colour: ColourModel, anchor_area: float, hand: np.ndarray | None,
+              p: PropagateParams) -> np.ndarray | None:
+    """The lost object found again by its colour: the connected region (object probability > 0.5,
+    off the hand, area within ``reacquire_area`` x the anchor's) with the best mean probability,
+    if that reaches ``reacquire_min_prob``; None otherwise."""
+    prob = colour.prob(image)
+    cand = prob > 0.5
+    if hand is not None:
+        cand &= ~hand
+    r = max(1, int(round(0.03 * np.sqrt(anchor_area))))
+    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, _disk(r))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    lo, hi = p.reacquire_area
+    # the object may show in pieces between the fingers: group the confident regions near each other
+    # (within a third of the object's size), then pick the group of plausible area with the best score
+    good = np.zeros(n, bool)
+    for k in range(1, n):
+        good[k] = stats[k, cv2.CC_STAT_AREA] >= 4 and float(prob[lab == k].mean()) >= p.reacquire_min_prob
+    if not good.any():
+        return None
+    pieces = good[lab]
+    gap = max(2, int(round(0.33 * np.sqrt(anchor_area))))
+    ng, groups = cv2.connectedComponents(cv2.dilate(pieces.astype(np.uint8), _disk(gap // 2)), connectivity=8)
+    best, best_score = None, -1.0
+    for g in range(1, ng):
+        m = pieces & (groups == g)
+        if not lo * anchor_area <= m.sum() <= hi * anchor_area:
+            continue
+        sc = float(prob[m].mean())
+        if sc > best_score:
+            best, best_score = m, sc
+    return best
+
+
+# ------------------------------------------------------------------ through the clip
+def anchor_mask(image: np.ndarray, box, hand: np.ndarray | None, p: PropagateParams) -> np.ndarray:
+    """The object on the prompted frame: GrabCut in the prompt box, the hand as background."""
+    m, _ = grabcut_box(image, box, params=p.anchor, bg_mask=hand)
+    return m
+
+
+def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarray | None = None,
+                    soft_hand_masks: np.ndarray | None = None, params: PropagateParams | None = None,
+                    init_mask: np.ndarray | None = None, progress=None) -> tuple[np.ndarray, dict]:
+    """Object masks ``(T, H, W)`` from one prompt: ``box`` (xyxy) on ``frame`` (or ``init_mask``,
+    the object's mask there), propagated forward and backward (see the module docstring).
+    ``hand_masks`` ``(T, H, W)``: the hands, in front of the object (never object);
+    ``soft_hand_masks``: a looser hand mask (e.g. with the 2-D keypoints' thick bones), only
+    probable background (``soft_hand`` in `refine_mask`).
+
+    Returns ``(masks, info)``; ``info``: ``state`` per frame (``anchor``, ``refined``, ``warped``:
+    refinement rejected, ``lost``, ``found``: re-acquired by colour)."""
+    p = params or PropagateParams()
+    T, H, W = frames.shape[:3]
+    masks = np.zeros((T, H, W), bool)
+    state = np.array(["lost"] * T, dtype=object)
+    if T == 0:
+        return masks, {"state": state}
+    f = int(np.clip(frame, 0, T - 1))
+    hand_at = (lambda t: None) if hand_masks is None else (lambda t: hand_masks[t])
+    soft_at = (lambda t: None) if soft_hand_masks is None or not p.soft_hand else (lambda t: soft_hand_masks[t])
+    m0 = init_mask.astype(bool) if init_mask is not None else anchor_mask(frames[f], box, hand_at(f), p)
+    if not m0.any():
+        return masks, {"state": state}
+    masks[f], state[f] = m0, "anchor"
+    colour = ColourModel(frames[f], m0)
+    anchor_area = float(m0.sum())
+    warper = FlowWarper(frames, p.flow_max_side, p.flow_preset)
+    done = [1]
+
+    def tick():
+        done[0] += 1
+        if progress:
+            progress(done[0], T)
+
+    for direction in (1, -1):
+        prev_t, prev = f, m0
+        lost = False
+        for t in range(f + direction, T if direction > 0 else -1, direction):
+            hand = hand_at(t)
+            image = frames[t]
+            if lost:
+                found = reacquire(image, colour, anchor_area, hand, p) if p.reacquire else None
+                if found is None:
+                    tick()
+                    continue
+                m = refine_mask(image, found, None, hand, p, soft_at(t))
+                if m.sum() < p.lost_frac * anchor_area:
+                    m = found
+                masks[t], state[t] = m, "found"
+                prev_t, prev, lost = t, m, False
+            else:
+                flow = warper.flow(prev_t, t)
+                warped = warper.warp(prev, flow)
+                maybe = None
+                if p.uncover and hand_masks is not None and hand_masks[prev_t].any():
+                    near = cv2.dilate(prev.astype(np.uint8), _disk(max(3, int(0.1 * np.sqrt(prev.sum()))))).astype(bool)
+                    maybe = warper.warp(hand_masks[prev_t] & near, flow)
+                    if hand is not None:
+                        maybe &= ~hand
+                m = warped & ~hand if hand is not None else warped
+                st = "warped"
+                if warped.sum() >= p.lost_frac * anchor_area:
+                    r = refine_mask(image, warped, maybe, hand, p, soft_at(t))
+                    ratio = r.sum() / max(m.sum(), 1)
+                    ok_area = (1.0 / p.max_area_jump <= ratio <= p.max_area_jump
+                               and not (p.max_growth > 0 and r.sum() > p.max_growth * anchor_area))
+                    ok_colour = colour.score(image, r) >= p.min_colour * colour.anchor_score
+                    if ok_area and ok_colour:
+                        m, st = r, "refined"
+                too_big = p.max_growth > 0 and m.sum() > p.max_growth * anchor_area
+                if (m.sum() < p.lost_frac * anchor_area or too_big
+                        or colour.score(image, m) < p.lost_colour * colour.anchor_score):
+                    lost = True
+                    tick()
+                    continue
+                masks[t], state[t] = m, st
+                prev_t, prev = t, m
+            tick()
+    if p.vote > 1:
+        from .grabcut import temporal_vote
+
+        masks = temporal_vote(masks, p.vote)
+    return masks, {"state": state}
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    """Tight ``xyxy`` box of each mask ``(T, 4)`` float32, NaN where empty."""
+    from ..conventions import box_from_mask
+
+    out = np.full((len(masks), 4), np.nan, np.float32)
+    for t, m in enumerate(masks):
+        out[t] = box_from_mask(m)
+    return out

@@ -154,6 +154,15 @@ def test_checkpoint_loads_through_the_official_builder(tiny_checkpoint, torch_on
     assert exc.value.exit_code == ExitCode.BAD_INPUT and "sam2_config" in exc.value.hint
 
 
+def test_a_file_that_is_no_checkpoint_is_a_bad_input(tmp_path):
+    pytest.importorskip("sam2")
+    bad = tmp_path / "sam2.1_hiera_tiny.pt"
+    bad.write_text("<html>404 not found</html>")  # a failed download
+    with pytest.raises(BadInputError) as exc:
+        sv.load_predictor(bad, "", OVERRIDES, "cpu")
+    assert str(bad) in exc.value.message and "\n" not in exc.value.message
+
+
 def _moving_square(T=T):
     yy, xx = np.mgrid[0:H, 0:W]
     frames = np.stack([np.stack([xx * 255 // W, yy * 255 // H, np.full_like(xx, 90)], -1)] * T).astype(np.uint8)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ def load_predictor(checkpoint: str | Path, config: str = "", overrides: str | li
     try:
         predictor = build_sam2_video_predictor(cfg, ckpt_path=str(checkpoint), device=device,
                                                hydra_overrides_extra=split_overrides(overrides))
-    except (RuntimeError, KeyError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, KeyError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
         # the official loader raises a bare RuntimeError on missing/unexpected keys (logged)
         detail = str(exc).splitlines()[0][:160] if str(exc) else "state dict does not match the config"
         raise BadInputError(f"cannot load the SAM 2 checkpoint {checkpoint} with {cfg}: {detail}",
@@ -355,7 +356,7 @@ def _write_frames(frames: np.ndarray, folder: Path) -> None:
     import cv2
 
     for i, f in enumerate(frames):
-        ok, buf = cv2.imencode(".png", np.ascontiguousarray(f[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(f[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 0])
         if not ok:
             raise BadInputError(f"cannot encode frame {i} for SAM 2", "check the frames of 00_frames")
         (folder / f"{i}.jpg").write_bytes(buf.tobytes())

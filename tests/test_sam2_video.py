@@ -84,6 +84,15 @@ def test_object_prompt_user_box_point_or_first_key_frame():
     assert sv.object_prompt(det) is None
 
 
+def test_user_prompt_is_read_from_01_detect_manifest(tmp_path):
+    (tmp_path / "01_detect").mkdir()
+    (tmp_path / "01_detect" / "manifest.json").write_text(json.dumps(
+        {"params": {"object_box": [5, 6, 50, 60], "object_point": None, "object_frame": 2}}))
+    p = sv.object_prompt(_detections(), sv.detect_params_of_run(tmp_path))
+    assert (p.frame, p.box.tolist()) == (2, [5, 6, 50, 60])
+    assert sv.detect_params_of_run(tmp_path / "nowhere") == {}
+
+
 def test_build_prompts_per_chunk_and_without_hands():
     det = _detections()
     tracks = sv.build_prompts(det, 6, W, H, hand_prompts_per_chunk=1, min_gap=1, chunk=3)

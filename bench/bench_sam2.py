@@ -14,8 +14,8 @@ Models (random weights: speed only, masks meaningless):
                           random weights, at --image-size px (default 512)
     --checkpoint PATH     a real checkpoint (config from its file name, or --config)
 
-Peak memory: CUDA ``torch.cuda.max_memory_allocated``; CPU the process's peak resident set
-growth during the run (``ru_maxrss``, so only a first, larger run shows).
+Peak memory: CUDA ``torch.cuda.max_memory_allocated``; CPU the process's resident set sampled
+every 5 ms during the run, its peak minus its size at the start.
 
 Usage:
     python bench/bench_sam2.py                                   # tiny model, CPU
@@ -27,9 +27,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -108,6 +109,11 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 class Peak:
     """Peak memory during a block: CUDA allocator peak, or the process's peak RSS growth (MB)."""
 
@@ -119,7 +125,16 @@ class Peak:
 
         if self.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        self.rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        else:
+            self.rss0 = self.peak = rss_mb()
+            self.stop = threading.Event()
+
+            def sample():
+                while not self.stop.wait(0.005):
+                    self.peak = max(self.peak, rss_mb())
+
+            self.thread = threading.Thread(target=sample, daemon=True)
+            self.thread.start()
         return self
 
     def __exit__(self, *exc):
@@ -129,7 +144,9 @@ class Peak:
             self.mb = torch.cuda.max_memory_allocated() / 2**20
             self.what = "CUDA peak allocated"
         else:
-            self.mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.rss0) / 1024
+            self.stop.set()
+            self.thread.join()
+            self.mb = max(self.peak, rss_mb()) - self.rss0
             self.what = "peak RSS growth"
 
 
@@ -197,7 +214,7 @@ def main(argv=None) -> None:
         rows.append((f"ours, object + hand tracks ({len(res['prompts'])} tracks)", t3, peak3))
     for name, t, peak in rows:
         mem = f", {peak.what} {peak.mb:.0f} MB" if peak is not None else ""
-        print(f"{name:45s} {T / t:8.2f} frames/s{mem}")
+        print(f"{name:45s} {T / t:8.3g} frames/s ({t / T:.3g} s/frame){mem}")
     print(f"ratio ours/peer (object only): {t_ours / t_peer:.2f}x the peer's time")
 
 

@@ -30,6 +30,12 @@ Backends (``backend``):
     ``sam``: segment-anything from a local checkpoint (``sam_checkpoint``, or ``sam_vit_b``/
         ``sam_vit_h`` in the weights dir), prompted by the object box with negative points on
         the hand keypoints inside it; see `hoi_cli.segment.sam`.
+    ``sam2``: SAM 2 video masks from a local checkpoint (``sam2_checkpoint``, or
+        ``sam2.1_hiera_{large,base_plus,small,tiny}.pt`` in the weights dir; the ``sam2`` extra):
+        the object prompted once (the user's 01_detect prompt or its first automatic key box), each
+        hand on its most confident detections, all propagated both ways through the clip in chunks;
+        ``masks.npz`` also holds ``hand_boxes_from_masks (T,2,4)``, the hand tracks' boxes (they
+        cover frames where MediaPipe lost a hand); see `hoi_cli.segment.sam2_video`.
 
 Hand mask: the union of the two fitted meshes' silhouettes (02_hands, frames where the fit is
 valid) and a mask drawn from the 01_detect keypoints (``hand_keypoints``), refined against the
@@ -57,7 +63,7 @@ VERSION = "6"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: gro
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect", "02_hands")
-BACKENDS = ("grabcut", "sam")
+BACKENDS = ("grabcut", "sam", "sam2")
 
 
 @dataclass
@@ -66,6 +72,13 @@ class Params:
     sam_checkpoint: str = ""  # path to a segment-anything checkpoint; "" = look in the weights dir
     sam_model_type: str = "auto"  # auto (read from the checkpoint) | vit_b | vit_l | vit_h
     sam_hands: bool = False  # sam backend: segment the hands with SAM too (else mesh + refinement)
+    # sam2 backend (video masks, see hoi_cli.segment.sam2_video)
+    sam2_checkpoint: str = ""  # a SAM 2 checkpoint; "" = sam2.1_hiera_{large,base_plus,small,tiny}.pt in the weights dir
+    sam2_config: str = ""  # the sam2 package's config, e.g. configs/sam2.1/sam2.1_hiera_t.yaml; "" = from the file name
+    sam2_overrides: str = ""  # extra Hydra overrides for the model, space-separated
+    sam2_hands: bool = True  # track the hands with SAM 2 too (else mesh + refinement)
+    sam2_hand_prompts: int = 3  # prompt frames per hand per chunk: its most confident detections
+    sam2_chunk: int = 100  # frames per SAM 2 session: memory stays flat on long clips
     # grabcut backend
     max_side: int = 200  # the object box's longest side after downscaling for GrabCut, px (0 = off)
     iterations: int = 2  # GrabCut iterations per frame
@@ -106,6 +119,10 @@ class Params:
 
 
 def model_files(params: Params, weights_dir=None) -> dict[str, Path]:
+    if params.backend == "sam2":
+        from ..segment.sam2_video import checkpoint_path
+
+        return {"sam2": checkpoint_path(params.sam2_checkpoint, weights_dir)}
     if params.backend != "sam":
         return {}
     return {"sam": sam_checkpoint_path(params, weights_dir)}
@@ -198,7 +215,8 @@ def prompt_frame(det: dict) -> int | None:
 
 
 def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *, sam_model=None,
-                 progress=None, propagate_params=None) -> dict:
+                 progress=None, propagate_params=None, detect_params: dict | None = None,
+                 device: str = "cpu") -> dict:
     """The stage's work on arrays: ``{"object": (T,H,W) bool, "hand": (T,H,W) bool, "boxes": (T,4),
     "object_boxes": (T,4)}`` (``boxes``: the boxes the object was segmented in; ``object_boxes``: the
     object mask's tight box per frame, NaN where empty). ``propagate_params``: a
@@ -209,7 +227,19 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
     if p.backend not in BACKENDS:
         raise BadInputError(f"unknown 03_segment backend {p.backend!r}", f"known: {', '.join(BACKENDS)}")
     boxes = object_boxes_from_detections(det, p)
-    if p.backend == "sam" and sam_model is not None:
+    extra: dict = {}
+    if p.backend == "sam2" and sam_model is not None:
+        from ..segment.sam2_video import segment_video_sam2
+
+        res = segment_video_sam2(sam_model, frames, det, detect_params=detect_params, object_boxes=boxes,
+                                 hands=p.sam2_hands, hand_prompts_per_chunk=p.sam2_hand_prompts,
+                                 chunk=p.sam2_chunk, device=device, progress=progress)
+        obj = res["object"]
+        hand = res["hand"] if res["hand"] is not None else hand_masks_from_inputs(frames, det, mano, p)
+        extra = {"arrays": {"hand_boxes_from_masks": res["hand_boxes_from_masks"]},
+                 "summary": {"sam2_prompts": res["prompts"], "sam2_hand_frames_filled": res["hand_frames_filled"],
+                             "sam2_frames_tracked": res["frames_tracked"]}}
+    elif p.backend == "sam" and sam_model is not None:
         from ..segment.sam import SamSegmenter, segment_hands_sam, segment_object_sam
 
         seg = SamSegmenter(sam_model)
@@ -241,7 +271,8 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         obj = segment_sequence(frames, boxes, hand_masks=hand_bg if p.hand_erode_px >= 0 else None, params=gp,
                                progress=progress, seeds=seeds)
     hand = hand & ~obj
-    return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32), "object_boxes": boxes_from_masks(obj)}
+    return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32), "object_boxes": boxes_from_masks(obj),
+            **extra}
 
 
 def run(ctx: StageContext) -> dict:
@@ -266,10 +297,20 @@ def run(ctx: StageContext) -> dict:
 
         sam_model = load_sam(sam_checkpoint_path(p, ctx.weights_dir), p.sam_model_type,
                              resolve_device(ctx.device))
+    detect_params, sam2_model = None, None
+    if p.backend == "sam2":
+        from ..segment.sam2_video import checkpoint_path, describe_model, detect_params_of_run, load_predictor
+
+        ckpt = checkpoint_path(p.sam2_checkpoint, ctx.weights_dir)
+        sam_model = load_predictor(ckpt, p.sam2_config, p.sam2_overrides, resolve_device(ctx.device))
+        detect_params = detect_params_of_run(ctx.run_dir)
+        sam2_model = describe_model(ckpt, p.sam2_config, p.sam2_overrides)  # config and overrides, for the manifest
+        ctx.log(f"03_segment: SAM 2 {sam2_model['config']} from {ckpt}")
     started = time.perf_counter()
-    res = segment_clip(frames, det, mano, p, sam_model=sam_model, progress=ctx.progress)
+    res = segment_clip(frames, det, mano, p, sam_model=sam_model, progress=ctx.progress,
+                       detect_params=detect_params, device=str(getattr(sam_model, "device", "cpu")))
     seconds = time.perf_counter() - started
-    save_masks(ctx.out_dir / "masks.npz", res["object"], res["hand"], res["object_boxes"])
+    save_masks(ctx.out_dir / "masks.npz", res["object"], res["hand"], res["object_boxes"], **res.get("arrays", {}))
     if p.preview:
         write_preview(ctx.out_dir / "preview.mp4", frames, res["object"], res["hand"], res["boxes"],
                       meta.get("fps") or 12.0)
@@ -283,14 +324,19 @@ def run(ctx: StageContext) -> dict:
         "hand_area_frac": round(float(res["hand"].mean()), 5),
         "object_flicker": round(flicker(res["object"]), 4),
         "frames_per_s": round(T / max(seconds, 1e-6), 2),
+        **res.get("summary", {}),
+        **({"sam2_model": sam2_model} if sam2_model else {}),
     }
 
 
-def save_masks(path: Path, obj: np.ndarray, hand: np.ndarray, object_boxes: np.ndarray | None = None) -> None:
+def save_masks(path: Path, obj: np.ndarray, hand: np.ndarray, object_boxes: np.ndarray | None = None,
+               **extra: np.ndarray) -> None:
+    """``extra``: backend-specific arrays next to the contract keys (sam2: ``hand_boxes_from_masks``)."""
     po, shape = pack_masks(obj)
     ph, shape_h = pack_masks(hand)
     assert tuple(shape) == tuple(shape_h)
-    extra = {} if object_boxes is None else {"object_boxes": np.asarray(object_boxes, np.float32)}
+    if object_boxes is not None:
+        extra["object_boxes"] = np.asarray(object_boxes, np.float32)
     np.savez_compressed(path, object=po, hand=ph, shape=shape, **extra)
 
 

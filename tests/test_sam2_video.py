@@ -87,7 +87,8 @@ def test_object_prompt_user_box_point_or_first_key_frame():
 def test_user_prompt_is_read_from_01_detect_manifest(tmp_path):
     (tmp_path / "01_detect").mkdir()
     (tmp_path / "01_detect" / "manifest.json").write_text(json.dumps(
-        {"params": {"object_box": [5, 6, 50, 60], "object_point": None, "object_frame": 2}}))
+        {"params": {"object_box": "10,12,100,120@4"},  # source px: 01_detect converts them
+         "summary": {"prompts_working": {"object": {"box": [5, 6, 50, 60], "point": None, "frame": 2}}}}))
     p = sv.object_prompt(_detections(), sv.detect_params_of_run(tmp_path))
     assert (p.frame, p.box.tolist()) == (2, [5, 6, 50, 60])
     assert sv.detect_params_of_run(tmp_path / "nowhere") == {}
@@ -358,7 +359,7 @@ def test_sam2_backend_through_the_cli_records_prompts_and_goes_stale_with_the_ch
     assert masks["object"].shape == (T, H, W) and masks["hand"].shape == (T, H, W)
     assert not (masks["object"] & masks["hand"]).any()
     with np.load(run / "03_segment" / "masks.npz") as z:
-        assert set(z.files) == {"object", "hand", "shape", "hand_boxes_from_masks"}
+        assert set(z.files) == {"object", "hand", "shape", "object_boxes", "hand_boxes_from_masks"}
         hb = z["hand_boxes_from_masks"]
     assert hb.shape == (T, 2, 4) and np.isnan(hb[:, 0]).all()
     assert summary["sam2_frames_tracked"] == {"object": T, "right_hand": T}

@@ -237,24 +237,31 @@ class Prompt:
 
 
 def detect_params_of_run(run_dir: str | Path) -> dict:
-    """01_detect's resolved parameters (its manifest), for the user's object prompt."""
+    """The user's object prompt as 01_detect used it, in working pixels and working frame indices:
+    ``{"object_box", "object_point", "object_frame"}`` from its manifest's ``prompts_working``
+    (01_detect's params are in source-video pixels); empty without a prompt."""
     path = Path(run_dir) / "01_detect" / "manifest.json"
     try:
-        return json.loads(path.read_text()).get("params", {}) or {}
+        summary = json.loads(path.read_text()).get("summary", {}) or {}
     except (OSError, ValueError):
         return {}
+    obj = (summary.get("prompts_working") or {}).get("object") or {}
+    if not obj:
+        return {}
+    return {"object_box": obj.get("box"), "object_point": obj.get("point"), "object_frame": obj.get("frame", 0)}
 
 
 def object_prompt(det: dict, detect_params: dict | None = None) -> Prompt | None:
-    """The object's prompt: the user's box or point to 01_detect, else its first automatic key box."""
-    from ..stages.detect import _parse_tuple
+    """The object's prompt: the user's box or point to 01_detect (working px, `detect_params_of_run`),
+    else its first automatic key box."""
+    from ..prompts import parse_numbers
 
     dp = detect_params or {}
     frame = int(dp.get("object_frame") or 0)
-    box = _parse_tuple(dp.get("object_box"), 4, "object_box")
+    box = parse_numbers(dp.get("object_box"), 4, "object_box")
     if box is not None:
         return Prompt(frame, box=np.asarray(box, np.float32))
-    point = _parse_tuple(dp.get("object_point"), 2, "object_point")
+    point = parse_numbers(dp.get("object_point"), 2, "object_point")
     if point is not None:
         return Prompt(frame, points=np.asarray([point], np.float32), labels=np.ones(1, np.int32))
     boxes = np.asarray(det.get("object_boxes", np.zeros((0, 4))), np.float64)

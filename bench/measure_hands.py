@@ -249,10 +249,11 @@ def hand_view(frame: np.ndarray, box: np.ndarray, model) -> str:
     n /= max(np.linalg.norm(n), 1e-9)
     if abs(n[2]) < 0.4:
         return "side"
-    # right hand: palm towards the camera when the normal points away (+z, image axes x right,
-    # y down, z into the scene); a left hand is the mirror image
+    # sign checked by eye on handtrack_twohands crops (frames 0, 120, 200: an open palm and
+    # the back of a pointing hand): for a right hand the palm faces the camera when n_z < 0
+    # (world axes x right, y down, z into the scene); a left hand is the mirror image
     right = d.p_right > 0.5
-    palm = (n[2] > 0) == right
+    palm = (n[2] < 0) == right
     return "palm" if palm else "back"
 
 

@@ -33,7 +33,19 @@ small, blurry, partly occluded hand-object clips. This module raises recall with
 5. linking detections into tracks, one handedness vote per track (so a track never swaps
    left/right between frames), the two slots resolved jointly (coexisting tracks must differ;
    when their votes are about equal, the horizontal order decides, see
-   `_horizontal_tie_break`), and short-gap interpolation, flagged in ``hand_interpolated``.
+   `_horizontal_tie_break`), and short-gap interpolation, flagged in ``hand_interpolated``;
+6. following (``track_boxes``, on; `hoi_cli.detect.track`): each slot's hand is carried into
+   the frames where it has none, forward from the frame before each empty run and backward
+   from the frame after it, by median-flow box tracking with re-detection (a full-frame
+   detection on the predicted box, else the landmark model in a crop around it); where
+   neither finds the hand the tracked box is kept without keypoints ("box-only", at most
+   ``track_max_box_only`` frames in a row); the follow stops where the flow loses the box or
+   the box leaves the frame or runs into the other hand;
+7. hand prompts (``hand_prompts``, at most two boxes, each on its frame): each prompted hand
+   is followed through the whole clip in both directions (no box-only limit), runs of the
+   automatic result that land on it join it (keypoints before box-only), its slot is the
+   landmark model's handedness vote where it was found, else the image side; hands no
+   prompt reaches are dropped.
 
 Everything is deterministic (no random numbers; fixed order of passes).
 
@@ -44,7 +56,13 @@ Convention (outputs, see DESIGN.md "artifact contract"):
     axes of the (unrotated, unmirrored) image: x right, y down;
     ``hand_score (T,2)``; ``hand_interpolated (T,2)`` bool; ``hand_boxes (T,2,4)`` tight xyxy
     around the 21 keypoints; ``hand_boxes_square (T,2,4)`` Re-HOLD's fixed-size square boxes.
-    Slot 0 = the person's left hand, 1 = right, not mirrored; missing = NaN.
+    ``hand_box_only (T,2)`` bool: True where the hand has a box but no keypoints (a tracked
+    box, steps 6-7, or a prompt box the landmark model never confirmed): ``hand_boxes`` is the
+    tracked box (clipped to the frame), ``hand_boxes_square`` its square, ``hand_score`` the
+    track confidence in (0, 1] (flow quality x 0.95 per frame since the last keypoints; 1 for
+    an unconfirmed prompt box), ``hand_keypoints`` and ``hand_world`` are NaN.
+    Slot 0 = the person's left hand, 1 = right, not mirrored; missing = NaN. No hand found
+    anywhere: every array is NaN (``hand_box_only`` False); `detect_hands` never raises for it.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from ..errors import BadInputError, NoHandsError
 from .base import StageContext
 
 NAME = "01_detect"
-VERSION = "6"  # 4: seed search for clips with no first detection; 5: auto object boxes from segment candidates;
+VERSION = "7"  # 7: hands followed into lost frames (box-only tracks, issue 12); 4: seed search for clips with no first detection; 5: auto object boxes from segment candidates;
 # 6: object_seed (the auto object's coarse mask, for 03_segment)
 DEPENDS_ON: tuple[str, ...] = ("00_frames",)
 

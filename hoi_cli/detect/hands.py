@@ -760,7 +760,7 @@ def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None,
     if prompts and usable:
         slots = _follow_prompts(frames, per_frame, prompts, slots, model, cfg)
         slots = _extend_slots(frames, per_frame, slots, model, cfg, prompted=True)
-    return _to_arrays(slots, T, hw, cfg)
+    return _slots_to_arrays(slots, T, hw, cfg)
 
 
 def _check_prompts(hand_prompts, T: int) -> list[tuple[int, np.ndarray]]:
@@ -965,21 +965,34 @@ def _same_hand(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(box_iou(a, b) >= 0.2 or _contains(a, b, 0.5) or _contains(b, a, 0.5))
 
 
-def _joins(steps: dict, seg: dict, max_dt: int = 2) -> bool:
-    """A run of automatic detections is the followed hand: in the same frame it lands on it,
-    or within ``max_dt`` frames its centre is within 0.75 of the larger box side of it (a
-    follow lost at once, e.g. from a sliver of a hand entering at the frame edge)."""
+def _overlaps(steps: dict, seg: dict) -> int:
+    """Frames where a run of automatic detections lands on the followed hand (same frame)."""
+    return sum(1 for t, st in seg.items() if t in steps and _same_hand(steps[t].box, st.box))
+
+
+def _near(steps: dict, seg: dict, max_dt: int = 2) -> bool:
+    """Within ``max_dt`` frames, a run's box centre is within 0.75 of the larger box side of the
+    followed hand's (a follow lost at once, e.g. from a sliver of a hand entering at the edge)."""
     for t, st in seg.items():
         for u in range(t - max_dt, t + max_dt + 1):
             o = steps.get(u)
             if o is None:
                 continue
-            if u == t and _same_hand(o.box, st.box):
-                return True
             side = max(o.box[2] - o.box[0], o.box[3] - o.box[1], st.box[2] - st.box[0], st.box[3] - st.box[1])
             if np.hypot(*((o.box[:2] + o.box[2:] - st.box[:2] - st.box[2:]) / 2)) <= 0.75 * side:
                 return True
     return False
+
+
+def _owner(tracks: list[dict], seg: dict) -> int | None:
+    """The prompted hand a run of automatic detections belongs to: the most same-frame overlaps
+    (a clear winner), else the only one it is near; None when on none or ambiguous."""
+    n = [_overlaps(steps, seg) for steps in tracks]
+    if max(n, default=0) > 0:
+        best = [k for k, v in enumerate(n) if v == max(n)]
+        return best[0] if len(best) == 1 else None
+    near = [k for k, steps in enumerate(tracks) if _near(steps, seg)]
+    return near[0] if len(near) == 1 else None
 
 
 def _follow_prompts(frames, per_frame, prompts, auto_slots: list[dict], model, cfg: HandDetectorConfig) -> list[dict]:
@@ -1005,10 +1018,10 @@ def _follow_prompts(frames, per_frame, prompts, auto_slots: list[dict], model, c
                                 direction, redetect, fcfg))
         tracks.append(steps)
     for seg in [g for s in range(2) for g in _segments(auto_slots[s])]:
-        hits = [k for k, steps in enumerate(tracks) if _joins(steps, seg)]
-        if len(hits) != 1:  # on no prompted hand, or on both: ambiguous
+        k = _owner(tracks, seg)
+        if k is None:  # on no prompted hand, or on both: ambiguous
             continue
-        steps = tracks[hits[0]]
+        steps = tracks[k]
         for t, st in seg.items():
             if t not in steps or (steps[t].det is None and st.det is not None):
                 steps[t] = st
@@ -1071,7 +1084,12 @@ def _prompt_start(frame, dets, box: np.ndarray, model, cfg: HandDetectorConfig):
     return TrackStep(np.asarray(box, float), 1.0, None)
 
 
-def _to_arrays(slots: list[dict], T: int, hw, cfg: HandDetectorConfig) -> dict[str, np.ndarray]:
+def _to_arrays(slotted, T: int, hw, cfg: HandDetectorConfig) -> dict[str, np.ndarray]:
+    """Contract arrays from slotted tracks of detections, short gaps interpolated (no following)."""
+    return _slots_to_arrays(_interpolate_slots(_slots_from_tracks(slotted), cfg), T, hw, cfg)
+
+
+def _slots_to_arrays(slots: list[dict], T: int, hw, cfg: HandDetectorConfig) -> dict[str, np.ndarray]:
     """Contract arrays from per-slot {t: TrackStep} (keypoints where ``det``, else box-only)."""
     kp = np.full((T, 2, 21, 3), np.nan, dtype=np.float32)
     world = np.full((T, 2, 21, 3), np.nan, dtype=np.float32)

@@ -873,22 +873,25 @@ def _follow_config(cfg: HandDetectorConfig, prompted: bool):
     return FollowConfig(max_box_only=(10 ** 9 if prompted else cfg.track_max_box_only))
 
 
-def _make_redetect(frames, per_frame, model, cfg: HandDetectorConfig, fcfg):
+def _make_redetect(frames, per_frame, model, cfg: HandDetectorConfig, fcfg, blocked=None):
     """Finder of the followed hand in frame t near a predicted box: a detection of the
     full-frame passes that overlaps it (IoU >= 0.3 or >= 60% inside it), else the landmark
-    model in a crop around it (presence >= ``min_presence``, near the prediction)."""
+    model in a crop around it (presence >= ``min_presence``, near the prediction); never one
+    on the other hand (``blocked(t, box)``)."""
     from .track import consistent
 
     def redetect(t, pred, seed_kp):
         best, best_iou = None, 0.0
         for d in per_frame[t]:
+            if blocked is not None and blocked(t, d.box):
+                continue
             iou = float(box_iou(d.box, pred))
             if (iou >= 0.3 or _contains(pred, d.box, 0.6)) and max(iou, 0.3) > best_iou:
                 best, best_iou = d, max(iou, 0.3)
         if best is not None:
             return best
         d = redetect_in_crop(frames[t], pred, model, cfg, seed_kp)
-        if d is None or not consistent(d.box, pred, fcfg):
+        if d is None or not consistent(d.box, pred, fcfg) or (blocked is not None and blocked(t, d.box)):
             return None
         d.source = d.origin = "follow"
         return d
@@ -920,11 +923,11 @@ def _extend_slots(frames, per_frame, slots: list[dict], model, cfg: HandDetector
         return slots
     grays = gray_frames(frames)
     fcfg = _follow_config(cfg, prompted=prompted)
-    redetect = _make_redetect(frames, per_frame, model, cfg, fcfg)
     for s in range(2):
         if not slots[s]:
             continue
         blocked = _blocked_by(slots, s)
+        redetect = _make_redetect(frames, per_frame, model, cfg, fcfg, blocked)
         runs, t = [], 0
         while t < T:  # empty runs [a, b)
             if t in slots[s]:

@@ -135,9 +135,9 @@ def follow(frames, grays, start: int, start_box: np.ndarray, start_kp, direction
     while (t < end if direction > 0 else t > end):
         pred, q = flow_box(grays[t - direction], grays[t], box, cfg)
         det = redetect(t, pred if pred is not None else box, kp)
+        if det is not None and blocked is not None and blocked(t, det.box):
+            det = None  # the other hand: keep the flow's box (if it is free)
         if det is not None:
-            if blocked is not None and blocked(t, det.box):
-                break
             box, kp, run = np.asarray(det.box, float), det.kp, 0
             out[t] = TrackStep(box.copy(), float(det.score), det)
         else:

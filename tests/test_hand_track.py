@@ -78,3 +78,21 @@ def test_bad_prompt_is_refused():
         detect_hands(frames, hand_prompts=[(5, tuple(boxes[0]))])
     with pytest.raises(ValueError, match="hand prompt"):
         detect_hands(frames, hand_prompts=[(0, (10, 10, 5, 20))])
+
+
+def test_follow_stops_where_the_box_no_longer_looks_like_the_hand():
+    frames, boxes = _textured_blob_clip()
+    grays = gray_frames(frames)  # the flow sees the same texture throughout ...
+    recoloured = frames.copy()
+    for t in range(5, len(frames)):  # ... but from frame 5 the patch is blue, not grey-red
+        x0, y0, x1, y1 = boxes[t].astype(int)
+        patch = recoloured[t, y0:y1, x0:x1]
+        patch[..., 2] = patch.mean(-1).astype(np.uint8)
+        patch[..., :2] //= 4
+    red = recoloured.copy()
+    red[..., 1:] //= 2  # reddish everywhere before frame 5
+    steps = follow(red, grays, 0, boxes[0], None, +1, lambda t, pred, kp: None, FollowConfig())
+    assert sorted(steps) == [1, 2, 3, 4]
+    no_check = follow(red, grays, 0, boxes[0], None, +1, lambda t, pred, kp: None,
+                      FollowConfig(max_colour_distance=2.0))
+    assert sorted(no_check) == list(range(1, len(frames)))

@@ -70,6 +70,8 @@ def test_no_hands_gives_nan_not_an_exception():
     assert np.isnan(out["hand_boxes"]).all() and np.isnan(out["hand_score"]).all()
     assert out["hand_box_only"].shape == (6, 2) and not out["hand_box_only"].any()
     assert np.isnan(out["hand_boxes_square"]).all()
+    empty = detect_hands(np.zeros((0, 96, 128, 3), np.uint8))
+    assert empty["hand_boxes"].shape == (0, 2, 4) and empty["hand_box_only"].shape == (0, 2)
 
 
 def test_bad_prompt_is_refused():

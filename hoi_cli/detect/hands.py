@@ -706,6 +706,8 @@ def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None,
     frames = [np.ascontiguousarray(f[..., :3], dtype=np.uint8) for f in frames]
     T = len(frames)
     prompts = _check_prompts(hand_prompts, T)
+    if T == 0:
+        return _slots_to_arrays([{}, {}], 0, (0, 0), cfg)
     per_frame: list[list[_Det]] = [[] for _ in range(T)]
     n_steps = len(cfg.full_frame_passes) + (1 if cfg.redetect else 0)
     for k, mode in enumerate(cfg.full_frame_passes):

@@ -17,9 +17,10 @@ The follow stops where the flow loses the box (too few consistent points), the b
 frame (less than ``min_visible`` of it inside), after ``max_box_only`` box-only frames in a row,
 or where a box-only box no longer looks like the hand: a colour model of the hand (hue x
 saturation histogram of the inner 60% of its box) learnt from its last frame with keypoints (or
-the start box), Bhattacharyya distance > ``max_colour_distance``. The 0.6 was chosen on the
-InterDyn (tuning) masks: it keeps 97% of pairs of one hand's boxes 6 frames apart and stops
-93% of same-sized boxes on the background.
+the start box) and adapted to each box-only box (rate ``colour_adapt``: exposure and pose drift
+slowly, as in InterDyn 176110, where a fixed model lost the hand), Bhattacharyya distance >
+``max_colour_distance``. The 0.6 was chosen on the InterDyn (tuning) masks: it keeps 97% of
+pairs of one hand's boxes 6 frames apart and stops 93% of same-sized boxes on the background.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class FollowConfig:
     min_iou: float = 0.1  # ... or overlapping it by this IoU
     max_scale_step: float = 1.25  # scale change per frame, clamped
     max_colour_distance: float = 0.6  # box-only: Bhattacharyya distance to the hand's colour model
+    colour_adapt: float = 0.3  # ... which follows the box-only boxes at this rate
 
 
 def colour_model(frame: np.ndarray, box) -> np.ndarray | None:
@@ -183,8 +185,11 @@ def follow(frames, grays, start: int, start_box: np.ndarray, start_kp, direction
                 break
             if blocked is not None and blocked(t, pred):
                 break
-            if colour_distance(model, colour_model(frames[t], pred)) > cfg.max_colour_distance:
-                break  # the box has drifted off the hand (or the hand has left)
+            here = colour_model(frames[t], pred)
+            if colour_distance(model, here) > cfg.max_colour_distance:
+                break  # the box has jumped off the hand (or the hand has left)
+            if here is not None and model is not None:  # adapt: light and pose change gradually
+                model = (1 - cfg.colour_adapt) * model + cfg.colour_adapt * here
             box = pred
             score = float(np.clip(quality * cfg.decay ** run, 1e-3, 1.0))
             out[t] = TrackStep(clip_box(box, W, H), score, None)

@@ -33,7 +33,19 @@ small, blurry, partly occluded hand-object clips. This module raises recall with
 5. linking detections into tracks, one handedness vote per track (so a track never swaps
    left/right between frames), the two slots resolved jointly (coexisting tracks must differ;
    when their votes are about equal, the horizontal order decides, see
-   `_horizontal_tie_break`), and short-gap interpolation, flagged in ``hand_interpolated``.
+   `_horizontal_tie_break`), and short-gap interpolation, flagged in ``hand_interpolated``;
+6. following (``track_boxes``, on; `hoi_cli.detect.track`): each slot's hand is carried into
+   the frames where it has none, forward from the frame before each empty run and backward
+   from the frame after it, by median-flow box tracking with re-detection (a full-frame
+   detection on the predicted box, else the landmark model in a crop around it); where
+   neither finds the hand the tracked box is kept without keypoints ("box-only", at most
+   ``track_max_box_only`` frames in a row); the follow stops where the flow loses the box or
+   the box leaves the frame or runs into the other hand;
+7. hand prompts (``hand_prompts``, at most two boxes, each on its frame): each prompted hand
+   is followed through the whole clip in both directions (no box-only limit), runs of the
+   automatic result that land on it join it (keypoints before box-only), its slot is the
+   landmark model's handedness vote where it was found, else the image side; hands no
+   prompt reaches are dropped.
 
 Everything is deterministic (no random numbers; fixed order of passes).
 
@@ -44,7 +56,13 @@ Convention (outputs, see DESIGN.md "artifact contract"):
     axes of the (unrotated, unmirrored) image: x right, y down;
     ``hand_score (T,2)``; ``hand_interpolated (T,2)`` bool; ``hand_boxes (T,2,4)`` tight xyxy
     around the 21 keypoints; ``hand_boxes_square (T,2,4)`` Re-HOLD's fixed-size square boxes.
-    Slot 0 = the person's left hand, 1 = right, not mirrored; missing = NaN.
+    ``hand_box_only (T,2)`` bool: True where the hand has a box but no keypoints (a tracked
+    box, steps 6-7, or a prompt box the landmark model never confirmed): ``hand_boxes`` is the
+    tracked box (clipped to the frame), ``hand_boxes_square`` its square, ``hand_score`` the
+    track confidence in (0, 1] (flow quality x 0.95 per frame since the last keypoints; 1 for
+    an unconfirmed prompt box), ``hand_keypoints`` and ``hand_world`` are NaN.
+    Slot 0 = the person's left hand, 1 = right, not mirrored; missing = NaN. No hand found
+    anywhere: every array is NaN (``hand_box_only`` False); `detect_hands` never raises for it.
 """
 
 from __future__ import annotations
@@ -123,6 +141,10 @@ class HandDetectorConfig:
     # rotations (tracks of hard hands end where the default crop loses them)
     seed_extend_scales: tuple[float, ...] = (1.5, 2.6)
     seed_extend_rotations: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
+    # follow each found hand (box tracking + crop re-detection, `hoi_cli.detect.track`) into the
+    # frames where the passes above lose it; at most this many box-only frames in a row
+    track_boxes: bool = True
+    track_max_box_only: int = 12
 
 
 @dataclass
@@ -633,15 +655,23 @@ def _horizontal_tie_break(tracks, votes, cfg: HandDetectorConfig) -> dict[int, i
     return forced
 
 
-def _assign_slots(tracks: list[dict[int, _Det]], cfg: HandDetectorConfig) -> list[tuple[int, dict[int, _Det]]]:
-    """One slot per track by its handedness vote; resolve tracks that claim the same slot."""
+def _assign_slots(tracks: list[dict[int, _Det]], cfg: HandDetectorConfig,
+                  n_frames: int | None = None) -> list[tuple[int, dict[int, _Det]]]:
+    """One slot per track by its handedness vote; resolve tracks that claim the same slot.
+
+    The minimum track lengths are capped at the clip's length ``n_frames``: a 6-frame clip can
+    hold no 8-frame track, and its hands were dropped as "no hand found" before.
+    """
+    cap = n_frames if n_frames else 1 << 30
+    min_len, palm_len, seed_len = (min(v, cap) for v in (cfg.min_track_length, cfg.palm_min_track,
+                                                          cfg.seed_min_track))
     tracks = [tr for tr in tracks
               if max(d.score for d in tr.values()) >= cfg.min_track_score
-              and (len(tr) >= cfg.min_track_length or max(d.score for d in tr.values()) >= 0.8)
+              and (len(tr) >= min_len or max(d.score for d in tr.values()) >= 0.8)
               # palm-detector seeds must persist: a track started only by them needs length
-              and (len(tr) >= cfg.palm_min_track or any(d.origin != "palm" for d in tr.values()))
+              and (len(tr) >= palm_len or any(d.origin != "palm" for d in tr.values()))
               # ... and so must tracks started only by the exhaustive seed search
-              and (len(tr) >= cfg.seed_min_track or any(d.origin != "seed" for d in tr.values()))]
+              and (len(tr) >= seed_len or any(d.origin != "seed" for d in tr.values()))]
     votes = [_track_vote(tr) for tr in tracks]
     forced = _horizontal_tie_break(tracks, votes, cfg)
     # strongest evidence first: length * confidence of the vote
@@ -668,15 +698,24 @@ def _assign_slots(tracks: list[dict[int, _Det]], cfg: HandDetectorConfig) -> lis
 
 
 # ----------------------------------------------------------------- main entry
-def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None) -> dict[str, np.ndarray]:
+def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None,
+                 hand_prompts: list[tuple[int, tuple[float, float, float, float]]] | None = None) -> dict[str, np.ndarray]:
     """Detect up to two hands per frame of ``frames`` (list or (T,H,W,3) uint8 RGB).
 
+    ``hand_prompts``: at most two ``(frame_index, (x0, y0, x1, y1))`` boxes in the pixels of
+    ``frames``, one per hand; each is followed through the whole clip in both directions
+    (`hoi_cli.detect.track`) and the output holds the prompted hands only.
+
     Returns the contract arrays (see module docstring) plus ``hand_source`` (T,2) strings
-    (which pass found each detection; not part of the on-disk contract).
+    (which pass found each detection; not part of the on-disk contract). Never raises
+    because no hand was found: the arrays are then all NaN.
     """
     cfg = cfg or HandDetectorConfig()
     frames = [np.ascontiguousarray(f[..., :3], dtype=np.uint8) for f in frames]
     T = len(frames)
+    prompts = _check_prompts(hand_prompts, T)
+    if T == 0:
+        return _slots_to_arrays([{}, {}], 0, (0, 0), cfg)
     per_frame: list[list[_Det]] = [[] for _ in range(T)]
     n_steps = len(cfg.full_frame_passes) + (1 if cfg.redetect else 0)
     for k, mode in enumerate(cfg.full_frame_passes):
@@ -684,7 +723,8 @@ def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None) -
             per_frame[t].extend(dets)
         if progress:
             progress(k + 1, n_steps)
-    model = LandmarkModel(cfg.model_complexity, cfg.num_threads) if (cfg.redetect or cfg.rescore) else None
+    need_model = cfg.redetect or cfg.rescore or cfg.track_boxes or bool(prompts)
+    model = LandmarkModel(cfg.model_complexity, cfg.num_threads) if need_model and T else None
     if cfg.rescore and model is not None and model.available:
         per_frame = [[r for r in (_rescore(frames[t], d, model, cfg) for d in dets)
                       if r.score >= (cfg.min_presence_tiles if r.source == "mp_tiles" else cfg.min_presence)]
@@ -721,9 +761,27 @@ def detect_hands(frames, cfg: HandDetectorConfig | None = None, progress=None) -
                 per_frame = _redetect_sweeps(frames, per_frame, model, cfg, tried)
     if cfg.seed_search and T and model is not None and model.available:
         per_frame = _seed_search(frames, per_frame, model, cfg, tried)
-    tracks = _link_tracks(per_frame)
-    slotted = _assign_slots(tracks, cfg)
-    return _to_arrays(slotted, T, frames[0].shape[:2] if T else (0, 0), cfg)
+    hw = frames[0].shape[:2] if T else (0, 0)
+    usable = model is not None and model.available
+    slotted = _assign_slots(_link_tracks(per_frame), cfg, n_frames=len(per_frame))
+    slots = _interpolate_slots(_slots_from_tracks(slotted), cfg)
+    if cfg.track_boxes and usable and T and not prompts:
+        slots = _extend_slots(frames, per_frame, slots, model, cfg, prompted=False)
+    if prompts and usable:
+        slots = _follow_prompts(frames, per_frame, prompts, slots, model, cfg)
+        slots = _extend_slots(frames, per_frame, slots, model, cfg, prompted=True)
+    return _slots_to_arrays(slots, T, hw, cfg)
+
+
+def _check_prompts(hand_prompts, T: int) -> list[tuple[int, np.ndarray]]:
+    """Validated prompts: at most two, frame inside the clip, a box with positive area."""
+    out = []
+    for t, box in list(hand_prompts or [])[:2]:
+        b = np.asarray(box, dtype=np.float64).ravel()
+        if not (0 <= int(t) < T) or b.size != 4 or not np.isfinite(b).all() or b[2] <= b[0] or b[3] <= b[1]:
+            raise ValueError(f"bad hand prompt {t}, {tuple(b)}: need a frame in 0..{T - 1} and x0 < x1, y0 < y1")
+        out.append((int(t), b))
+    return out
 
 
 def _rescore(frame, d: _Det, model: LandmarkModel, cfg: HandDetectorConfig) -> _Det:
@@ -784,45 +842,293 @@ def auto_square_size(boxes: np.ndarray, scale: float = 1.2, minimum: float = 16.
     return float(max(scale * np.median(side), minimum))
 
 
+def _slots_from_tracks(slotted) -> list[dict]:
+    """Per slot, {t: TrackStep} from the slotted tracks of detections."""
+    from .track import TrackStep
+
+    slots: list[dict] = [{}, {}]
+    for slot, tr in slotted:
+        for t, d in tr.items():
+            slots[slot][t] = TrackStep(np.asarray(d.box, float), float(d.score), d)
+    return slots
+
+
+def _interpolate_slots(slots: list[dict], cfg: HandDetectorConfig) -> list[dict]:
+    """Short gaps (<= ``max_gap`` frames) between keypoint frames of a slot: linear
+    interpolation of keypoints and world landmarks (``hand_interpolated``)."""
+    from .track import TrackStep
+
+    for s in range(2):
+        idx = sorted(t for t, st in slots[s].items() if st.det is not None)
+        for a, b in zip(idx[:-1], idx[1:]):
+            gap = b - a - 1
+            if not 0 < gap <= cfg.max_gap or any(t in slots[s] for t in range(a + 1, b)):
+                continue
+            da, db = slots[s][a].det, slots[s][b].det
+            ca, cb = da.kp.mean(0), db.kp.mean(0)
+            size = max(np.ptp(da.kp[:, 0]), np.ptp(da.kp[:, 1]), 1.0)
+            if np.hypot(*(cb - ca)) > 1.5 * size * (gap + 1):  # a jump: not the same hand
+                continue
+            for t in range(a + 1, b):
+                w = (t - a) / (b - a)
+                d = _Det((1 - w) * da.kp + w * db.kp, (1 - w) * da.world + w * db.world,
+                         0.5 * min(da.score, db.score), (1 - w) * da.p_right + w * db.p_right, "interp")
+                slots[s][t] = TrackStep(d.box.copy(), d.score, d)
+    return slots
+
+
+def _follow_config(cfg: HandDetectorConfig, prompted: bool):
+    from .track import FollowConfig
+
+    return FollowConfig(max_box_only=(10 ** 9 if prompted else cfg.track_max_box_only))
+
+
+def _make_redetect(frames, per_frame, model, cfg: HandDetectorConfig, fcfg, blocked=None):
+    """Finder of the followed hand in frame t near a predicted box: a detection of the
+    full-frame passes that overlaps it (IoU >= 0.3 or >= 60% inside it), else the landmark
+    model in a crop around it (presence >= ``min_presence``, near the prediction); never one
+    on the other hand (``blocked(t, box)``)."""
+    from .track import consistent
+
+    def redetect(t, pred, seed_kp):
+        best, best_iou = None, 0.0
+        for d in per_frame[t]:
+            if blocked is not None and blocked(t, d.box):
+                continue
+            iou = float(box_iou(d.box, pred))
+            if (iou >= 0.3 or _contains(pred, d.box, 0.6)) and max(iou, 0.3) > best_iou:
+                best, best_iou = d, max(iou, 0.3)
+        if best is not None:
+            return best
+        d = redetect_in_crop(frames[t], pred, model, cfg, seed_kp)
+        if d is None or not consistent(d.box, pred, fcfg) or (blocked is not None and blocked(t, d.box)):
+            return None
+        d.source = d.origin = "follow"
+        return d
+
+    return redetect
+
+
+def _blocked_by(slots: list[dict], slot: int):
+    """A followed box runs into the other slot's hand (IoU >= 0.3 or mostly inside it)."""
+    other = slots[1 - slot]
+
+    def blocked(t, box):
+        st = other.get(t)
+        return st is not None and (box_iou(box, st.box) >= 0.3 or _contains(st.box, box, 0.6)
+                                   or _contains(box, st.box, 0.6))
+
+    return blocked
+
+
+def _extend_slots(frames, per_frame, slots: list[dict], model, cfg: HandDetectorConfig,
+                  prompted: bool = False) -> list[dict]:
+    """Carry each slot's hand into the frames where it has none, by following it (box tracking
+    plus re-detection, `hoi_cli.detect.track.follow`) forward from the frame before each empty
+    run and backward from the frame after it."""
+    from .track import follow, gray_frames
+
+    T = len(frames)
+    if not any(slots):
+        return slots
+    grays = gray_frames(frames)
+    fcfg = _follow_config(cfg, prompted=prompted)
+    for s in range(2):
+        if not slots[s]:
+            continue
+        blocked = _blocked_by(slots, s)
+        redetect = _make_redetect(frames, per_frame, model, cfg, fcfg, blocked)
+        runs, t = [], 0
+        while t < T:  # empty runs [a, b)
+            if t in slots[s]:
+                t += 1
+                continue
+            a = t
+            while t < T and t not in slots[s]:
+                t += 1
+            runs.append((a, t))
+        for a, b in runs:
+            reached_to = a
+            if a > 0 and (a - 1) in slots[s]:
+                st = slots[s][a - 1]
+                got = follow(frames, grays, a - 1, st.box, st.det.kp if st.det is not None else None, +1,
+                             redetect, fcfg, stop_at=b, blocked=blocked)
+                slots[s].update(got)
+                reached_to = max(got) + 1 if got else a
+            if b < T and b in slots[s] and reached_to < b:
+                st = slots[s][b]
+                got = follow(frames, grays, b, st.box, st.det.kp if st.det is not None else None, -1,
+                             redetect, fcfg, stop_at=reached_to - 1, blocked=blocked)
+                slots[s].update(got)
+    return slots
+
+
+def _segments(steps: dict) -> list[dict]:
+    """Runs of consecutive frames of one slot's {t: TrackStep}."""
+    out: list[dict] = []
+    for t in sorted(steps):
+        if out and t - 1 in out[-1]:
+            out[-1][t] = steps[t]
+        else:
+            out.append({t: steps[t]})
+    return out
+
+
+def _same_hand(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(box_iou(a, b) >= 0.2 or _contains(a, b, 0.5) or _contains(b, a, 0.5))
+
+
+def _overlaps(steps: dict, seg: dict) -> int:
+    """Frames where a run of automatic detections lands on the followed hand (same frame)."""
+    return sum(1 for t, st in seg.items() if t in steps and _same_hand(steps[t].box, st.box))
+
+
+def _near(steps: dict, seg: dict, max_dt: int = 2) -> bool:
+    """Within ``max_dt`` frames, a run's box centre is within 0.75 of the larger box side of the
+    followed hand's (a follow lost at once, e.g. from a sliver of a hand entering at the edge)."""
+    for t, st in seg.items():
+        for u in range(t - max_dt, t + max_dt + 1):
+            o = steps.get(u)
+            if o is None:
+                continue
+            side = max(o.box[2] - o.box[0], o.box[3] - o.box[1], st.box[2] - st.box[0], st.box[3] - st.box[1])
+            if np.hypot(*((o.box[:2] + o.box[2:] - st.box[:2] - st.box[2:]) / 2)) <= 0.75 * side:
+                return True
+    return False
+
+
+def _owner(tracks: list[dict], seg: dict) -> int | None:
+    """The prompted hand a run of automatic detections belongs to: the most same-frame overlaps
+    (a clear winner), else the only one it is near; None when on none or ambiguous."""
+    n = [_overlaps(steps, seg) for steps in tracks]
+    if max(n, default=0) > 0:
+        best = [k for k, v in enumerate(n) if v == max(n)]
+        return best[0] if len(best) == 1 else None
+    near = [k for k, steps in enumerate(tracks) if _near(steps, seg)]
+    return near[0] if len(near) == 1 else None
+
+
+def _follow_prompts(frames, per_frame, prompts, auto_slots: list[dict], model, cfg: HandDetectorConfig) -> list[dict]:
+    """Each prompted hand followed through the clip from its frame, both directions
+    (`hoi_cli.detect.track.follow`); runs of the automatic result (``auto_slots``) that land on
+    a prompted hand in some frame join it, keypoints before box-only (so a follow lost early,
+    e.g. from a sliver of a hand entering at the frame edge, picks the hand up again); hands
+    no prompt reaches are dropped. A prompted hand's slot: the landmark model's handedness
+    where it found the hand, else the image side."""
+    from .track import follow, gray_frames
+
+    T = len(frames)
+    H, W = frames[0].shape[:2]
+    grays = gray_frames(frames)
+    fcfg = _follow_config(cfg, prompted=True)
+    redetect = _make_redetect(frames, per_frame, model, cfg, fcfg)
+    tracks = []
+    for t0, box in prompts:
+        start = _prompt_start(frames[t0], per_frame[t0], box, model, cfg)
+        steps = {t0: start}
+        for direction in (+1, -1):
+            steps.update(follow(frames, grays, t0, start.box, start.det.kp if start.det is not None else None,
+                                direction, redetect, fcfg))
+        tracks.append(steps)
+    for seg in [g for s in range(2) for g in _segments(auto_slots[s])]:
+        k = _owner(tracks, seg)
+        if k is None:  # on no prompted hand, or on both: ambiguous
+            continue
+        steps = tracks[k]
+        for t, st in seg.items():
+            if t not in steps or (steps[t].det is None and st.det is not None):
+                steps[t] = st
+    # slots: handedness vote over the frames with keypoints; no keypoints: the image side
+    votes = []
+    for steps in tracks:
+        dets = {t: st.det for t, st in steps.items() if st.det is not None}
+        if dets:
+            votes.append(_track_vote(dets))
+        else:
+            t0 = min(steps, key=lambda t: abs(t - prompts[len(votes)][0]))
+            cx = (steps[t0].box[0] + steps[t0].box[2]) / 2
+            on_left = cx < W / 2
+            votes.append(-0.01 if on_left == cfg.left_hand_on_image_left else 0.01)
+    slots: list[dict] = [{}, {}]
+    if len(tracks) == 1:
+        slots[RIGHT if votes[0] > 0 else LEFT] = tracks[0]
+    elif len(tracks) == 2:
+        pref = [RIGHT if v > 0 else LEFT for v in votes]
+        if pref[0] == pref[1]:  # both claim one slot: the weaker vote, or the horizontal order, yields
+            if abs(abs(votes[0]) - abs(votes[1])) >= cfg.slot_tie_margin:
+                weak = 0 if abs(votes[0]) < abs(votes[1]) else 1
+                pref[weak] = 1 - pref[weak]
+            else:
+                xs = [np.mean([(st.box[0] + st.box[2]) / 2 for st in tr.values()]) for tr in tracks]
+                left_first = (xs[0] < xs[1]) == cfg.left_hand_on_image_left
+                pref = [LEFT, RIGHT] if left_first else [RIGHT, LEFT]
+        for k in (0, 1):
+            slots[pref[k]] = tracks[k]
+        # where both boxes land on one hand, the other prompt's hand keeps it (the one with keypoints)
+        for t in set(tracks[0]) & set(tracks[1]):
+            a, b = slots[LEFT][t], slots[RIGHT][t]
+            if box_iou(a.box, b.box) >= 0.5:
+                drop = RIGHT if (a.det is not None and b.det is None) or (
+                    (a.det is None) == (b.det is None) and a.score >= b.score) else LEFT
+                del slots[drop][t]
+    return slots
+
+
+def _prompt_start(frame, dets, box: np.ndarray, model, cfg: HandDetectorConfig):
+    """The prompted hand in its own frame: a detection of the full-frame passes inside the
+    box, else the landmark model in crops around it (several crop scales, the best presence,
+    its keypoint box mostly inside the prompt); else the box alone (score 1, the user's word)."""
+    import dataclasses
+
+    from .track import TrackStep
+
+    def inside(d):
+        return _contains(box, d.box, 0.6) or box_iou(d.box, box) >= 0.3
+
+    cands = [d for d in dets if inside(d)]
+    for scale in (1.5, 2.0, 2.6):
+        d = redetect_in_crop(frame, box, model, dataclasses.replace(cfg, crop_scale=scale))
+        if d is not None and inside(d):
+            d.source = d.origin = "prompt"
+            cands.append(d)
+    if cands:
+        best = max(cands, key=lambda d: d.score)
+        return TrackStep(np.asarray(best.box, float), float(best.score), best)
+    return TrackStep(np.asarray(box, float), 1.0, None)
+
+
 def _to_arrays(slotted, T: int, hw, cfg: HandDetectorConfig) -> dict[str, np.ndarray]:
+    """Contract arrays from slotted tracks of detections, short gaps interpolated (no following)."""
+    return _slots_to_arrays(_interpolate_slots(_slots_from_tracks(slotted), cfg), T, hw, cfg)
+
+
+def _slots_to_arrays(slots: list[dict], T: int, hw, cfg: HandDetectorConfig) -> dict[str, np.ndarray]:
+    """Contract arrays from per-slot {t: TrackStep} (keypoints where ``det``, else box-only)."""
     kp = np.full((T, 2, 21, 3), np.nan, dtype=np.float32)
     world = np.full((T, 2, 21, 3), np.nan, dtype=np.float32)
     score = np.full((T, 2), np.nan, dtype=np.float32)
     interp = np.zeros((T, 2), dtype=bool)
+    box_only = np.zeros((T, 2), dtype=bool)
     source = np.full((T, 2), "", dtype=object)
-    for slot, tr in slotted:
-        for t, d in tr.items():
-            kp[t, slot, :, :2] = d.kp
-            kp[t, slot, :, 2] = d.score
-            world[t, slot] = d.world
-            score[t, slot] = d.score
-            source[t, slot] = d.source
-    # short-gap interpolation inside each slot's track
-    for s in range(2):
-        have = np.isfinite(score[:, s])
-        idx = np.nonzero(have)[0]
-        for a, b in zip(idx[:-1], idx[1:]):
-            gap = b - a - 1
-            if 0 < gap <= cfg.max_gap:
-                ca = (kp[a, s, :, :2].mean(0))
-                cb = (kp[b, s, :, :2].mean(0))
-                size = max(np.ptp(kp[a, s, :, 0]), np.ptp(kp[a, s, :, 1]), 1.0)
-                if np.hypot(*(cb - ca)) > 1.5 * size * (gap + 1):  # a jump: not the same hand
-                    continue
-                for t in range(a + 1, b):
-                    w = (t - a) / (b - a)
-                    kp[t, s] = (1 - w) * kp[a, s] + w * kp[b, s]
-                    world[t, s] = (1 - w) * world[a, s] + w * world[b, s]
-                    score[t, s] = 0.5 * min(score[a, s], score[b, s])
-                    kp[t, s, :, 2] = score[t, s]
-                    interp[t, s] = True
-                    source[t, s] = "interp"
     boxes = empty_boxes(T, 2)
-    for t in range(T):
-        for s in range(2):
-            if np.isfinite(score[t, s]):
-                boxes[t, s] = box_from_points(kp[t, s, :, :2])
-    size = cfg.square_size or auto_square_size(boxes, cfg.square_scale)
+    for s in range(2):
+        for t, st in slots[s].items():
+            score[t, s] = st.score
+            if st.det is not None:
+                d = st.det
+                kp[t, s, :, :2] = d.kp
+                kp[t, s, :, 2] = d.score
+                world[t, s] = d.world
+                source[t, s] = d.source
+                interp[t, s] = d.source == "interp"
+                boxes[t, s] = box_from_points(d.kp)
+            else:
+                box_only[t, s] = True
+                source[t, s] = "box_track"
+                boxes[t, s] = st.box
+    size = cfg.square_size or auto_square_size(boxes[~box_only], cfg.square_scale)
+    if not np.isfinite(size) and box_only.any():
+        size = auto_square_size(boxes, cfg.square_scale)
     squares = square_box(boxes, size) if np.isfinite(size) else empty_boxes(T, 2)
     return {
         "hand_keypoints": kp,
@@ -831,6 +1137,7 @@ def _to_arrays(slotted, T: int, hw, cfg: HandDetectorConfig) -> dict[str, np.nda
         "hand_interpolated": interp,
         "hand_boxes": boxes,
         "hand_boxes_square": squares.astype(np.float32),
+        "hand_box_only": box_only,
         "hand_source": source,
         "square_size": np.float32(size),
     }

@@ -13,8 +13,12 @@ one at git revision REV of this repository (the old removal) in the same process
 speed ratio and the before/after remnant. Tuning clips and validation clips are printed side by
 side; a split's figure is the mean over its clips.
 
+With ``--sample [RUN]`` it also scores the bundled sample clip against the true masks its
+generator renders (`hoi_cli.sample.render_sample_masks`): (a) those masks removed, (b) the masks
+of RUN (a run of the sample through 03_segment, e.g. ``hoi demo``'s runs/demo/hands_box).
+
 Usage: python bench/measure_removal.py [--runs /tmp/runs] [--modes a,b] [--peer c7649e2]
-       [--clips 243,35671] [--json]
+       [--clips 243,35671] [--sample [RUN]] [--json]
 """
 
 from __future__ import annotations
@@ -104,15 +108,49 @@ def measure(clip: str, mode: str, runs: Path | None, peer) -> dict:
     return row
 
 
+def measure_sample(run: Path | None, peer) -> list[dict]:
+    from hoi_cli.metrics.removal import removal_remnant
+    from hoi_cli.sample import SAMPLE_CLIP, render_sample_masks
+    from hoi_cli.stages.genhoi import Params, object_removal
+    from hoi_cli.video import read_video
+
+    frames, _ = read_video(SAMPLE_CLIP)
+    truth = render_sample_masks(len(frames), frames.shape[2], frames.shape[1])
+    inputs = {"a": (frames, truth["object"], truth["hand"])}
+    if run is not None:
+        from hoi_cli.stages.frames import load_frames
+        from hoi_cli.stages.segment import load_masks
+
+        masks = load_masks(run)
+        inputs["b"] = (load_frames(run), masks["object"], masks["hand"])
+    rows = []
+    for mode, (f, obj, hand) in inputs.items():
+        out, _ = object_removal(f, obj, hand, Params().dilate_px)
+        row = {"clip": "sample", "mode": mode,
+               "remnant": removal_remnant(out, f, truth["object"], truth["hand"])["remnant"]}
+        if peer is not None:
+            import cv2
+
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * Params().dilate_px + 1,) * 2)
+            old = peer.remove_object(f, np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj]),
+                                     keep_masks=hand)
+            row["peer_remnant"] = removal_remnant(old, f, truth["object"], truth["hand"])["remnant"]
+        rows.append(row)
+        print(f"sample ({mode}) remnant {row['remnant']:.4f}"
+              + (f"  old {row['peer_remnant']:.4f}" if "peer_remnant" in row else ""), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=Path, default=None, help="run folders (through 03_segment) for mode b")
     ap.add_argument("--modes", default="a,b")
     ap.add_argument("--peer", default=None, help="git revision of the old removal to compare with")
     ap.add_argument("--clips", default=None)
+    ap.add_argument("--sample", nargs="?", const="", default=None, help="also the bundled sample [its RUN]")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    modes = a.modes.split(",")
+    modes = [m for m in a.modes.split(",") if m]
     if "b" in modes and a.runs is None:
         raise SystemExit("mode b needs --runs")
     peer = load_peer(a.peer) if a.peer else None
@@ -161,6 +199,8 @@ def main() -> None:
             old = sum(r["peer_seconds"] for r in rows if r["mode"] == mode)
             print(f"removal time, all clips: new {new:.1f} s, old {old:.1f} s, ratio new/old {new / old:.2f}")
         print()
+    if a.sample is not None:
+        rows += measure_sample(Path(a.sample) if a.sample else None, peer)
     if a.json:
         print(json.dumps(rows, indent=1))
 

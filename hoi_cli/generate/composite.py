@@ -305,6 +305,9 @@ class Compositor:
         self.source_boxes = boxes
         # 1. remove the source object
         self.remove, keep = removal_masks(frames, obj, self.hand, p.remove_dilate_px)  # as 07_genhoi removes it
+        # the hands as the removal kept them: missed ones carried over, and a hand mask drawn over the
+        # object given back to it (pasting the source's "hand" there would bring the old object back)
+        self.hand = keep
         if background is None:
             background = remove_object(frames, self.remove, keep_masks=keep)
         self.background = background

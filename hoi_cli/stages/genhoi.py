@@ -35,7 +35,7 @@ from ..errors import BadInputError
 from .base import StageContext
 
 NAME = "07_genhoi"
-VERSION = "4"  # 4: removal mask with holes filled, less the hands; flow-aligned fill
+VERSION = "5"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "03_segment")
 
 

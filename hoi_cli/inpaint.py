@@ -57,6 +57,13 @@ def removal_masks(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.n
     return removal_mask(grown, keep, dilate_px), keep[:T]
 
 
+def _distance_to(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance (px) of every pixel to the nearest pixel of ``mask`` (0 inside it)."""
+    if not mask.any():
+        return np.full(mask.shape, np.inf, np.float32)
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+
+
 def _colour_index(frames: np.ndarray, bins: int) -> np.ndarray:
     q = (frames.astype(np.int32) * bins) // 256
     return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
@@ -81,8 +88,8 @@ def grow_by_colour(frames: np.ndarray, object_masks: np.ndarray, keep: np.ndarra
     idx = _colour_index(frames, bins)
     k3 = np.ones((3, 3), np.uint8)
     core = np.stack([cv2.erode(m.astype(np.uint8), k3, iterations=2) > 0 for m in obj]) & ~keep
-    near = np.stack([cv2.dilate(m.astype(np.uint8), _disk(ring_px)) > 0 for m in obj])
-    ring = near & ~np.stack([cv2.dilate(m.astype(np.uint8), _disk(5)) > 0 for m in obj]) & ~keep
+    dist = np.stack([_distance_to(m) for m in obj])  # a distance transform: cheap for any radius
+    ring = (dist > 5) & (dist <= ring_px) & ~keep
     n = bins ** 3
 
     def model(sel):
@@ -101,17 +108,20 @@ def grow_by_colour(frames: np.ndarray, object_masks: np.ndarray, keep: np.ndarra
         area = int(obj[t].sum())
         if area < 16:
             continue
-        cand = likely[idx[t]]
-        steps = int(reach * np.sqrt(area))
-        cur = obj[t].astype(np.uint8)
+        steps = max(1, int(reach * np.sqrt(area)))
+        ys, xs = np.nonzero(obj[t])  # work in the window the growth can reach
+        y0, y1 = max(ys.min() - steps, 0), min(ys.max() + steps + 1, obj.shape[1])
+        x0, x1 = max(xs.min() - steps, 0), min(xs.max() + steps + 1, obj.shape[2])
+        cand = likely[idx[t, y0:y1, x0:x1]].astype(np.uint8)
+        cur = obj[t, y0:y1, x0:x1].astype(np.uint8)
         for _ in range(steps):  # geodesic growth: through object-coloured pixels only
-            nxt = cv2.dilate(cur, k3) & cand.astype(np.uint8) | cur
+            nxt = cv2.dilate(cur, k3) & cand | cur
             if np.array_equal(nxt, cur):
                 break
             cur = nxt
         # object-coloured pixels the hand mask encloses (between fingers) that growth cannot reach
-        reach_t = cv2.dilate(obj[t].astype(np.uint8), _disk(max(1, steps))) > 0
-        out[t] = (cur > 0) | (keep[t] & cand & reach_t)
+        reach_t = dist[t, y0:y1, x0:x1] <= steps
+        out[t, y0:y1, x0:x1] = (cur > 0) | (keep[t, y0:y1, x0:x1] & (cand > 0) & reach_t)
     return out
 
 

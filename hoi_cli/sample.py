@@ -81,14 +81,12 @@ def _table_texture(width: int, height: int, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def render_sample_clip(path: str | Path = SAMPLE_CLIP, n_frames: int = 36, width: int = 480, height: int = 360,
-                       fps: float = 12.0) -> Path:
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+def _sample_scenes(n_frames: int, width: int, height: int):
+    """Per frame ``(scene, box node, hand and arm nodes)`` of the sample clip (pyrender)."""
     import pyrender
     import trimesh
 
     from .handmodel.mano_io import load_hand_model
-    from .video import VideoWriter
 
     K = default_intrinsics(width, height)
     hands = {}
@@ -96,47 +94,78 @@ def render_sample_clip(path: str | Path = SAMPLE_CLIP, n_frames: int = 36, width
         model = load_hand_model(side)
         hands[side] = (model, *_posed_hand(model, curl=0.12, thumb_curl=0.1))
     box = _striped_box((0.19, 0.21, 0.05))
+    skin = pyrender.MetallicRoughnessMaterial(baseColorFactor=SKIN, roughnessFactor=0.75, metallicFactor=0.0)
+    for t in range(n_frames):
+        phase = 2 * np.pi * t / n_frames
+        angle = np.deg2rad(10 * np.sin(phase))
+        group_rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+        group_t = np.array([0.03 * np.sin(phase), 0.012 * np.cos(phase), 0.40])
+        scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
+        box_pose = np.eye(4)
+        box_pose[:3, :3] = CV_TO_GL @ group_rot
+        box_pose[:3, 3] = CV_TO_GL @ (group_rot @ np.array([0.0, -0.055, 0.06]) + group_t)
+        box_node = scene.add(pyrender.Mesh.from_trimesh(box, smooth=False), pose=box_pose)
+        hand_nodes = []
+        for side, x in (("left", -0.068), ("right", 0.068)):
+            model, verts, finger_dir, back_normal = hands[side]
+            # fingers up and tilted inwards, the back of the hand towards the camera
+            tilt = np.deg2rad(12 if side == "left" else -12)
+            up = np.array([np.sin(tilt), -np.cos(tilt), 0.0])
+            R = _look_rotation(finger_dir, back_normal, up, [0.0, 0.0, -1.0])
+            v = (verts @ R.T + np.array([x, 0.11, 0.0])) @ group_rot.T + group_t
+            mesh = trimesh.Trimesh((CV_TO_GL @ v.T).T, model.faces, process=False)
+            hand_nodes.append(scene.add(pyrender.Mesh.from_trimesh(mesh, material=skin, smooth=True)))
+            # a forearm from the wrist out of the frame: detectors expect an arm behind a hand
+            wrist = (np.array([x, 0.11, 0.0])) @ group_rot.T + group_t
+            elbow = wrist + group_rot @ np.array([-up[0] * 0.25, 0.25, 0.03])
+            arm = trimesh.creation.cylinder(radius=0.026, segment=[wrist + group_rot @ (0.02 * np.array([-up[0], 1, 0])),
+                                                                    elbow], sections=32)
+            arm.vertices = (CV_TO_GL @ arm.vertices.T).T
+            hand_nodes.append(scene.add(pyrender.Mesh.from_trimesh(arm, material=skin, smooth=True)))
+        scene.add(pyrender.IntrinsicsCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], znear=0.01, zfar=10), pose=np.eye(4))
+        light_pose = np.eye(4)
+        light_pose[:3, :3] = trimesh.transformations.rotation_matrix(np.deg2rad(-35), [1, 0.6, 0])[:3, :3]
+        scene.add(pyrender.DirectionalLight(intensity=4.5), pose=light_pose)
+        yield scene, box_node, hand_nodes
+
+
+def render_sample_clip(path: str | Path = SAMPLE_CLIP, n_frames: int = 36, width: int = 480, height: int = 360,
+                       fps: float = 12.0) -> Path:
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    import pyrender
+
+    from .video import VideoWriter
+
     table = _table_texture(width, height)
     renderer = pyrender.OffscreenRenderer(width, height)
-    skin = pyrender.MetallicRoughnessMaterial(baseColorFactor=SKIN, roughnessFactor=0.75, metallicFactor=0.0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with VideoWriter(path, fps, crf=16) as writer:
-        for t in range(n_frames):
-            phase = 2 * np.pi * t / n_frames
-            angle = np.deg2rad(10 * np.sin(phase))
-            group_rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-            group_t = np.array([0.03 * np.sin(phase), 0.012 * np.cos(phase), 0.40])
-            scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
-            box_pose = np.eye(4)
-            box_pose[:3, :3] = CV_TO_GL @ group_rot
-            box_pose[:3, 3] = CV_TO_GL @ (group_rot @ np.array([0.0, -0.055, 0.06]) + group_t)
-            scene.add(pyrender.Mesh.from_trimesh(box, smooth=False), pose=box_pose)
-            for side, x in (("left", -0.068), ("right", 0.068)):
-                model, verts, finger_dir, back_normal = hands[side]
-                # fingers up and tilted inwards, the back of the hand towards the camera
-                tilt = np.deg2rad(12 if side == "left" else -12)
-                up = np.array([np.sin(tilt), -np.cos(tilt), 0.0])
-                R = _look_rotation(finger_dir, back_normal, up, [0.0, 0.0, -1.0])
-                v = (verts @ R.T + np.array([x, 0.11, 0.0])) @ group_rot.T + group_t
-                mesh = trimesh.Trimesh((CV_TO_GL @ v.T).T, model.faces, process=False)
-                scene.add(pyrender.Mesh.from_trimesh(mesh, material=skin, smooth=True))
-                # a forearm from the wrist out of the frame: detectors expect an arm behind a hand
-                wrist = (np.array([x, 0.11, 0.0])) @ group_rot.T + group_t
-                elbow = wrist + group_rot @ np.array([-up[0] * 0.25, 0.25, 0.03])
-                arm = trimesh.creation.cylinder(radius=0.026, segment=[wrist + group_rot @ (0.02 * np.array([-up[0], 1, 0])),
-                                                                        elbow], sections=32)
-                arm.vertices = (CV_TO_GL @ arm.vertices.T).T
-                scene.add(pyrender.Mesh.from_trimesh(arm, material=skin, smooth=True))
-            scene.add(pyrender.IntrinsicsCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], znear=0.01, zfar=10), pose=np.eye(4))
-            light_pose = np.eye(4)
-            light_pose[:3, :3] = trimesh.transformations.rotation_matrix(np.deg2rad(-35), [1, 0.6, 0])[:3, :3]
-            scene.add(pyrender.DirectionalLight(intensity=4.5), pose=light_pose)
+        for scene, _, _ in _sample_scenes(n_frames, width, height):
             color, depth = renderer.render(scene)
             frame = np.where((depth > 0)[..., None], color[..., :3], table)
             writer.write(frame)
     renderer.delete()
     return path
+
+
+def render_sample_masks(n_frames: int = 36, width: int = 480, height: int = 360) -> dict[str, np.ndarray]:
+    """The sample clip's true masks, from its own scenes: ``{"object": (T,H,W), "hand": (T,H,W)}``
+    bool, the visible pixels of the striped box and of the hands with their forearms."""
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    import pyrender
+
+    renderer = pyrender.OffscreenRenderer(width, height)
+    obj, hand = [], []
+    try:
+        for scene, box_node, hand_nodes in _sample_scenes(n_frames, width, height):
+            seg = {box_node: (255, 0, 0), **{n: (0, 255, 0) for n in hand_nodes}}
+            color, _ = renderer.render(scene, flags=pyrender.RenderFlags.SEG, seg_node_map=seg)
+            obj.append(color[..., 0] > 127)
+            hand.append(color[..., 1] > 127)
+    finally:
+        renderer.delete()
+    return {"object": np.stack(obj), "hand": np.stack(hand)}
 
 
 def render_reference_mug(path: str | Path = SAMPLE_REFERENCE, size: int = 320) -> Path:

@@ -42,7 +42,7 @@ def test_reference_on_white_grabcut_iou():
     obj = np.stack([120 + yy // 4, 60 + yy // 5, 40 + 0 * yy], -1).astype(np.uint8)  # shaded orange
     img[m] = obj[m]
     ref = cut_reference(img)
-    assert ref.method == "grabcut"
+    assert ref.method == "matte"
     full = np.zeros((200, 160), bool)
     ys, xs = np.nonzero(m)
     crop = (ref.alpha > 0.5)

@@ -62,3 +62,53 @@ def test_moving_camera_is_aligned_before_filling():
     naive = np.median(frames, axis=0)
     naive_err = np.abs(np.broadcast_to(naive, frames.shape).astype(int) - bgs.astype(int))[masks]
     assert naive_err.mean() > 2 * err.mean()
+
+
+def test_a_hand_the_detector_missed_is_not_erased():
+    """Frame 3 has no hand mask and its object mask swallowed the hand: the hand is carried over
+    from the neighbouring frames by optical flow and kept."""
+    from hoi_cli.inpaint import complete_hand_masks, removal_masks
+
+    T, H, W = 7, 96, 160
+    bg = _texture(H, W, seed=3)
+    frames = np.repeat(bg[None], T, axis=0)
+    hand = np.zeros((T, H, W), bool)
+    obj = np.zeros((T, H, W), bool)
+    for t in range(T):
+        x = 40 + 3 * t
+        hand[t, 40:80, x:x + 22] = True
+        frames[t][hand[t]] = (225, 170, 140)  # skin
+        frames[t, 45:75, x + 22:x + 60] = (40, 60, 220)  # the held object, right of the hand
+        obj[t, 45:75, x + 22:x + 60] = True
+    truth = hand.copy()
+    hand[3] = False
+    obj[3] |= truth[3]  # the segmenter took the missed hand for object
+    completed = complete_hand_masks(frames, hand)
+    iou = (completed[3] & truth[3]).sum() / (completed[3] | truth[3]).sum()
+    assert iou > 0.8
+    assert np.array_equal(completed[[0, 1, 2, 4, 5, 6]], hand[[0, 1, 2, 4, 5, 6]])  # found hands untouched
+    remove, keep = removal_masks(frames, obj, hand, 2)
+    out = remove_object(frames, remove, keep_masks=keep)
+    inner = cv2_erode(truth[3], 3)
+    assert np.array_equal(out[3][inner], frames[3][inner])  # the hand is still there
+    like_object = np.abs(out.astype(int) - np.array([40, 60, 220])).max(-1) < 30
+    assert like_object[obj].mean() < 0.01  # the object is gone
+
+
+def test_no_hand_anywhere():
+    from hoi_cli.inpaint import removal_masks
+
+    bg = _texture(96, 160, seed=4)
+    frames, masks = _moving_square(np.repeat(bg[None], 8, axis=0))
+    remove, keep = removal_masks(frames, masks, np.zeros_like(masks), 2)
+    assert not keep.any() and remove[masks].all()
+    remove2, keep2 = removal_masks(frames, masks, None, 2)
+    assert np.array_equal(remove, remove2) and not keep2.any()
+    out = remove_object(frames, remove, keep_masks=keep)
+    assert np.abs(out.astype(int) - bg[None].astype(int))[masks].mean() < 3.0
+
+
+def cv2_erode(mask: np.ndarray, r: int) -> np.ndarray:
+    import cv2
+
+    return cv2.erode(mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0

@@ -38,7 +38,7 @@ def demo_command(
             video = out_dir / f"{SAMPLE_CLIP.stem}_{SAMPLE_REFERENCE.stem}.mp4"
             err.print(f"generating {video}", highlight=False)
             sidecar = generate(run_dir, video, reference=SAMPLE_REFERENCE)
-            shown = make_show(run_dir, run_dir / "show")
+            shown = make_show(run_dir, run_dir / "show", generated=video)  # the mug beside the removal
     except HoiError as exc:
         fail(exc)
         return

@@ -1,8 +1,11 @@
-"""`hoi show RUN`: a contact sheet (PNG) and a side-by-side video of every stage's outputs.
+"""`hoi show RUN`: a contact sheet (PNG) and a video of every stage's outputs, laid out to be read.
 
-Columns are the stages that exist in the run (complete: their manifest is there), in pipeline
-order; the sheet's rows are a few frames spread over the clip; the video shows every frame.
-What each column draws:
+Panels are the stages that exist in the run (complete: their manifest is there), plus the
+generated video when one is given (``--generated``) or found beside the run (a `hoi generate`
+sidecar naming this run). The story comes first: source frame, object mask, object removed,
+generated; then the other stages in pipeline order. The video shows every frame as a labelled
+grid of panels (``columns`` wide, tiles ``tile_width`` px); the contact sheet has one row per
+picked frame and one labelled column per panel. What each panel draws:
 
     00_frames      the frame
     01_detect      hand boxes (tight thin, Re-HOLD square thick; left blue, right orange),
@@ -13,6 +16,7 @@ What each column draws:
     05_silhouette  the HOI structure
     06_layout      the layout channels over the frame (R left, G right, B object)
     07_genhoi      the object-removed frame
+    generated      the generated video's frame
 """
 
 from __future__ import annotations
@@ -23,22 +27,38 @@ from typing import Optional
 import typer
 
 
-def _put_label(img, text: str):
-    import cv2
+TITLES = {"00_frames": "source frame", "01_detect": "hands + object box", "02_hands": "hand meshes",
+          "03_segment": "object + hand masks", "04_mlo": "MLO normals", "05_silhouette": "HOI structure",
+          "06_layout": "layout boxes", "07_genhoi": "object removed", "generated": "generated"}
+STORY = ("00_frames", "03_segment", "07_genhoi", "generated")  # shown first: what a reader looks for
+LABEL_H = 22
 
-    cv2.rectangle(img, (0, 0), (img.shape[1], 16), (0, 0, 0), -1)
-    cv2.putText(img, text, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
+
+def _label_bar(width: int, text: str, sub: str = ""):
+    """A dark bar with white text (and a grey note on its right), ``LABEL_H`` px high."""
+    import cv2
+    import numpy as np
+
+    bar = np.full((LABEL_H, width, 3), 24, np.uint8)
+    scale = 0.5 if width >= 200 else 0.4
+    cv2.putText(bar, text, (5, 15), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    if sub:
+        (tw, _), _ = cv2.getTextSize(sub, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        cv2.putText(bar, sub, (max(5, width - tw - 5), 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (170, 170, 170), 1,
+                    cv2.LINE_AA)
+    return bar
 
 
 class _Stages:
     """Lazily loaded stage outputs of one run, drawn one frame at a time."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, generated: Path | None = None):
         from ..pipeline import STAGES
 
         self.run_dir = run_dir
-        self.names = [s for s in STAGES if (run_dir / s / "manifest.json").exists()]
+        self.generated = generated
+        present = [s for s in STAGES if (run_dir / s / "manifest.json").exists()] + (["generated"] if generated else [])
+        self.names = [s for s in STORY if s in present] + [s for s in present if s not in STORY]
         self.cache: dict = {}
 
     def frame(self, t: int):
@@ -121,6 +141,11 @@ class _Stages:
             if rgb.shape[:2] != base.shape[:2]:
                 rgb = cv2.resize(rgb, (base.shape[1], base.shape[0]), interpolation=cv2.INTER_NEAREST)
             return (0.5 * base + 0.5 * rgb).astype(np.uint8)
+        if name == "generated":
+            from ..video import read_video
+
+            v = self._get("generated", lambda: read_video(self.generated)[0])
+            return np.asarray(v[min(t, len(v) - 1)])[: base.shape[0], : base.shape[1]]
         if name == "07_genhoi":
             from ..video import read_video
 
@@ -129,45 +154,115 @@ class _Stages:
             return np.asarray(v[t])[: base.shape[0], : base.shape[1]]
         return base
 
-    def tile(self, name: str, t: int, height: int):
+    def tile(self, name: str, t: int, width: int, height: int):
+        """The panel's image fitted into ``width`` x ``height`` (aspect kept, letterboxed)."""
         import cv2
         import numpy as np
 
+        out = np.full((height, width, 3), 40, np.uint8)
         try:
             img = np.ascontiguousarray(self.draw(name, t)[..., :3]).astype(np.uint8)
         except Exception as exc:  # one broken stage must not hide the others
-            img = np.full((height, height, 3), 60, np.uint8)
-            cv2.putText(img, f"error: {type(exc).__name__}", (4, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+            cv2.putText(out, f"error: {type(exc).__name__}", (6, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                         (255, 80, 80), 1, cv2.LINE_AA)
-        w = max(1, int(round(img.shape[1] * height / img.shape[0])))
-        img = cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA)
-        return _put_label(np.ascontiguousarray(img), f"{name} t={t}")
+            return out
+        s = min(width / img.shape[1], height / img.shape[0])
+        w, h = max(1, int(round(img.shape[1] * s))), max(1, int(round(img.shape[0] * s)))
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        y0, x0 = (height - h) // 2, (width - w) // 2
+        out[y0:y0 + h, x0:x0 + w] = img
+        return out
+
+    def grid(self, t: int, n_frames: int, columns: int, tile_w: int, tile_h: int):
+        """One video frame: the panels in a labelled grid, ``columns`` wide."""
+        import numpy as np
+
+        cells = []
+        for name in self.names:
+            sub = f"t={t}/{n_frames - 1}" if name == self.names[0] else name if name != "generated" else ""
+            cells.append(np.concatenate([_label_bar(tile_w, TITLES.get(name, name), sub),
+                                         self.tile(name, t, tile_w, tile_h)], axis=0))
+        blank = np.full_like(cells[0], 16)
+        cells += [blank] * (-len(cells) % columns)
+        rows = [np.concatenate(cells[i:i + columns], axis=1) for i in range(0, len(cells), columns)]
+        gap = np.full((2, rows[0].shape[1], 3), 16, np.uint8)
+        return _even(np.concatenate([x for r in rows for x in (r, gap)][:-1], axis=0))
 
 
-def make_show(run_dir: Path, out_dir: Path, n_frames: int = 4, height: int = 200, video: bool = True,
-              max_video_frames: int = 0) -> dict:
-    """Write ``show.png`` (+ ``show.mp4``) into ``out_dir``; returns their paths and the stages shown."""
+def _even(img):
+    """Pad to even width and height (H.264 with yuv420 needs them)."""
+    import numpy as np
+
+    h, w = img.shape[:2]
+    return np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)))
+
+
+def find_generated(run_dir: Path) -> Path | None:
+    """The newest video that `hoi generate` made from this run, found by its sidecar beside the run."""
+    import json
+
+    target = str(run_dir.resolve())
+    best = None
+    for sidecar in run_dir.parent.glob("*.json"):
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        video = sidecar.with_suffix(".mp4")
+        if isinstance(meta, dict) and (meta.get("run") or {}).get("path") == target and video.exists():
+            if best is None or video.stat().st_mtime > best.stat().st_mtime:
+                best = video
+    return best
+
+
+def make_show(run_dir: Path, out_dir: Path, n_frames: int = 4, tile_width: int = 320, video: bool = True,
+              max_video_frames: int = 0, generated: Path | None = None, columns: int = 4) -> dict:
+    """Write ``show.png`` (+ ``show.mp4``) into ``out_dir``; returns their paths and the panels shown.
+
+    ``generated``: a generated video of this run to show beside the object removal (default: the
+    newest one `find_generated` finds beside the run).
+    """
     import numpy as np
 
     from ..errors import BadInputError
     from ..stages.frames import load_meta
     from ..video import write_image, write_video
 
-    st = _Stages(run_dir)
+    run_dir = Path(run_dir)
+    generated = Path(generated) if generated is not None else find_generated(run_dir)
+    if generated is not None and not generated.exists():
+        raise BadInputError(f"generated video not found: {generated}", "pass the .mp4 that `hoi generate` wrote")
+    st = _Stages(run_dir, generated)
     if "00_frames" not in st.names:
         raise BadInputError(f"{run_dir} has no complete 00_frames", "run `hoi preprocess` on the clip first")
     meta = load_meta(run_dir)
     T = int(meta["n_frames"])
+    W, H = int(meta.get("width") or 0), int(meta.get("height") or 0)
+    if W <= 0 or H <= 0:
+        H, W = st.frame(0).shape[:2]
+    tile_w = max(64, int(tile_width))
+    tile_h = max(32, int(round(tile_w * H / W)))
     picks = sorted(set(np.linspace(0, T - 1, min(n_frames, T)).round().astype(int).tolist()))
-    rows = [np.concatenate([st.tile(name, t, height) for name in st.names], axis=1) for t in picks]
+    # contact sheet: one labelled column per panel, one row per picked frame (its index on the left)
+    sheet_w = min(tile_w, max(200, 2000 // len(st.names)))  # a sheet about 2000 px wide at most
+    sheet_h = max(32, int(round(sheet_w * H / W)))
+    side = 44
+    header = np.concatenate([np.full((LABEL_H, side, 3), 24, np.uint8)]
+                            + [_label_bar(sheet_w, TITLES.get(n, n)) for n in st.names], axis=1)
+    rows = [header]
+    for t in picks:
+        idx = _label_bar(side, f"t={t}")
+        left = np.concatenate([idx, np.full((sheet_h - LABEL_H, side, 3), 24, np.uint8)], axis=0)
+        rows.append(np.concatenate([left] + [st.tile(n, t, sheet_w, sheet_h) for n in st.names], axis=1))
     sheet = np.concatenate(rows, axis=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_image(out_dir / "show.png", sheet)
-    result = {"sheet": str(out_dir / "show.png"), "stages": st.names, "frames": picks}
+    result = {"sheet": str(out_dir / "show.png"), "stages": st.names, "frames": picks,
+              "generated": str(generated) if generated else None}
     if video:
         last = T if max_video_frames <= 0 else min(T, max_video_frames)
-        write_video(out_dir / "show.mp4",
-                    (np.concatenate([st.tile(name, t, height) for name in st.names], axis=1) for t in range(last)),
+        cols = max(1, min(columns, len(st.names)))
+        write_video(out_dir / "show.mp4", (st.grid(t, T, cols, tile_w, tile_h) for t in range(last)),
                     float(meta.get("fps") or 10.0))
         result["video"] = str(out_dir / "show.mp4")
     return result
@@ -177,14 +272,18 @@ def show_command(
     run: Path = typer.Argument(..., help="a run folder (runs/<clip-id>)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: RUN/show)"),
     frames: int = typer.Option(4, "--frames", "-n", help="rows of the contact sheet"),
-    height: int = typer.Option(200, "--height", help="tile height in px"),
-    video: bool = typer.Option(True, "--video/--no-video", help="also write the side-by-side video"),
+    tile_width: int = typer.Option(320, "--tile-width", help="width of one panel in the video, px"),
+    columns: int = typer.Option(4, "--columns", help="panels per row in the video"),
+    generated: Optional[Path] = typer.Option(None, "--generated", "-g",
+                                             help="a generated video of this run (default: found beside the run)"),
+    video: bool = typer.Option(True, "--video/--no-video", help="also write the grid video"),
     max_video_frames: int = typer.Option(0, "--max-video-frames", help="0 = all frames"),
 ) -> None:
-    """Contact sheet (PNG) and side-by-side video of every stage's outputs, to check a run at a glance."""
+    """Contact sheet (PNG) and a grid video of every stage's outputs, to check a run at a glance."""
     import json
     import sys
 
-    res = make_show(run, out or run / "show", frames, height, video, max_video_frames)  # HoiError: the app reports it
-    print(f"stages: {', '.join(res['stages'])}", file=sys.stderr)
+    res = make_show(run, out or run / "show", frames, tile_width, video, max_video_frames, generated,
+                    columns)  # HoiError: the app reports it
+    print(f"panels: {', '.join(res['stages'])}", file=sys.stderr)
     typer.echo(json.dumps(res))

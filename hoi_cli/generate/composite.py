@@ -2,8 +2,9 @@
 
 Per clip (precomputed once):
 
-1. **Remove the source object**: its mask (dilated by ``remove_dilate_px``), less the hand
-   mask, is filled by `hoi_cli.inpaint.remove_object` (other frames, then inpainting).
+1. **Remove the source object**: `hoi_cli.inpaint.removal_masks` (the mask dilated by
+   ``remove_dilate_px``, holes filled, less the hands, completed where missed) is filled by
+   `hoi_cli.inpaint.remove_object` (other frames, flow-aligned, then inpainting).
 2. **Layout**: Re-HOLD's adaptive layout adjustment (`hoi_cli.generate.layout`) of the source
    object box (from 03_segment's mask, or 01_detect's box where the mask is empty) to the
    reference's aspect ratio.
@@ -285,7 +286,7 @@ class Compositor:
         import cv2
 
         from ..conventions import box_from_mask
-        from ..inpaint import remove_object
+        from ..inpaint import removal_masks, remove_object
 
         self.p = p = params or CompositeParams()
         self.timings: dict[str, float] = {}
@@ -303,10 +304,12 @@ class Compositor:
             boxes[miss] = np.asarray(object_boxes, np.float32)[miss]
         self.source_boxes = boxes
         # 1. remove the source object
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.remove_dilate_px + 1,) * 2)
-        self.remove = np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj]) & ~self.hand
+        self.remove, keep = removal_masks(frames, obj, self.hand, p.remove_dilate_px)  # as 07_genhoi removes it
+        # the hands as the removal kept them: missed ones carried over, and a hand mask drawn over the
+        # object given back to it (pasting the source's "hand" there would bring the old object back)
+        self.hand = keep
         if background is None:
-            background = remove_object(frames, self.remove, keep_masks=self.hand)
+            background = remove_object(frames, self.remove, keep_masks=keep)
         self.background = background
         self.timings["remove_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()

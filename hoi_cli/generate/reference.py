@@ -4,15 +4,20 @@ Three sources:
 
 - an image with an alpha channel: the alpha is the cut-out (``method = "alpha"``);
 - an image of the object on a plain background (white product shot, black studio cloth):
-  a colour model of the image border (k-means in LAB) seeds GrabCut; the result is cleaned
-  (largest components, holes filled) and its edge feathered (``method = "grabcut"``). The
+  a colour model of the image border (k-means in LAB, and a smooth fit of its gradient) seeds
+  GrabCut; the result is cleaned (largest components, holes filled) into the object's
+  silhouette; then closed-form matting (`pymatting`) on a trimap made from it estimates the
+  alpha, so that glass and soft edges keep their partial alpha and enclosed background (a
+  mug's handle) stays open, and the object's colours under partial alpha are estimated with
+  the backdrop taken out (``method = "matte"``; ``matting = False``: the silhouette with a
+  feathered edge, ``method = "grabcut"``). The
   border must be plain: when it is not, or when nothing (or everything) differs from it,
   `BadInputError` says so;
 - a frame of the clip and its object mask (self-reenactment, ``method = "frame"``).
 
 Convention (reference):
     ``rgb (h, w, 3)`` uint8 and ``alpha (h, w)`` float32 in [0, 1], cropped to the object's
-    tight box (alpha > 0.5); ``aspect = w / h`` of that box; ``size_px = (w, h)`` in pixels of
+    tight box (alpha > 0.15: see-through parts included); ``aspect = w / h`` of that box; ``size_px = (w, h)`` in pixels of
     the source image (before any working downscale); ``fill`` = object area / box area.
 """
 
@@ -46,7 +51,12 @@ class ReferenceParams:
     max_fg_frac: float = 0.92  # above it: the background was not separated
     min_component_frac: float = 0.15  # keep components at least this fraction of the largest
     feather_px: float = 1.0  # Gaussian sigma of the alpha edge at the segmentation size, px
-    alpha_threshold: float = 0.5  # alpha above which a pixel counts as object (box, fill)
+    alpha_threshold: float = 0.5  # alpha above which a pixel counts as object (fill)
+    box_alpha_threshold: float = 0.15  # alpha above which a pixel is inside the object's box
+    matting: bool = True  # estimate alpha by closed-form matting (glass, soft edges, holes kept open)
+    matte_band_frac: float = 0.015  # unknown band either side of the silhouette's edge, fraction of the longest side
+    hole_min_frac: float = 0.005  # enclosed background of at least this share of the object stays a hole...
+    hole_solid_ring: float = 0.5  # ...when at least this share of its surroundings is solid object
 
 
 @dataclass
@@ -56,7 +66,7 @@ class Reference:
     aspect: float  # w / h of the tight box
     size_px: tuple[int, int]  # (w, h) of the tight box in the source image, px
     fill: float  # object area / tight-box area
-    method: str  # "alpha" | "grabcut" | "frame"
+    method: str  # "alpha" | "matte" | "grabcut" | "frame"
     source: str = ""  # path, or "run:<dir>#frame=<N>"
     sha256: str = ""  # of the source file (or of the frame+mask bytes)
     extra: dict = field(default_factory=dict)
@@ -99,7 +109,7 @@ def cut_reference(img: np.ndarray, params: ReferenceParams | None = None, name: 
             return _finish(img[..., :3], alpha, "alpha", p)
     rgb = np.ascontiguousarray(img[..., :3])
     alpha = segment_plain_background(rgb, p, name=name)
-    return _finish(rgb, alpha, "grabcut", p)
+    return _finish(rgb, alpha, "matte" if p.matting else "grabcut", p)
 
 
 def reference_from_frame(frame: np.ndarray, mask: np.ndarray, params: ReferenceParams | None = None,
@@ -148,6 +158,9 @@ def segment_plain_background(rgb: np.ndarray, params: ReferenceParams | None = N
     centres = centres[share >= min(p.bg_cluster_min_share, share.max())]
     # distance of every pixel to its nearest background colour
     d = np.min(np.linalg.norm(lab[..., None, :] - centres[None, None], axis=-1), axis=-1)
+    # ...or to a smooth (quadratic) fit of the border: a studio backdrop's light falls off, and
+    # faint glass edges only stand out against the backdrop's own gradient
+    d = np.minimum(d, np.linalg.norm(lab - _smooth_background(lab, border), axis=-1))
     plain = float((d[border] < p.plain_tol).mean())
     if plain < p.plain_frac:
         raise BadInputError(
@@ -185,12 +198,81 @@ def segment_plain_background(rgb: np.ndarray, params: ReferenceParams | None = N
     if touching > 0.5:
         raise BadInputError(f"reference {name}: the segmented object covers most of the image border",
                             "crop the image with some background around the object, or give a PNG with alpha")
-    alpha = mask.astype(np.float32)
-    if p.feather_px > 0:
-        alpha = cv2.GaussianBlur(alpha, (0, 0), p.feather_px)
+    if p.matting:
+        # the extent is all that measurably differs from the backdrop: GrabCut drops faint glass,
+        # the matting gives it the alpha its colours say
+        alpha = matte_alpha(small, mask | closed, d, tol, p)
+    else:
+        alpha = mask.astype(np.float32)
+        if p.feather_px > 0:
+            alpha = cv2.GaussianBlur(alpha, (0, 0), p.feather_px)
     if s < 1:
         alpha = cv2.resize(alpha, (W, H), interpolation=cv2.INTER_LINEAR)
     return np.clip(alpha, 0.0, 1.0)
+
+
+def matting_trimap(silhouette: np.ndarray, d: np.ndarray, tol: float, p: ReferenceParams) -> np.ndarray:
+    """Trimap (1 object, 0 background, 0.5 unknown) for the matting, from the object's silhouette
+    (hole-filled) and ``d``, each pixel's colour distance to the background (LAB, ~Delta E).
+
+    Known object: the silhouette's inside (eroded by the band) where the colour is surely not the
+    background's (``d > fg_tol``: faint, see-through parts stay unknown). Known background:
+    outside the silhouette grown by the band, and the open holes, pieces of background the
+    object encloses (a mug handle's hole): plain components of background colour (``d < tol``)
+    in the silhouette, of at least ``hole_min_frac`` of its area, mostly surrounded by solid
+    object (``hole_solid_ring``; a glass body's inside is ringed by faint edges). The rest, glass
+    and soft edges included, is unknown and the matting decides.
+    """
+    import cv2
+
+    h, w = silhouette.shape
+    band = max(1, round(p.matte_band_frac * max(h, w)))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    sil = silhouette.astype(np.uint8)
+    inner = cv2.erode(sil, k) > 0
+    outer = cv2.dilate(sil, k) > 0
+    trimap = np.full((h, w), 0.5, np.float64)
+    trimap[~outer] = 0.0
+    trimap[inner & (d > p.fg_tol)] = 1.0
+    # a hole shows the plain background: its colour, and no texture (a pale, speckled bowl is not one)
+    grad = cv2.morphologyEx(d.astype(np.float32), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    bgish = (silhouette & (d < tol) & (grad < tol)).astype(np.uint8)
+    bgish = cv2.morphologyEx(bgish, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))  # thin highlights are not holes
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(bgish, connectivity=4)
+    area = max(1, int(silhouette.sum()))
+    near_object = cv2.dilate((d > tol).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    solid = d > p.fg_tol
+    ring_k = np.ones((2 * band + 1, 2 * band + 1), np.uint8)
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] < p.hole_min_frac * area:
+            continue
+        comp = lab == i
+        ring = (cv2.dilate(comp.astype(np.uint8), ring_k) > 0) & ~comp
+        # enclosed by solid object (a mug's handle): a hole; by faint edges (a glass body): see-through object
+        if solid[ring].mean() >= p.hole_solid_ring:
+            trimap[comp & ~near_object] = 0.0
+    return trimap
+
+
+def matte_alpha(rgb: np.ndarray, silhouette: np.ndarray, d: np.ndarray, tol: float, p: ReferenceParams) -> np.ndarray:
+    """Alpha by closed-form matting (Levin et al. 2008, `pymatting.estimate_alpha_cf`) on the trimap
+    of `matting_trimap`: see-through and reflective parts get the partial alpha their colours say."""
+    from pymatting import estimate_alpha_cf
+
+    trimap = matting_trimap(silhouette, d, tol, p)
+    if not (trimap == 1.0).any() or not (trimap == 0.0).any():  # nothing to anchor the matting
+        return silhouette.astype(np.float32)
+    alpha = estimate_alpha_cf(rgb.astype(np.float64) / 255.0, trimap)
+    return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+
+
+def _smooth_background(lab: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """A quadratic surface in x, y per channel, least-squares fitted to the border pixels."""
+    h, w = lab.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / max(h, w)
+    basis = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], axis=-1)
+    coef, *_ = np.linalg.lstsq(basis[border], lab[border], rcond=None)
+    return basis @ coef
 
 
 def _clean_mask(mask: np.ndarray, min_component_frac: float, close_px: int = 0, open_px: int = 1) -> np.ndarray:
@@ -222,9 +304,10 @@ def _finish(rgb: np.ndarray, alpha: np.ndarray, method: str, p: ReferenceParams)
     import cv2
 
     on = alpha > p.alpha_threshold
-    ys, xs = np.nonzero(on)
-    if len(xs) == 0:
+    if not on.any():
         raise BadInputError("reference: no object pixels after the cut-out", "check the reference image")
+    # the box holds the see-through parts too (a glass body is part of the object's size)
+    ys, xs = np.nonzero(alpha > min(p.alpha_threshold, p.box_alpha_threshold))
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     w, h = int(x1 - x0), int(y1 - y0)
     fill = float(on[y0:y1, x0:x1].mean())
@@ -237,7 +320,14 @@ def _finish(rgb: np.ndarray, alpha: np.ndarray, method: str, p: ReferenceParams)
         crop_a = cv2.resize(crop_a, size, interpolation=cv2.INTER_AREA)
     # colours under soft edges: pull the object's colour outwards so that a bright/dark background
     # does not fringe the pasted edge (simple dilation-based decontamination)
-    crop_rgb = _decontaminate(crop_rgb, crop_a)
+    if method == "matte":
+        # the object's own colours under partial alpha (glass, edges), the backdrop's taken out
+        from pymatting import estimate_foreground_ml
+
+        fg = estimate_foreground_ml(crop_rgb.astype(np.float64) / 255.0, crop_a.astype(np.float64))
+        crop_rgb = np.clip(np.round(fg * 255.0), 0, 255).astype(np.uint8)
+    else:
+        crop_rgb = _decontaminate(crop_rgb, crop_a)
     return Reference(rgb=np.ascontiguousarray(crop_rgb), alpha=np.ascontiguousarray(np.clip(crop_a, 0, 1)),
                      aspect=w / h, size_px=(w, h), fill=fill, method=method)
 

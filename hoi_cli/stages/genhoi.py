@@ -4,7 +4,9 @@ GenHOI conditions on the object mask video, the video with the object removed, a
 reference image of the object. This stage makes them from 00_frames and 03_segment:
 
     ``object_mask.mp4``     the object mask, white on black
-    ``object_removed.mp4``  the frames with the object region (mask dilated by ``dilate_px``)
+    ``object_removed.mp4``  the frames with the object region (`hoi_cli.inpaint.removal_masks`:
+                            the mask dilated by ``dilate_px``, holes filled, less the hands,
+                            completed where the detector missed one)
                             filled from other frames where the background shows there, by
                             `hoi_cli.inpaint.remove_object` (see its docs); the hands are kept
     ``reference.png``       the object crop (box of the mask grown by ``reference_pad``) of the
@@ -33,7 +35,7 @@ from ..errors import BadInputError
 from .base import StageContext
 
 NAME = "07_genhoi"
-VERSION = "3"
+VERSION = "5"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "03_segment")
 
 
@@ -44,16 +46,17 @@ class Params:
     crf: int = 18
 
 
-def _remove(frames: np.ndarray, masks: np.ndarray, hands: np.ndarray | None) -> np.ndarray:
-    from ..inpaint import remove_object
+def object_removal(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.ndarray | None,
+                   dilate_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(object-removed frames, removed mask)``: what this stage stores and `hoi generate` reuses."""
+    from ..inpaint import removal_masks, remove_object
 
+    remove, keep = removal_masks(frames, object_masks, hand_masks, dilate_px)
     # the hands are kept, and never used as background: they move with the object
-    return np.asarray(remove_object(frames, masks, keep_masks=hands))
+    return np.asarray(remove_object(frames, remove, keep_masks=keep)), remove
 
 
 def run(ctx: StageContext) -> dict:
-    import cv2
-
     from ..conventions import box_from_mask
     from ..render.scene import read_masks
     from ..video import write_image, write_video
@@ -70,13 +73,8 @@ def run(ctx: StageContext) -> dict:
     obj = np.asarray(masks["object"], bool)
     if obj.shape != frames.shape[:3]:
         raise BadInputError(f"object masks {obj.shape} do not match the frames {frames.shape[:3]}", "rerun 03_segment")
-    if p.dilate_px > 0:
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.dilate_px + 1, 2 * p.dilate_px + 1))
-        remove = np.stack([cv2.dilate(m.astype(np.uint8), k).astype(bool) for m in obj])
-    else:
-        remove = obj
     hands = np.asarray(masks["hand"], bool) if "hand" in masks else None
-    removed = _remove(frames, remove, hands)
+    removed, remove = object_removal(frames, obj, hands, p.dilate_px)
     write_video(ctx.out_dir / "object_mask.mp4", [np.repeat(m[..., None], 3, -1).astype(np.uint8) * 255 for m in obj],
                 fps, crf=p.crf)
     write_video(ctx.out_dir / "object_removed.mp4", list(removed), fps, crf=p.crf)

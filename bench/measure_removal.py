@@ -1,0 +1,209 @@
+"""Object removal on the InterDyn clips of ../shared/data: remnant (`hoi_cli.metrics.removal`) and speed.
+
+Two measurements per clip, both scored against the reference (SAM2) masks:
+
+- ``a`` (the fill alone): the removal mask is the reference object mask (all ``object_*`` masks
+  merged), removed by 07_genhoi's `object_removal` with the reference hand as the hands;
+- ``b`` (the real figure): the pipeline's own masks, from ``RUNS/<clip>/03_segment`` (made with
+  ``hoi preprocess CLIP --until 03_segment --object-box <reference box on its first frame>
+  --object-frame <that frame>``), exactly what 07_genhoi removes.
+
+Each is run with the current `hoi_cli.inpaint.remove_object` and, with ``--peer REV``, with the
+one at git revision REV of this repository (the old removal) in the same process, for the
+speed ratio and the before/after remnant. Tuning clips and validation clips are printed side by
+side; a split's figure is the mean over its clips.
+
+With ``--sample [RUN]`` it also scores the bundled sample clip against the true masks its
+generator renders (`hoi_cli.sample.render_sample_masks`): (a) those masks removed, (b) the masks
+of RUN (a run of the sample through 03_segment, e.g. ``hoi demo``'s runs/demo/hands_box).
+
+Usage: python bench/measure_removal.py [--runs /tmp/runs] [--modes a,b] [--peer c7649e2]
+       [--clips 243,35671] [--sample [RUN]] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DATA = REPO.parent / "shared" / "data" / "interdyn"
+TUNE = ("125021", "137875", "141667", "176110", "182974", "191021")
+VALIDATE = ("204076", "208810", "243", "24815", "33576", "35671")
+
+
+def load_peer(rev: str):
+    """`hoi_cli.inpaint` as it was at git revision ``rev`` (imported from a temporary file)."""
+    src = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:hoi_cli/inpaint.py"], check=True,
+                         capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "inpaint_peer.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("inpaint_peer", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def reference_masks(clip: str, T: int):
+    m = np.load(DATA / clip / "masks.npz")
+    obj = np.any(np.stack([m[k].astype(bool) for k in m.files if k.startswith("object_")]), axis=0)
+    return obj[:T], m["hand"].astype(bool)[:T]
+
+
+def clip_inputs(clip: str, mode: str, runs: Path | None):
+    """``(frames, object mask to remove, hands to keep, reference object, reference hand)``."""
+    from hoi_cli.video import read_video
+
+    if mode == "a":
+        frames, _ = read_video(DATA / clip / "video.webm")
+        ref_obj, ref_hand = reference_masks(clip, len(frames))
+        return frames, ref_obj, ref_hand, ref_obj, ref_hand
+    from hoi_cli.stages.frames import load_frames
+    from hoi_cli.stages.segment import load_masks
+
+    run = runs / clip
+    frames = load_frames(run)
+    masks = load_masks(run)
+    ref_obj, ref_hand = reference_masks(clip, len(frames))
+    if ref_obj.shape != frames.shape[:3]:
+        raise SystemExit(f"{clip}: run frames {frames.shape[:3]} differ from the reference masks {ref_obj.shape}")
+    return frames, masks["object"], masks["hand"], ref_obj, ref_hand
+
+
+def measure(clip: str, mode: str, runs: Path | None, peer) -> dict:
+    from hoi_cli.metrics.removal import remnant_region, removal_remnant
+    from hoi_cli.stages.genhoi import Params, object_removal
+
+    frames, obj, hand, ref_obj, ref_hand = clip_inputs(clip, mode, runs)
+    dilate = Params().dilate_px
+    t0 = time.perf_counter()
+    out, remove = object_removal(frames, obj, hand, dilate)  # exactly what 07_genhoi stores
+    t_new = time.perf_counter() - t0
+    row = {"clip": clip, "mode": mode, "remnant": removal_remnant(out, frames, ref_obj, ref_hand)["remnant"],
+           "seconds": t_new}
+    # where the survivors are: outside the removal mask (the mask missed them) or filled back
+    region = np.stack([remnant_region(o, h) for o, h in zip(ref_obj, ref_hand)])
+    big = ref_obj.reshape(len(ref_obj), -1).mean(1) >= 0.003
+    region &= big[:, None, None]
+    row["missed_by_mask"] = float((region & ~remove).sum() / max(1, region.sum()))
+    if peer is not None:
+        import cv2
+
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1,) * 2)
+        old_remove = np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj])  # the old 07_genhoi mask
+        t0 = time.perf_counter()
+        old = peer.remove_object(frames, old_remove, keep_masks=hand)
+        row["peer_seconds"] = time.perf_counter() - t0
+        row["peer_remnant"] = removal_remnant(old, frames, ref_obj, ref_hand)["remnant"]
+    return row
+
+
+def measure_sample(run: Path | None, peer) -> list[dict]:
+    from hoi_cli.metrics.removal import removal_remnant
+    from hoi_cli.sample import SAMPLE_CLIP, render_sample_masks
+    from hoi_cli.stages.genhoi import Params, object_removal
+    from hoi_cli.video import read_video
+
+    frames, _ = read_video(SAMPLE_CLIP)
+    truth = render_sample_masks(len(frames), frames.shape[2], frames.shape[1])
+    inputs = {"a": (frames, truth["object"], truth["hand"])}
+    if run is not None:
+        from hoi_cli.stages.frames import load_frames
+        from hoi_cli.stages.segment import load_masks
+
+        masks = load_masks(run)
+        inputs["b"] = (load_frames(run), masks["object"], masks["hand"])
+    rows = []
+    for mode, (f, obj, hand) in inputs.items():
+        out, _ = object_removal(f, obj, hand, Params().dilate_px)
+        row = {"clip": "sample", "mode": mode,
+               "remnant": removal_remnant(out, f, truth["object"], truth["hand"])["remnant"]}
+        if peer is not None:
+            import cv2
+
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * Params().dilate_px + 1,) * 2)
+            old = peer.remove_object(f, np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj]),
+                                     keep_masks=hand)
+            row["peer_remnant"] = removal_remnant(old, f, truth["object"], truth["hand"])["remnant"]
+        rows.append(row)
+        print(f"sample ({mode}) remnant {row['remnant']:.4f}"
+              + (f"  old {row['peer_remnant']:.4f}" if "peer_remnant" in row else ""), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=Path, default=None, help="run folders (through 03_segment) for mode b")
+    ap.add_argument("--modes", default="a,b")
+    ap.add_argument("--peer", default=None, help="git revision of the old removal to compare with")
+    ap.add_argument("--clips", default=None)
+    ap.add_argument("--sample", nargs="?", const="", default=None, help="also the bundled sample [its RUN]")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    modes = [m for m in a.modes.split(",") if m]
+    if "b" in modes and a.runs is None:
+        raise SystemExit("mode b needs --runs")
+    peer = load_peer(a.peer) if a.peer else None
+    wanted = set(a.clips.split(",")) if a.clips else None
+    rows = []
+    for mode in modes:
+        for split, clips in (("tune", TUNE), ("validate", VALIDATE)):
+            for clip in clips:
+                if wanted and clip not in wanted:
+                    continue
+                r = measure(clip, mode, a.runs, peer)
+                r["split"] = split
+                rows.append(r)
+                extra = (f"  old {r['peer_remnant']:.3f}  time new/old {r['seconds']:.1f}/{r['peer_seconds']:.1f} s"
+                         if peer else f"  {r['seconds']:.1f} s")
+                print(f"({mode}) {split:>8} {clip:>7}  remnant {r['remnant']:.3f}  missed by mask "
+                      f"{r['missed_by_mask']:.3f}{extra}", file=sys.stderr, flush=True)
+    print()
+    for mode in modes:
+        print(f"mode ({mode}): " + ("reference object mask removed (the fill alone)" if mode == "a"
+                                    else "the pipeline's own 03_segment masks (the real figure)"))
+        by = {s: [r for r in rows if r["mode"] == mode and r["split"] == s] for s in ("tune", "validate")}
+        head = f"{'tune clip':>10} {'remnant':>8} {'old':>6} {'missed':>7} | {'val clip':>10} {'remnant':>8} {'old':>6} {'missed':>7}"
+        print(head)
+        n = max(len(v) for v in by.values())
+
+        def cell(r):
+            if r is None:
+                return " " * 35
+            old = f"{r['peer_remnant']:.3f}" if "peer_remnant" in r else "  -  "
+            return f"{r['clip']:>10} {r['remnant']:>8.3f} {old:>6} {r['missed_by_mask']:>7.3f}"
+
+        for i in range(n):
+            print(cell(by["tune"][i] if i < len(by["tune"]) else None) + " | "
+                  + cell(by["validate"][i] if i < len(by["validate"]) else None))
+
+        def mean(split, key):
+            vals = [r[key] for r in by[split] if key in r]
+            return float(np.mean(vals)) if vals else float("nan")
+
+        print(f"{'mean':>10} {mean('tune', 'remnant'):>8.3f} {mean('tune', 'peer_remnant'):>6.3f} "
+              f"{mean('tune', 'missed_by_mask'):>7.3f} | {'mean':>10} {mean('validate', 'remnant'):>8.3f} "
+              f"{mean('validate', 'peer_remnant'):>6.3f} {mean('validate', 'missed_by_mask'):>7.3f}")
+        if peer:
+            new = sum(r["seconds"] for r in rows if r["mode"] == mode)
+            old = sum(r["peer_seconds"] for r in rows if r["mode"] == mode)
+            print(f"removal time, all clips: new {new:.1f} s, old {old:.1f} s, ratio new/old {new / old:.2f}")
+        print()
+    if a.sample is not None:
+        rows += measure_sample(Path(a.sample) if a.sample else None, peer)
+    if a.json:
+        print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -125,7 +125,8 @@ def test_pairs_csv_with_fid_and_fvd_from_weights_dir(app, clips, tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["n_clips"] == 2 and [c["name"] for c in doc["clips"]] == ["one", "two"]
-    assert doc["metrics"]["fid"]["status"] == "ok" and doc["metrics"]["fid"]["value"] >= 0
+    # pytorch-fid's formula can land a rounding error below zero on near-identical sets (-1.3e-29 seen)
+    assert doc["metrics"]["fid"]["status"] == "ok" and doc["metrics"]["fid"]["value"] > -1e-6
     assert doc["metrics"]["fid"]["convention"]["resize"] == "pytorch-fid"
     assert doc["metrics"]["fid"]["convention"]["n_frames_generated"] == 4  # pooled over both clips
     assert doc["metrics"]["fvd"]["status"] == "ok"

@@ -88,6 +88,8 @@ def preprocess(
                                            "not in it get none."),
     strict: bool = typer.Option(False, help="Make a warning (e.g. no hand found) an error: exit 3."),
     square_size: Optional[int] = typer.Option(None, help="01_detect: Re-HOLD square hand box size, px."),
+    sam2_checkpoint: Optional[Path] = typer.Option(None, help="03_segment: a SAM 2 checkpoint "
+                                                   "(sam2.1_hiera_*.pt); selects the sam2 backend."),
     focal: Optional[float] = typer.Option(None, help="02_hands: focal length in px (default 1.0*max(W,H))."),
     run_id: Optional[str] = typer.Option(None, help="Run folder name (one clip only)."),
     shard_index: Optional[int] = typer.Option(None, help="This shard's index (default: SLURM/torchrun env)."),
@@ -117,6 +119,10 @@ def preprocess(
         for (stage, key), value in named.items():
             if value is not None:
                 overrides.setdefault(stage, {})[key] = value
+        if sam2_checkpoint is not None:
+            segment_overrides = overrides.setdefault("03_segment", {})
+            segment_overrides["sam2_checkpoint"] = str(sam2_checkpoint)
+            segment_overrides.setdefault("backend", "sam2")
         prompt_flags = detect_prompt_params(object_box=object_box, object_point=object_point,
                                             object_frame=object_frame, hand_boxes=hand_box, hand_frame=hand_frame)
         if prompts is not None and (prompt_flags or hand_frame is not None):

@@ -371,3 +371,11 @@ def test_sam2_backend_through_the_cli_records_prompts_and_goes_stale_with_the_ch
         sv.save_random_checkpoint(checkpoint, overrides=sv.tiny_overrides(64), seed=1)
         state = s.state(segment, params, weights_dir=str(weights))
     assert state.status == "stale" and "model file sam2 changed" in state.reason
+
+
+def test_sam2_checkpoint_flag_selects_the_backend_and_names_a_missing_file(cli_run, tmp_path):
+    clip, out, _ = cli_run
+    missing = tmp_path / "nowhere" / "sam2.1_hiera_small.pt"
+    r = _cli(clip, out, "--sam2-checkpoint", missing)
+    assert r.exit_code == ExitCode.MISSING_WEIGHTS, r.output
+    assert "sam2.1_hiera_small.pt" in r.output

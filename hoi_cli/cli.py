@@ -91,6 +91,8 @@ def preprocess(
     sam2_checkpoint: Optional[Path] = typer.Option(None, help="03_segment: a SAM 2 checkpoint "
                                                    "(sam2.1_hiera_*.pt); selects the sam2 backend."),
     focal: Optional[float] = typer.Option(None, help="02_hands: focal length in px (default 1.0*max(W,H))."),
+    mano_dir: Optional[Path] = typer.Option(None, help="02_hands: folder of the official MANO_RIGHT/LEFT .pkl or "
+                                            ".npz [default: $HOI_MANO_DIR, else the built-in hand]."),
     run_id: Optional[str] = typer.Option(None, help="Run folder name (one clip only)."),
     shard_index: Optional[int] = typer.Option(None, help="This shard's index (default: SLURM/torchrun env)."),
     num_shards: Optional[int] = typer.Option(None, help="Number of shards (default: SLURM/torchrun env)."),
@@ -115,7 +117,8 @@ def preprocess(
         named = {("00_frames", "max_side"): max_side, ("00_frames", "start"): start, ("00_frames", "end"): end,
                  ("00_frames", "stride"): stride, ("00_frames", "fps"): fps,
                  ("00_frames", "allow_short"): allow_short or None,
-                 ("01_detect", "square_size"): square_size, ("02_hands", "focal"): focal}
+                 ("01_detect", "square_size"): square_size, ("02_hands", "focal"): focal,
+                 ("02_hands", "mano_dir"): str(mano_dir) if mano_dir is not None else None}
         for (stage, key), value in named.items():
             if value is not None:
                 overrides.setdefault(stage, {})[key] = value

@@ -151,3 +151,21 @@ def test_stage_on_real_clip(interdyn_clips):
     assert m["frames_fitted"] >= 20, m
     assert m["reproj_pct_of_box"] <= REAL_PCT_BOUND, m
     assert m["silhouette_iou"] > REAL_IOU_BOUND, m
+
+
+def test_mano_dir_flag_reaches_02_hands_and_names_the_missing_files(tmp_path):
+    """`--mano-dir` (README, `hoi weights list`) is a real flag: a folder without the MANO files is a
+    one-line error naming them, before any fitting."""
+    from typer.testing import CliRunner
+
+    from hoi_cli.cli import app
+    from hoi_cli.resources import sample_dir
+
+    empty = tmp_path / "mano"
+    empty.mkdir()
+    r = CliRunner().invoke(app, ["preprocess", str(sample_dir() / "hands_box.mp4"), "--out", str(tmp_path / "runs"),
+                                 "--until", "hands", "-q", "--mano-dir", str(empty), "--max-side", "160"])
+    assert r.exit_code == 4, r.output  # ExitCode.MISSING_WEIGHTS
+    assert "MANO_RIGHT" in r.output or "MANO_LEFT" in r.output, r.output
+    manifest_params = (tmp_path / "runs" / "hands_box" / "01_detect" / "manifest.json")
+    assert manifest_params.exists()  # the stages before 02_hands ran; 02_hands refused the folder

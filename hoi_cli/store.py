@@ -181,15 +181,8 @@ class RunStore:
                 raise
             raise OutputError(f"cannot create run folder {self.run_dir}: {exc.strerror}",
                               "check the --out path and free disk space") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise RunLockedError(f"run {self.run_dir} is locked by process {holder}",
-                                     "wait for it to finish, or stop it; the lock frees itself when it exits") from None
-            raise
+        self._flock(fd, fcntl.LOCK_EX, "is locked by process",
+                    "wait for it to finish, or stop it; the lock frees itself when it exits")
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
@@ -204,16 +197,20 @@ class RunStore:
                 fd = os.open(self.run_dir / LOCK_FILE, os.O_RDONLY)
             except OSError:
                 return
+        self._flock(fd, fcntl.LOCK_SH, "is being written by process",
+                    "wait for `hoi preprocess` to finish; the lock frees itself when it exits")
+        self._lock_fd = fd
+
+    def _flock(self, fd: int, mode: int, held_by: str, hint: str) -> None:
+        """``flock`` without waiting; a lock held elsewhere closes ``fd`` and names the holder's pid."""
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except OSError as exc:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise RunLockedError(f"run {self.run_dir} is being written by process {holder}",
-                                     "wait for `hoi preprocess` to finish; the lock frees itself when it exits") from None
+                raise RunLockedError(f"run {self.run_dir} {held_by} {holder}", hint) from None
             raise
-        self._lock_fd = fd
 
     def release_lock(self) -> None:
         if self._lock_fd is not None:

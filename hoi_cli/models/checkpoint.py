@@ -90,18 +90,52 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+def new_step_folder(out_dir: str | Path, step: int) -> tuple[Path, Path]:
+    """``(tmp, final)`` for step ``step``: write into ``tmp``, then `commit_step_folder`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:06d}"
+    tmp = out_dir / f".{name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp, out_dir / name
+
+
+def commit_step_folder(tmp: Path, final: Path, keep: int | None = None) -> Path:
+    """Rename a written step folder into place, point ``latest`` at it, keep the newest ``keep``."""
+    out_dir = final.parent
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    latest_tmp = out_dir / f".latest.tmp{os.getpid()}"
+    latest_tmp.write_text(final.name + "\n")
+    os.replace(latest_tmp, out_dir / "latest")
+    if keep:
+        for old in sorted(p for p in out_dir.glob("step_*") if p.is_dir())[:-keep]:
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def resolve_step_folder(path: str | Path, marker: str, weights: str) -> Path | None:
+    """The step folder for ``path``: itself when it holds ``marker`` and ``weights``, else the one
+    its ``latest`` names (holding ``weights``); None if absent."""
+    path = Path(path)
+    if (path / marker).exists() and (path / weights).exists():
+        return path
+    latest = path / "latest"
+    if latest.exists():
+        step = path / latest.read_text().strip()
+        if (step / weights).exists():
+            return step
+    return None
+
+
 def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, *, step: int = 0,
                     ema: EMA | None = None, optimizer: torch.optim.Optimizer | None = None,
                     extra: dict | None = None, keep: int | None = None) -> Path:
     """Write ``out_dir/step_XXXXXX`` atomically and point ``out_dir/latest`` at it."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"step_{step:06d}"
-    final = out_dir / name
-    tmp = out_dir / f".{name}.tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp, final = new_step_folder(out_dir, step)
     m = _unwrap(model)
     m.config.save(tmp / "config.json")
     save_file(_contiguous(m.state_dict()), str(tmp / "model.safetensors"))
@@ -114,31 +148,12 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, *, step: int = 
         state["optimizer"] = meta
     state["torch_rng"] = torch.get_rng_state().tolist()
     (tmp / "train_state.json").write_text(json.dumps(state))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    latest_tmp = out_dir / f".latest.tmp{os.getpid()}"
-    latest_tmp.write_text(name + "\n")
-    os.replace(latest_tmp, out_dir / "latest")
-    if keep:
-        steps = sorted(p for p in out_dir.glob("step_*") if p.is_dir())
-        for old in steps[:-keep]:
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
-    return final
+    return commit_step_folder(tmp, final, keep)
 
 
 def resolve_checkpoint(path: str | Path) -> Path | None:
     """The step folder for ``path`` (a step folder, or a CKPT_DIR with ``latest``); None if absent."""
-    path = Path(path)
-    if (path / "config.json").exists() and (path / "model.safetensors").exists():
-        return path
-    latest = path / "latest"
-    if latest.exists():
-        step = path / latest.read_text().strip()
-        if (step / "model.safetensors").exists():
-            return step
-    return None
+    return resolve_step_folder(path, "config.json", "model.safetensors")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True,

@@ -101,7 +101,7 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
     from ...conventions import box_from_mask
     from ...stages.base import resolve_device
     from ...train.dataset import rasterize_boxes
-    from ...video import VideoWriter
+    from ...video import write_video
     from ..wan.dataset import WanRunDataset
     from .sample import sample_clip
     from .train import load_wan_checkpoint, resolve_wan_checkpoint
@@ -158,9 +158,7 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
     vid = ((video.float().cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
     up = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_CUBIC) for f in vid])
     t2 = time.perf_counter()
-    with VideoWriter(out_path, fps, crf=opts.crf) as writer:
-        for f in up:
-            writer.write(f)
+    write_video(out_path, up, fps, crf=opts.crf)
     timings["write_s"] = time.perf_counter() - t2
     info = {"model_size": [h, w], "steps": opts.steps, "system": cfg.system, "base": cfg.base_name,
             "window": cfg.num_frames, "flow_shift": cfg.flow_shift, "start": "noise",

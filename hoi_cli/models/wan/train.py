@@ -28,7 +28,6 @@ Step folders are written to a temporary sibling and renamed into place, ``latest
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -40,7 +39,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ...errors import BadInputError
-from ..checkpoint import _flatten_optimizer, _unflatten_optimizer
+from ..checkpoint import (_flatten_optimizer, _unflatten_optimizer, commit_step_folder, new_step_folder,
+                          resolve_step_folder)
 from ..conditioning import router_loss
 from .conditions import LatentCache, WanInputs, build_inputs
 from .config import WanHOIConfig
@@ -161,12 +161,7 @@ def save_wan_checkpoint(out_dir: str | Path, model: HOIWan, *, step: int, optimi
     ``Accelerator.get_state_dict``); the trained tensors are taken from it.
     """
     model = model.module if hasattr(model, "module") else model
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"step_{step:06d}"
-    final, tmp = out_dir / name, out_dir / f".{name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp, final = new_step_folder(out_dir, step)
     model.cfg.save(tmp / "wan_config.json")
     tensors = trainable_state_dict(model)
     if full_state is not None:
@@ -179,28 +174,11 @@ def save_wan_checkpoint(out_dir: str | Path, model: HOIWan, *, step: int, optimi
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         state["optimizer"] = meta
     (tmp / "train_state.json").write_text(json.dumps(state))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    latest_tmp = out_dir / f".latest.tmp{os.getpid()}"
-    latest_tmp.write_text(name + "\n")
-    os.replace(latest_tmp, out_dir / "latest")
-    if keep:
-        for old in sorted(p for p in out_dir.glob("step_*") if p.is_dir())[:-keep]:
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
-    return final
+    return commit_step_folder(tmp, final, keep)
 
 
 def resolve_wan_checkpoint(path: str | Path) -> Path | None:
-    path = Path(path)
-    if (path / "wan_config.json").exists() and (path / "adapter.safetensors").exists():
-        return path
-    if (path / "latest").exists():
-        step = path / (path / "latest").read_text().strip()
-        if (step / "adapter.safetensors").exists():
-            return step
-    return None
+    return resolve_step_folder(path, "wan_config.json", "adapter.safetensors")
 
 
 def load_adapter(model: HOIWan, step_dir: Path) -> None:

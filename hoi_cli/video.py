@@ -61,6 +61,9 @@ def _open(path: Path):
     return container
 
 
+PLAUSIBLE_FPS = (0.5, 1000.0)  # frame rates a real clip has; outside it, the header is damaged
+
+
 def _announced_frames(container, stream) -> tuple[float, float | None, int | None, bool, bool]:
     """(fps, duration_s, frame count the container announces, whether that count is exact,
     whether the duration is the video stream's own rather than the container's, which may be
@@ -83,6 +86,10 @@ def _announced_frames(container, stream) -> tuple[float, float | None, int | Non
     own = duration is not None or len(container.streams) == 1
     if duration is None and container.duration:
         duration = container.duration / 1_000_000
+    if stream.frames and duration and not PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]:
+        # a damaged header's rate (a flipped byte gave 6.7e-5 fps, which capped 16 frames to 1
+        # below): the count over the duration is the rate the frames were written at
+        fps = stream.frames / duration
     if stream.frames:
         n = int(stream.frames)
         if duration and fps:  # an edit list may end the stream before its last samples (FFmpeg drops those)

@@ -514,3 +514,22 @@ def test_generate_batch_row_with_an_unexpected_error_fails_alone(synthetic_run, 
     summary = _summary(r)
     assert [x["ok"] for x in summary["results"]] == [False, True]
     assert "UnicodeDecodeError" in summary["results"][0]["traceback"] and summary["results"][0]["exit_code"] == 1
+
+
+def test_a_damaged_frame_rate_does_not_shrink_the_announced_count():
+    """A fuzzed MP4 (one flipped byte) announced 16 frames at 4/60075 fps over 1.33 s; the edit-list
+    cap (duration x fps) then expected 1 frame and accepted 1 decoded frame of 16 in silence."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from hoi_cli.video import _announced_frames
+
+    stream = SimpleNamespace(average_rate=Fraction(4, 60075), guessed_rate=None, base_rate=None, frames=16,
+                             duration=16384, time_base=Fraction(1, 12288), metadata={})
+    container = SimpleNamespace(streams=[stream], duration=1_333_333)
+    fps, duration, expected, exact, own = _announced_frames(container, stream)
+    assert (expected, exact, own) == (16, True, True)
+    assert fps == pytest.approx(12.0)
+    # a sound header keeps its own rate and the edit-list cap (15 shown of 16 stored samples)
+    sound = SimpleNamespace(**{**vars(stream), "average_rate": Fraction(12), "duration": 15 * 1024})
+    assert _announced_frames(container, sound)[2] == 15

@@ -11,34 +11,24 @@ import json
 import os
 import sys
 import time
-from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .commands.common import (DEFAULT_DEVICE, DeviceOption, Format, FormatOption, QuietOption, WeightsDirOption,
+                              batch_exit_code, batch_summary, err, fail, out, recipe_help)
 from .errors import BadInputError, ExitCode, HoiError, known_error, print_error
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# rich_markup_mode=None: plain Click help, where a flag shows as a flag (not `<bool>`) and a
+# "[default: ...]" written in a help text is printed, not swallowed as rich markup
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Hand-object-interaction video: preprocess clips into conditioning, generate, train, evaluate.")
-out = Console(soft_wrap=True)  # data
-err = Console(stderr=True, soft_wrap=True)  # logs, progress (soft_wrap: a log line stays one line)
+__all__ = ["Format", "app", "err", "fail", "out", "run"]  # Format, fail: re-exported for older imports
 
-
-class Format(str, Enum):
-    text = "text"
-    json = "json"
-
-
-def fail(exc: HoiError, fmt: Format = Format.text) -> None:
-    """Print a known error as one line plus a hint, and exit with its code."""
-    if fmt == Format.json:
-        print(json.dumps({"ok": False, **exc.to_json()}))
-    print_error(exc)
-    raise typer.Exit(int(exc.exit_code))
+FLAG_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
 
 
 def _version_callback(value: bool) -> None:
@@ -48,59 +38,72 @@ def _version_callback(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
-                                      help="Print the version and exit.")) -> None:
+def main(version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
     """hoi: hand-object-interaction video toolkit."""
 
 
 # ---------------------------------------------------------------- preprocess
 @app.command()
 def preprocess(
-    clips: List[str] = typer.Argument(..., help="Clips: videos (mp4, webm, mov, ...), GIFs, folders of image "
-                                      "frames (PNG/JPEG, sorted by name), or folders of these."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder of run folders (one per clip)."),
-    pipeline: str = typer.Option("full", "--pipeline", "-p", help="Recipe: rehold, manivideo, cointeract, genhoi, full or detect; or a .toml path."),
-    force: List[str] = typer.Option([], "--force", help="Rerun this stage (repeatable)."),
-    from_stage: Optional[str] = typer.Option(None, "--from", help="Rerun this stage and all after it."),
-    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
-    set_params: List[str] = typer.Option([], "--set", help="STAGE.PARAM=VALUE override (repeatable)."),
-    max_side: Optional[int] = typer.Option(None, help="00_frames: longest side of the working resolution."),
-    start: Optional[int] = typer.Option(None, help="00_frames: first source frame."),
-    end: Optional[int] = typer.Option(None, help="00_frames: stop before this source frame."),
-    stride: Optional[int] = typer.Option(None, help="00_frames: keep every Nth frame."),
-    allow_short: bool = typer.Option(False, "--allow-short",
-                                     help="00_frames: accept a damaged clip that decodes fewer frames than it announces (recorded)."),
-    fps: Optional[float] = typer.Option(None, help="00_frames: frame rate of a frame folder [default: 12, the rate "
-                                        "of Something-Something/Something-Else frames]; videos and GIFs keep theirs."),
-    object_box: Optional[str] = typer.Option(None, help="01_detect: object prompt box x0,y0,x1,y1[@FRAME], in "
-                                             "source-video pixels (what a player shows)."),
-    object_point: Optional[str] = typer.Option(None, help="01_detect: object prompt point x,y[@FRAME], source-video "
-                                               "pixels."),
-    object_frame: Optional[int] = typer.Option(None, help="01_detect: source frame number (from 0) of the object "
-                                               "prompt [default: the first processed frame]."),
-    hand_box: List[str] = typer.Option([], help="01_detect: hand prompt box x0,y0,x1,y1[@FRAME], source-video "
-                                       "pixels; repeatable, at most two (one per hand)."),
-    hand_frame: Optional[int] = typer.Option(None, help="01_detect: source frame of --hand-box boxes without "
-                                             "@FRAME [default: the first processed frame]."),
-    prompts: Optional[Path] = typer.Option(None, help="CSV of per-clip prompts, header "
-                                           "clip,object_box,object_point,object_frame,hand_boxes,hand_frame (only "
-                                           "clip required; hand_boxes: up to two boxes separated by ';'); clips "
-                                           "not in it get none."),
-    strict: bool = typer.Option(False, help="Make a warning (e.g. no hand found) an error: exit 3."),
-    square_size: Optional[int] = typer.Option(None, help="01_detect: Re-HOLD square hand box size, px."),
-    sam2_checkpoint: Optional[Path] = typer.Option(None, help="03_segment: a SAM 2 checkpoint "
-                                                   "(sam2.1_hiera_*.pt); selects the sam2 backend."),
-    focal: Optional[float] = typer.Option(None, help="02_hands: focal length in px (default 1.0*max(W,H))."),
-    mano_dir: Optional[Path] = typer.Option(None, help="02_hands: folder of the official MANO_RIGHT/LEFT .pkl or "
-                                            ".npz [default: $HOI_MANO_DIR, else the built-in hand]."),
-    run_id: Optional[str] = typer.Option(None, help="Run folder name (one clip only)."),
-    shard_index: Optional[int] = typer.Option(None, help="This shard's index (default: SLURM/torchrun env)."),
-    num_shards: Optional[int] = typer.Option(None, help="Number of shards (default: SLURM/torchrun env)."),
-    keep_going: bool = typer.Option(False, "--keep-going", "-k", help="Go on with other clips after a failure."),
-    weights_dir: Optional[str] = typer.Option(None, envvar="HOI_WEIGHTS_DIR", help="Folder(s) of model weights."),
-    device: str = typer.Option("auto", help="cpu, cuda, or auto."),
-    fmt: Format = typer.Option(Format.text, "--format", help="text or json (summary on stdout)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    clips: Annotated[List[str], typer.Argument(
+        metavar="CLIP", help="Clips: videos (mp4, webm, mov, ...), GIFs, folders of image frames (PNG/JPEG, sorted by name), or "
+             "folders of these.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder of run folders (one per clip).")],
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help=recipe_help("Recipe"))] = "full",
+    force: Annotated[List[str], typer.Option("--force", help="Rerun this stage (repeatable).")] = [],  # noqa: B006
+    from_stage: Annotated[Optional[str], typer.Option("--from", help="Rerun this stage and all after it.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
+    set_params: Annotated[List[str], typer.Option(  # noqa: B006
+        "--set", help="STAGE.PARAM=VALUE override (repeatable).")] = [],
+    max_side: Annotated[Optional[int], typer.Option(
+        help="00_frames: longest side of the working resolution.")] = None,
+    start: Annotated[Optional[int], typer.Option(help="00_frames: first source frame.")] = None,
+    end: Annotated[Optional[int], typer.Option(help="00_frames: stop before this source frame.")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="00_frames: keep every Nth frame.")] = None,
+    allow_short: Annotated[bool, typer.Option(
+        "--allow-short",
+        help="00_frames: accept a damaged clip that decodes fewer frames than it announces (recorded).")] = False,
+    fps: Annotated[Optional[float], typer.Option(
+        help="00_frames: frame rate of a frame folder [default: 12, the rate of Something-Something/"
+             "Something-Else frames]; videos and GIFs keep theirs.")] = None,
+    object_box: Annotated[Optional[str], typer.Option(
+        help="01_detect: object prompt box x0,y0,x1,y1[@FRAME], in source-video pixels (what a player "
+             "shows).")] = None,
+    object_point: Annotated[Optional[str], typer.Option(
+        help="01_detect: object prompt point x,y[@FRAME], source-video pixels.")] = None,
+    object_frame: Annotated[Optional[int], typer.Option(
+        help="01_detect: source frame number (from 0) of the object prompt [default: the first processed "
+             "frame].")] = None,
+    hand_box: Annotated[List[str], typer.Option(  # noqa: B006
+        help="01_detect: hand prompt box x0,y0,x1,y1[@FRAME], source-video pixels; repeatable, at most two (one "
+             "per hand).")] = [],
+    hand_frame: Annotated[Optional[int], typer.Option(
+        help="01_detect: source frame of --hand-box boxes without @FRAME [default: the first processed "
+             "frame].")] = None,
+    prompts: Annotated[Optional[Path], typer.Option(
+        help="CSV of per-clip prompts, header clip,object_box,object_point,object_frame,hand_boxes,hand_frame (only "
+             "clip required; hand_boxes: up to two boxes separated by ';'); clips not in it get none.")] = None,
+    strict: Annotated[bool, typer.Option(help="Make a warning (e.g. no hand found) an error: exit 3.")] = False,
+    square_size: Annotated[Optional[int], typer.Option(help="01_detect: Re-HOLD square hand box size, px.")] = None,
+    sam2_checkpoint: Annotated[Optional[Path], typer.Option(
+        help="03_segment: a SAM 2 checkpoint (sam2.1_hiera_*.pt); selects the sam2 backend "
+             "(--set segment.backend=sam2).")] = None,
+    focal: Annotated[Optional[float], typer.Option(
+        help="02_hands: focal length in px (default 1.0*max(W,H)).")] = None,
+    mano_dir: Annotated[Optional[Path], typer.Option(
+        help="02_hands: folder of the official MANO_RIGHT/LEFT .pkl or .npz [default: $HOI_MANO_DIR, else the "
+             "built-in hand].")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="Run folder name (one clip only).")] = None,
+    shard_index: Annotated[Optional[int], typer.Option(
+        help="This shard's index (default: SLURM/torchrun env).")] = None,
+    num_shards: Annotated[Optional[int], typer.Option(help="Number of shards (default: SLURM/torchrun env).")] = None,
+    keep_going: Annotated[bool, typer.Option("--keep-going", "-k",
+                                             help="Go on with other clips after a failure.")] = False,
+    weights_dir: WeightsDirOption = None,
+    device: DeviceOption = DEFAULT_DEVICE,
+    fmt: FormatOption = Format.text,
+    quiet: QuietOption = False,
 ) -> None:
     """Turn raw clips into cached, numbered stage folders (runs/<clip-id>/NN_stage).
 
@@ -109,6 +112,7 @@ def preprocess(
     that an error (exit 3).
     """
     from . import pipeline as pl
+    from .device import check_device
     from .prompts import detect_prompt_params, prompts_for_clips
 
     try:
@@ -132,6 +136,7 @@ def preprocess(
             raise BadInputError("--prompts cannot be combined with --object-box/--object-point/--object-frame/"
                                 "--hand-box/--hand-frame", "put every clip's prompts in the CSV")
         overrides.setdefault("01_detect", {}).update(prompt_flags)
+        _reject_flag_values(clips)
         files = pl.expand_clips(clips)
         ids = [run_id] if run_id and len(files) == 1 else pl.run_ids(files)
         if run_id and len(files) > 1:
@@ -141,10 +146,9 @@ def preprocess(
         index = shard_index if shard_index is not None else env_index
         count = num_shards if num_shards is not None else env_count
         jobs = pl.shard(list(zip(files, ids)), index, count)
-        dev = _resolve_device(device)
+        dev = check_device(device)
     except HoiError as exc:
         fail(exc, fmt)
-        return
 
     from .store import clear_clip_failure, clip_failure
 
@@ -191,20 +195,26 @@ def preprocess(
             progress.advance(clip_task)
             if interrupted or (not record["ok"] and not keep_going):
                 break
-    n_failed = sum(not r["ok"] for r in results)
-    summary = {"ok": n_failed == 0, "pipeline": recipe.name, "out": str(out_dir), "shard": [index, count],
-               "clips": results, "n_ok": len(results) - n_failed, "n_failed": n_failed,
-               "n_with_warnings": sum(bool(r.get("warnings")) for r in results),
-               "n_skipped": len(jobs) - len(results)}
+    summary = {**batch_summary(results, len(jobs)), "pipeline": recipe.name, "out": str(out_dir),
+               "shard": [index, count], "clips": results,
+               "n_with_warnings": sum(bool(r.get("warnings")) for r in results)}
+    summary["n_skipped"] = summary["n_not_run"]  # the name before n_not_run (scripts read it)
     if fmt == Format.json:
         print(json.dumps(summary, indent=1))
-    elif len(jobs) > 1 or not n_failed:  # one failed clip: its error and hint say it all
+    elif len(jobs) > 1 or not summary["n_failed"]:  # one failed clip: its error and hint say it all
         _print_preprocess_table(results)
-    if any(r.get("exit_code") == ExitCode.INTERRUPTED for r in results):
-        raise typer.Exit(int(ExitCode.INTERRUPTED))
-    if n_failed:
-        codes = {r["exit_code"] for r in results if not r["ok"]}
-        raise typer.Exit(codes.pop() if len(codes) == 1 else int(ExitCode.FAILED))
+    code = batch_exit_code(results)
+    if code:
+        raise typer.Exit(code)
+
+
+def _reject_flag_values(clips: list[str]) -> None:
+    """A clip spelt like a boolean that is no file is a value given to a flag (``--keep-going true``): exit 2."""
+    for clip in clips:
+        if clip.lower() in FLAG_WORDS and not Path(clip).exists():
+            raise BadInputError(f"no clip {clip!r}: flags such as --keep-going, --strict, --allow-short take no value",
+                                f"drop {clip!r} (write --keep-going, not --keep-going {clip})",
+                                exit_code=ExitCode.USAGE)
 
 
 def _with_clip_prompts(overrides: dict, clip_prompts: dict | None) -> dict:
@@ -232,15 +242,6 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _resolve_device(device: str) -> str:
-    """Check an explicit CUDA request now; "auto" is resolved by the stages that use torch."""
-    if device.startswith("cuda"):
-        from .stages.base import resolve_device
-
-        return resolve_device(device)
-    return device
 
 
 def _make_progress(quiet: bool):
@@ -275,12 +276,12 @@ STATUS_STYLE = {"ok": "green", "stale": "yellow", "missing": "dim", "failed": "r
 
 @app.command()
 def status(
-    runs: List[Path] = typer.Argument(..., help="Run folders, or folders of runs."),
-    pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p",
-                                           help="Judge against this recipe's stages and parameters."),
-    verify: bool = typer.Option(False, help="Also re-hash outputs to catch files changed on disk."),
-    weights_dir: Optional[str] = typer.Option(None, envvar="HOI_WEIGHTS_DIR"),
-    fmt: Format = typer.Option(Format.text, "--format"),
+    runs: Annotated[List[Path], typer.Argument(metavar="RUN", help="Run folders, or folders of runs.")],
+    pipeline: Annotated[Optional[str], typer.Option(
+        "--pipeline", "-p", help=recipe_help("Judge against this recipe's stages and parameters"))] = None,
+    verify: Annotated[bool, typer.Option(help="Also re-hash outputs to catch files changed on disk.")] = False,
+    weights_dir: WeightsDirOption = None,
+    fmt: FormatOption = Format.text,
 ) -> None:
     """A run x stage table: ok, stale (with the reason), missing or failed; ! marks a stage with warnings."""
     from . import pipeline as pl
@@ -298,7 +299,6 @@ def status(
         table_data = {str(r): pl.run_status(r, recipe, verify=verify, weights_dir=weights_dir) for r in found}
     except HoiError as exc:
         fail(exc, fmt)
-        return
     if fmt == Format.json:
         print(json.dumps({"runs": table_data}, indent=1))
         return
@@ -329,8 +329,8 @@ def status(
 # ---------------------------------------------------------------- env
 @app.command()
 def env(
-    weights_dir: Optional[str] = typer.Option(None, envvar="HOI_WEIGHTS_DIR"),
-    fmt: Format = typer.Option(Format.text, "--format"),
+    weights_dir: WeightsDirOption = None,
+    fmt: FormatOption = Format.text,
 ) -> None:
     """Versions, offscreen-rendering availability, devices and resolved weight paths."""
     from .envinfo import collect_env

@@ -6,65 +6,56 @@ Importing this module is cheap: torch, OpenCV and the metric code are imported i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ExitCode, HoiError, OutputError, known_error, print_error
+from ..errors import BadInputError, ExitCode, OutputError, known_error
+from .common import DEFAULT_DEVICE, DeviceOption, Format, FormatOption, WeightsDirOption, err, fail
 
 METRIC_CHOICES = "psnr,ssim,lpips,fid,fvd,hands,subject_consistency,motion_smoothness,objects"
+PathOption = Optional[Path]
 
 
 def eval_command(
-    generated: Optional[Path] = typer.Option(None, "--generated", "-g",
-                                             help="Generated video, frame folder or run folder."),
-    reference: Optional[Path] = typer.Option(None, "--reference", "-r",
-                                             help="Reference video, frame folder or run folder."),
-    pairs: Optional[Path] = typer.Option(None, "--pairs",
-                                         help="CSV of clip pairs: generated,reference[,name,generated_mask,reference_mask]."),
-    generated_mask: Optional[Path] = typer.Option(None, "--generated-mask",
-                                                  help="Object masks of the generated clip (mask video, folder or npz)."),
-    reference_mask: Optional[Path] = typer.Option(None, "--reference-mask",
-                                                  help="Object masks of the reference clip (mask video, folder or npz)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json and per_clip.csv."),
-    metrics: str = typer.Option(METRIC_CHOICES, "--metrics", help="Comma-separated metric groups to compute."),
-    fmt: str = typer.Option("table", "--format", help="stdout format: table or json."),
-    weights_dir: Optional[str] = typer.Option(None, "--weights-dir", help="Folder(s) with model files (else HOI_WEIGHTS_DIR)."),
-    fid_weights: Optional[Path] = typer.Option(None, "--fid-weights", help="pt_inception-2015-12-05-6726825d.pth"),
-    i3d_weights: Optional[Path] = typer.Option(None, "--i3d-weights", help="i3d_torchscript.pt"),
-    dino_weights: Optional[Path] = typer.Option(None, "--dino-weights", help="dino_vitbase16_pretrain.pth"),
-    alexnet_weights: Optional[Path] = typer.Option(None, "--alexnet-weights", help="alexnet-owt-7be5be79.pth (LPIPS)"),
-    amt_weights: Optional[Path] = typer.Option(None, "--amt-weights", help="amt-s_torchscript.pt (motion smoothness)"),
-    fid_resize: str = typer.Option("pytorch-fid", "--fid-resize", help="FID resize convention: pytorch-fid or clean-fid."),
-    fvd_frames: int = typer.Option(16, "--fvd-frames", min=2, help="Frames per clip fed to I3D."),
-    hoi_crop: bool = typer.Option(True, "--hoi-crop/--no-hoi-crop", help="Also report PSNR/SSIM on the HOI box."),
-    hoi_margin: float = typer.Option(0.1, "--hoi-margin", min=0.0, help="HOI box margin, fraction of its size per side."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Use at most this many frames per clip."),
-    strict: bool = typer.Option(False, "--strict", help="A missing weights file is an error (exit 4), not a skip."),
-    device: str = typer.Option("cpu", "--device", help="torch device for the networks."),
+    generated: Annotated[PathOption, typer.Option("--generated", "-g",
+                                                  help="Generated video, frame folder or run folder.")] = None,
+    reference: Annotated[PathOption, typer.Option("--reference", "-r",
+                                                  help="Reference video, frame folder or run folder.")] = None,
+    pairs: Annotated[PathOption, typer.Option(
+        help="CSV of clip pairs: generated,reference[,name,generated_mask,reference_mask].")] = None,
+    generated_mask: Annotated[PathOption, typer.Option(
+        help="Object masks of the generated clip (mask video, folder or npz).")] = None,
+    reference_mask: Annotated[PathOption, typer.Option(
+        help="Object masks of the reference clip (mask video, folder or npz).")] = None,
+    out: Annotated[PathOption, typer.Option("--out", "-o", help="Folder for metrics.json and per_clip.csv.")] = None,
+    metrics: Annotated[str, typer.Option(help="Comma-separated metric groups to compute.")] = METRIC_CHOICES,
+    fmt: FormatOption = Format.text,
+    weights_dir: WeightsDirOption = None,
+    fid_weights: Annotated[PathOption, typer.Option(help="pt_inception-2015-12-05-6726825d.pth")] = None,
+    i3d_weights: Annotated[PathOption, typer.Option(help="i3d_torchscript.pt")] = None,
+    dino_weights: Annotated[PathOption, typer.Option(help="dino_vitbase16_pretrain.pth")] = None,
+    alexnet_weights: Annotated[PathOption, typer.Option(help="alexnet-owt-7be5be79.pth (LPIPS)")] = None,
+    amt_weights: Annotated[PathOption, typer.Option(help="amt-s_torchscript.pt (motion smoothness)")] = None,
+    fid_resize: Annotated[str, typer.Option(help="FID resize convention: pytorch-fid or clean-fid.")] = "pytorch-fid",
+    fvd_frames: Annotated[int, typer.Option(min=2, help="Frames per clip fed to I3D.")] = 16,
+    hoi_crop: Annotated[bool, typer.Option("--hoi-crop/--no-hoi-crop",
+                                           help="Also report PSNR/SSIM on the HOI box.")] = True,
+    hoi_margin: Annotated[float, typer.Option(
+        min=0.0, help="HOI box margin, fraction of its size per side.")] = 0.1,
+    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many frames per clip.")] = None,
+    strict: Annotated[bool, typer.Option("--strict",
+                                         help="A missing weights file is an error (exit 4), not a skip.")] = False,
+    device: DeviceOption = DEFAULT_DEVICE,
 ) -> None:
     """Score generated HOI videos against references (PSNR/SSIM/LPIPS, FID/FVD, hand, temporal, object metrics)."""
     import sys
 
     from rich.console import Console
 
-    err = Console(stderr=True, soft_wrap=True)  # a log line stays one line
-
     def log(msg: str) -> None:
         err.print(msg, highlight=False, markup=False)
 
-    def fail(exc: HoiError) -> None:
-        if fmt == "json":
-            import json
-
-            print(json.dumps(exc.to_json()))
-        print_error(exc)
-        raise typer.Exit(int(exc.exit_code))
-
-    from ..errors import BadInputError
-
-    if fmt not in ("table", "json"):
-        fail(BadInputError(f"unknown --format {fmt!r}", "use table or json", exit_code=ExitCode.USAGE))
     try:
         from ..metrics.evaluate import ClipPair, EvalOptions, evaluate, read_pairs_csv, render_table, to_json, write_outputs
 
@@ -82,6 +73,9 @@ def eval_command(
             for path in (p.generated, p.reference, p.generated_mask, p.reference_mask):
                 if path is not None and not path.exists():
                     raise BadInputError(f"not found: {path}", "check the path")
+        from ..device import resolve_device
+
+        device = resolve_device(device)
         if out is not None:
             _check_writable(out)  # before minutes of metrics, not after
         groups = tuple(m.strip() for m in metrics.split(",") if m.strip())
@@ -101,9 +95,8 @@ def eval_command(
         known = known_error(exc)
         if known is None:
             raise  # a bug: its traceback
-        fail(known)
-        return
-    if fmt == "json":
+        fail(known, fmt)
+    if fmt == Format.json:
         sys.stdout.write(to_json(doc) + "\n")
     else:
         render_table(doc, Console())

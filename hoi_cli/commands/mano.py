@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="Official MANO model files: convert to chumpy-free npz.", no_args_is_help=True)
+from .common import Format, FormatOption, fail
+
+app = typer.Typer(help="Official MANO model files: convert to chumpy-free npz.", no_args_is_help=True,
+                  rich_markup_mode=None)
 
 
 @app.callback()
@@ -17,16 +21,28 @@ def _main() -> None:
 
 @app.command()
 def convert(
-    src: Path = typer.Argument(..., help="MANO_RIGHT.pkl / MANO_LEFT.pkl, or a folder holding them"),
-    out: Path = typer.Option(None, "--out", "-o", help="output .npz (file input) or folder (folder input); "
-                             "default: beside the input"),
-    fmt: str = typer.Option("text", "--format", help="text | json"),
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="MANO_RIGHT.pkl / MANO_LEFT.pkl, or a folder holding them")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="output .npz (file input) or folder (folder input); default: beside the input")] = None,
+    fmt: FormatOption = Format.text,
 ) -> None:
     """Write chumpy-free .npz copies of official MANO pickles (the left model's shapedirs fixed)."""
+    try:
+        results = _convert(Path(src), out)
+    except Exception as exc:
+        fail(exc, fmt)
+    if fmt == Format.json:
+        typer.echo(json.dumps(results, indent=1))
+    else:
+        for r in results:
+            fix = " (left shapedirs fixed)" if r["left_shapedirs_fixed"] else ""
+            typer.echo(f"{r['src']} -> {r['dst']}: {r['side']}, {r['vertices']} vertices{fix}")
+
+
+def _convert(src: Path, out: Path | None) -> list[dict]:
     from ..errors import BadInputError
     from ..handmodel.mano_io import convert_mano_file
 
-    src = Path(src)
     if src.is_dir():
         files = [p for p in (src / "MANO_RIGHT.pkl", src / "MANO_LEFT.pkl") if p.exists()]
         if not files:
@@ -39,9 +55,4 @@ def convert(
     for s, d in jobs:
         right = s.with_name("MANO_RIGHT.pkl")
         results.append(convert_mano_file(s, d, right if right.exists() and right != s else None))
-    if fmt == "json":
-        typer.echo(json.dumps(results, indent=1))
-    else:
-        for r in results:
-            fix = " (left shapedirs fixed)" if r["left_shapedirs_fixed"] else ""
-            typer.echo(f"{r['src']} -> {r['dst']}: {r['side']}, {r['vertices']} vertices{fix}")
+    return results

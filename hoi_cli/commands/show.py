@@ -22,9 +22,11 @@ picked frame and one labelled column per panel. What each panel draws:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
+
+from .common import Format, FormatOption, fail
 
 
 TITLES = {"00_frames": "source frame", "01_detect": "hands + object box", "02_hands": "hand meshes",
@@ -269,21 +271,31 @@ def make_show(run_dir: Path, out_dir: Path, n_frames: int = 4, tile_width: int =
 
 
 def show_command(
-    run: Path = typer.Argument(..., help="a run folder (runs/<clip-id>)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: RUN/show)"),
-    frames: int = typer.Option(4, "--frames", "-n", help="rows of the contact sheet"),
-    tile_width: int = typer.Option(320, "--tile-width", help="width of one panel in the video, px"),
-    columns: int = typer.Option(4, "--columns", help="panels per row in the video"),
-    generated: Optional[Path] = typer.Option(None, "--generated", "-g",
-                                             help="a generated video of this run (default: found beside the run)"),
-    video: bool = typer.Option(True, "--video/--no-video", help="also write the grid video"),
-    max_video_frames: int = typer.Option(0, "--max-video-frames", help="0 = all frames"),
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="a run folder (runs/<clip-id>)")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder (default: RUN/show)")] = None,
+    frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="rows of the contact sheet")] = 4,
+    tile_width: Annotated[int, typer.Option(help="width of one panel in the video, px")] = 320,
+    columns: Annotated[int, typer.Option(min=1, help="panels per row in the video")] = 4,
+    generated: Annotated[Optional[Path], typer.Option(
+        "--generated", "-g", help="a generated video of this run (default: found beside the run)")] = None,
+    video: Annotated[bool, typer.Option("--video/--no-video", help="also write the grid video")] = True,
+    max_video_frames: Annotated[int, typer.Option(help="0 = all frames")] = 0,
+    fmt: FormatOption = Format.text,
 ) -> None:
     """Contact sheet (PNG) and a grid video of every stage's outputs, to check a run at a glance."""
     import json
     import sys
 
-    res = make_show(run, out or run / "show", frames, tile_width, video, max_video_frames, generated,
-                    columns)  # HoiError: the app reports it
-    print(f"panels: {', '.join(res['stages'])}", file=sys.stderr)
-    typer.echo(json.dumps(res))
+    try:
+        res = make_show(run, out or run / "show", frames, tile_width, video, max_video_frames, generated, columns)
+    except Exception as exc:
+        fail(exc, fmt)
+    if fmt == Format.json:
+        print(f"panels: {', '.join(res['stages'])}", file=sys.stderr)
+        print(json.dumps(res))
+        return
+    for key in ("sheet", "video", "generated"):
+        if res.get(key):
+            print(f"{key:>9}: {res[key]}")
+    print(f"{'panels':>9}: {', '.join(res['stages'])}")
+    print(f"{'frames':>9}: {', '.join(map(str, res['frames']))}")

@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import BadInputError
+from .common import DEFAULT_DEVICE, DeviceOption, Format, FormatOption, fail, recipe_help
 
 PIPELINE_SYSTEMS = {"rehold": "rehold", "manivideo": "manivideo", "cointeract": "cointeract",
                     "genhoi": "genhoi", "full": "all", "all": "all"}
@@ -23,32 +24,35 @@ PIPELINE_SYSTEMS = {"rehold": "rehold", "manivideo": "manivideo", "cointeract": 
 def resolve_pipeline(name: str | None) -> tuple[str | None, dict]:
     """(system, model overrides) from a pipeline recipe name or TOML path.
 
-    The system comes from a ``[model] system = ...`` entry, else from the recipe's name
-    (rehold, manivideo, cointeract, genhoi; full -> all). Other keys of ``[model]`` override
-    config fields (e.g. ``memory_size = 16``).
+    The recipe is found by the pipeline's own lookup (`hoi_cli.pipeline.load_recipe`: the
+    package's recipes, or ``HOI_PIPELINES_DIR``), so `hoi train --pipeline X` reads the file
+    `hoi preprocess --pipeline X` ran. The system comes from a ``[model] system = ...`` entry,
+    else from the recipe's name (rehold, manivideo, cointeract, genhoi; full -> all). Other keys
+    of ``[model]`` override config fields (e.g. ``memory_size = 16``). ``all`` names the system
+    without a recipe.
     """
     if not name:
         return None, {}
-    path = Path(name)
-    if path.suffix != ".toml":
-        from ..resources import recipes_dir
+    from ..pipeline import list_recipes, load_recipe
 
-        path = recipes_dir() / f"{name}.toml"
-    model: dict = {}
-    if path.exists():
-        with open(path, "rb") as f:
-            model = dict(tomllib.load(f).get("model", {}))
-    system = model.pop("system", None) or PIPELINE_SYSTEMS.get(path.stem)
-    if system is None and not path.exists():
-        raise BadInputError(f"unknown pipeline {name!r} (no {path})",
-                            "give --system rehold|manivideo|cointeract|genhoi|all instead")
+    if name in PIPELINE_SYSTEMS and name not in list_recipes():
+        return PIPELINE_SYSTEMS[name], {}
+    try:
+        recipe = load_recipe(name)
+    except BadInputError as exc:
+        raise BadInputError(exc.message, f"{exc.hint}; or give --system rehold|manivideo|cointeract|genhoi|all "
+                                         "instead") from None
+    with open(recipe.path, "rb") as f:
+        model = dict(tomllib.load(f).get("model", {}))
+    system = model.pop("system", None) or PIPELINE_SYSTEMS.get(recipe.path.stem)
     return system, model
 
 
 def train_command(
-    runs: Annotated[list[Path], typer.Argument(help="run folders (runs/<clip-id>) to train on")],
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="run folders (runs/<clip-id>) to train on")],
     out: Annotated[Path, typer.Option("--out", "-o", help="checkpoint folder (resumed if it holds one)")],
-    pipeline: Annotated[Optional[str], typer.Option(help="pipeline recipe name or TOML; picks the system")] = None,
+    pipeline: Annotated[Optional[str], typer.Option(
+        "--pipeline", "-p", help=recipe_help("Recipe that picks the system (and [model] overrides)"))] = None,
     config: Annotated[str, typer.Option(help="size preset: tiny | small | base")] = "tiny",
     system: Annotated[Optional[str], typer.Option(
         help="conditioning switches: rehold | manivideo | cointeract | genhoi | all | none")] = None,
@@ -69,16 +73,26 @@ def train_command(
     log_every: Annotated[int, typer.Option(help="loss-log line every n steps")] = 10,
     resume: Annotated[bool, typer.Option(help="resume from --out if it holds a checkpoint; --no-resume starts over, deleting its checkpoints")] = True,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    device: Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:N (default: cuda if available)")] = None,
+    device: DeviceOption = DEFAULT_DEVICE,
     num_workers: Annotated[int, typer.Option(help="data-loader worker processes")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
-    format: Annotated[str, typer.Option("--format", help="text | json summary on stdout")] = "text",
+    fmt: FormatOption = Format.text,
     base: Annotated[Optional[str], typer.Option(help="pretrained base, LoRA-fine-tuned: wan-vace-1.3b (needs --base-dir)")] = None,
     base_dir: Annotated[Optional[Path], typer.Option(help="Wan: local diffusers folder of the base model")] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Wan: text prompt (encoded once, cached beside --out)")] = None,
     full: Annotated[bool, typer.Option(help="Wan: fine-tune the whole base instead of LoRA")] = False,
 ) -> None:
     """Train the HOI video diffusion model on run folders (self-reenactment)."""
+    args = dict(locals())
+    try:
+        _train(**args)
+    except Exception as exc:  # a known error: its line, hint and code (and JSON with --format json)
+        fail(exc, fmt)
+
+
+def _train(runs, out, pipeline, config, system, steps, batch_size, lr, warmup, frames, height, width, frame_stride,
+           vae, patch_size, ema_decay, amp, grad_checkpointing, save_every, log_every, resume, seed, device,
+           num_workers, threads, fmt, base, base_dir, prompt, full) -> None:
     import torch
 
     if base is not None or base_dir is not None:  # the pretrained Wan backbone (hoi_cli.models.wan)
@@ -91,7 +105,7 @@ def train_command(
                                  train_mode="full" if full else "lora", grad_checkpointing=grad_checkpointing,
                                  save_every=save_every, resume=resume, seed=seed, frame_stride=frame_stride,
                                  warmup=warmup, log=lambda m: print(m, file=sys.stderr))
-        print(json.dumps(summary) if format == "json" else
+        print(json.dumps(summary) if fmt == Format.json else
               f"trained {summary['steps']} steps (wan/{base or 'wan-vace-1.3b'}) -> {out}; "
               f"loss {summary['first_loss']} -> {summary['last_loss']}")
         return
@@ -119,7 +133,7 @@ def train_command(
                         frame_stride=frame_stride)
     summary = train(runs, cfg, out, opts, log=lambda m: print(m, file=sys.stderr))
     summary["system"], summary["preset"] = cfg.system, cfg.preset
-    if format == "json":
+    if fmt == Format.json:
         print(json.dumps(summary))
     else:
         print(f"trained {summary['steps']} steps ({cfg.preset}/{cfg.system}) -> {out}; "

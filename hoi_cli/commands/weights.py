@@ -12,12 +12,14 @@ download, or one that must be obtained by hand: its hint says how); 6 the folder
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import Annotated, List
 
 import typer
 
+from .common import Format, FormatOption, WeightsDirOption, batch_exit_code, err, error_json, fail
+
 app = typer.Typer(help="Model files: list what the toolkit can use, download what you ask for.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.callback()
@@ -41,8 +43,8 @@ def _size(mb: float) -> str:
 
 @app.command("list")
 def list_command(
-    weights_dir: Optional[str] = typer.Option(None, envvar="HOI_WEIGHTS_DIR", help="Folder(s) of model weights."),
-    fmt: str = typer.Option("text", "--format", help="text or json."),
+    weights_dir: WeightsDirOption = None,
+    fmt: FormatOption = Format.text,
 ) -> None:
     """Every model file: purpose, licence, source, size, check, and where it was found."""
     from ..model_files import MODEL_FILES
@@ -56,7 +58,7 @@ def list_command(
                      "sha256_prefix": m.sha256_prefix or None, "check": m.check,
                      "get": "manual" if m.manual else ("huggingface_hub" if m.hf_repo else "download"),
                      "found": str(found) if found else None})
-    if fmt == "json":
+    if fmt == Format.json:
         print(json.dumps({"download_dir": str(download_dir(weights_dir)),
                           "search_path": [str(d) for d in weights_dirs(weights_dir)], "files": rows}, indent=1))
         return
@@ -70,39 +72,34 @@ def list_command(
 
 @app.command("get")
 def get_command(
-    names: List[str] = typer.Argument(..., help="Names from `hoi weights list`."),
-    weights_dir: Optional[str] = typer.Option(None, envvar="HOI_WEIGHTS_DIR", help="Folder(s) of model weights; "
-                                              "downloads go to the first."),
-    fmt: str = typer.Option("text", "--format", help="text or json."),
+    names: Annotated[List[str], typer.Argument(metavar="NAME", help="Names from `hoi weights list`.")],
+    weights_dir: WeightsDirOption = None,
+    fmt: FormatOption = Format.text,
 ) -> None:
-    """Download model files (resumable, checked before they are moved into place)."""
-    from ..cli import err, fail
+    """Download model files into the first weights folder (resumable, checked before they are moved into place)."""
     from ..download import fetch
-    from ..errors import HoiError
+    from ..errors import HoiError, print_error
 
     try:
         entries = _entries(names)
     except HoiError as exc:
         fail(exc, fmt)
-        return
-    results, first_error = [], None
+    results = []
     for entry in entries:
         try:
-            with _progress_bar(entry.key, quiet=fmt == "json") as progress:
+            with _progress_bar(entry.key, quiet=fmt == Format.json) as progress:
                 path, action = fetch(entry, weights_dir, progress=progress)
             results.append({"name": entry.key, "ok": True, "action": action, "path": str(path)})
-            if fmt != "json":
+            if fmt != Format.json:
                 print(f"{entry.key}: {action} {path}")
         except HoiError as exc:
-            results.append({"name": entry.key, "ok": False, **exc.to_json()})
-            first_error = first_error or exc
-            err.print(f"[bold red]error:[/] {entry.key}: {exc.message}", highlight=False)
-            if exc.hint:
-                err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
-    if fmt == "json":
-        print(json.dumps({"ok": first_error is None, "files": results}, indent=1))
-    if first_error is not None:
-        raise typer.Exit(int(first_error.exit_code))
+            results.append({"name": entry.key, **error_json(exc)})
+            print_error(exc, prefix=f"{entry.key}: ")
+    code = batch_exit_code(results)
+    if fmt == Format.json:
+        print(json.dumps({"ok": not code, "files": results}, indent=1))
+    if code:
+        raise typer.Exit(code)
 
 
 class _progress_bar:
@@ -110,8 +107,6 @@ class _progress_bar:
 
     def __init__(self, label: str, quiet: bool):
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-        from ..cli import err
 
         self.progress = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                                  console=err, disable=quiet or not err.is_terminal, transient=True)

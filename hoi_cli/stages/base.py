@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..device import resolve_device  # noqa: F401  (re-exported: stages import it from here)
 from ..errors import BadInputError
 
 
@@ -55,17 +56,6 @@ class StageContext:
             raise BadInputError(f"stage {stage_name} has not been run for {self.run_dir.name}",
                                 f"run `hoi preprocess` with --until {stage_name} first")
         return path
-
-
-def resolve_device(device: str = "auto") -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; an explicit "cuda" without one is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError("--device cuda but no CUDA device is visible", "use --device cpu or auto")
-    return device
 
 
 def params_to_dict(params: Any) -> dict:

@@ -133,7 +133,7 @@ def sam_checkpoint_path(params: Params, weights_dir=None) -> Path:
     from ..weights import find_weights
 
     names = "|".join(KNOWN_WEIGHTS[k][0] for k in ("sam_vit_b", "sam_vit_h"))
-    return find_weights(names, what="segment-anything (03_segment --backend sam)",
+    return find_weights(names, what="segment-anything (03_segment --set segment.backend=sam)",
                         explicit=params.sam_checkpoint or None, weights_dir=weights_dir,
                         hint="run `hoi weights get sam_vit_b`, pass --set segment.sam_checkpoint=PATH, "
                              "or use the weight-free default --set segment.backend=grabcut")

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..device import resolve_device
 from ..models.checkpoint import EMA, load_training_state, resolve_checkpoint, save_checkpoint
 from ..models.config import ModelConfig
 from ..models.dit import HOIVideoDiT
@@ -47,7 +48,7 @@ class TrainOptions:
     keep: int = 3  # step folders kept
     seed: int = 0
     num_workers: int = 0
-    device: str | None = None
+    device: str | None = None  # None or "auto": cuda (this process's LOCAL_RANK) where torch sees a GPU, else cpu
     resume: bool = True
     frame_stride: int = 1
     progress: bool = True
@@ -91,10 +92,9 @@ def train(runs: list[str | Path], cfg: ModelConfig, out_dir: str | Path, opts: T
     out_dir = Path(out_dir)
     rank, world, local_rank = _dist_info()
     distributed = world > 1
-    if opts.device:
-        device = torch.device(opts.device)
-    else:
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(resolve_device(opts.device))
+    if device.type == "cuda" and device.index is None:  # each process of a torchrun job on its own GPU
+        device = torch.device("cuda", local_rank)
     if distributed and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":

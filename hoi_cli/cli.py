@@ -56,9 +56,9 @@ def main(version: bool = typer.Option(False, "--version", callback=_version_call
 # ---------------------------------------------------------------- preprocess
 @app.command()
 def preprocess(
-    clips: List[str] = typer.Argument(..., help="Clips: videos (mp4, webm, mov, ...), GIFs, folders of image "
-                                      "frames (PNG/JPEG, sorted by name), or folders of these."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder of run folders (one per clip)."),
+    clips: Optional[List[str]] = typer.Argument(None, help="Clips: videos (mp4, webm, mov, ...), GIFs, folders of "
+                                                "image frames (PNG/JPEG, sorted by name), or folders of these."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder of run folders (one per clip)."),
     pipeline: str = typer.Option("full", "--pipeline", "-p", help="Recipe: rehold, manivideo, cointeract, genhoi, full or detect; or a .toml path."),
     force: List[str] = typer.Option([], "--force", help="Rerun this stage (repeatable)."),
     from_stage: Optional[str] = typer.Option(None, "--from", help="Rerun this stage and all after it."),
@@ -101,6 +101,9 @@ def preprocess(
     device: str = typer.Option("auto", help="cpu, cuda, or auto."),
     fmt: Format = typer.Option(Format.text, "--format", help="text or json (summary on stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    list_params: bool = typer.Option(False, "--list-params", help="Print the parameters of every stage, or of the "
+                                     "stages given in place of clips (hoi preprocess --list-params segment): "
+                                     "name, default, choices, help (for --set STAGE.NAME=VALUE); then exit."),
 ) -> None:
     """Turn raw clips into cached, numbered stage folders (runs/<clip-id>/NN_stage).
 
@@ -111,6 +114,19 @@ def preprocess(
     from . import pipeline as pl
     from .prompts import detect_prompt_params, prompts_for_clips
 
+    if list_params:
+        from .params_reference import describe_stages, format_text
+
+        try:
+            described = describe_stages(clips)
+        except HoiError as exc:
+            fail(exc, fmt)
+        print(json.dumps(described, indent=1) if fmt == Format.json else format_text(described), end="")
+        return
+    if not clips:
+        raise typer.BadParameter("missing: give at least one clip (or --list-params [STAGE])", param_hint="CLIPS...")
+    if out_dir is None:
+        raise typer.BadParameter("missing: the folder of run folders", param_hint="'--out' / '-o'")
     try:
         recipe = pl.load_recipe(pipeline)
         overrides = pl.parse_overrides(set_params)

@@ -121,17 +121,23 @@ def _field_default(f: dataclasses.Field) -> Any:
 def _check(obj: Any) -> None:
     """On construction: nested dicts become their class (starting from the field's default, so a
     partial dict keeps the other defaults), choices are checked, JSON lists become tuples."""
-    hints = type_hints(type(obj))
-    for f in dataclasses.fields(obj):
+    for f, hint, sub, choices, is_tuple in _plan(type(obj)):
         value = getattr(obj, f.name)
-        sub = nested_class(hints[f.name])
         if sub is not None and isinstance(value, dict):  # e.g. from a manifest or a TOML table
             setattr(obj, f.name, _from_dict(sub, value, base=_field_default(f), owner=_label(obj),
                                             prefix=f"{f.name}."))
-            continue
-        _check_choice(value, hints[f.name], f"{_label(obj)} parameter {f.name}")
-        if isinstance(value, list) and _is_tuple(hints[f.name]):  # JSON (a manifest) has no tuples
+        elif choices is not None and value not in choices:
+            _check_choice(value, hint, f"{_label(obj)} parameter {f.name}")
+        elif is_tuple and isinstance(value, list):  # JSON (a manifest) has no tuples
             setattr(obj, f.name, tuple(value))
+
+
+@lru_cache(maxsize=None)
+def _plan(cls: type) -> tuple:
+    """Per field, what `_check` needs, worked out once per class (construction stays cheap)."""
+    hints = type_hints(cls)
+    return tuple((f, hints[f.name], nested_class(hints[f.name]), choices_of(hints[f.name]), _is_tuple(hints[f.name]))
+                 for f in dataclasses.fields(cls))
 
 
 def _is_tuple(hint: Any) -> bool:

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hoi_cli.conventions import box_from_mask  # noqa: E402
-from hoi_cli.segment.grabcut import GrabCutParams, segment_sequence  # noqa: E402
+from hoi_cli.segment.grabcut import segment_sequence  # noqa: E402
 from hoi_cli.stages.segment import Params  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "interdyn"
@@ -69,8 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args(argv)
     frames, boxes = load(a.clip, a.frames)
-    p = Params()
-    gp = GrabCutParams(max_side=p.max_side, iterations=p.iterations, margin=p.margin, vote=p.vote)
+    gp = Params().grabcut  # 03_segment's GrabCut settings
     t0 = time.perf_counter()
     peer(frames, boxes)
     t_peer = time.perf_counter() - t0

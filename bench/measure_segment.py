@@ -159,12 +159,10 @@ def _measure(a, modes, extra_detect_set):
             if mode == "oracle":
                 d["object_boxes"] = np.stack([box_from_mask(m) for m in ref_obj])
             if a.no_runs:
-                from hoi_cli.segment.grabcut import GrabCutParams, segment_sequence
+                from hoi_cli.segment.grabcut import segment_sequence
 
                 t0 = time.perf_counter()
-                gp = GrabCutParams(max_side=params.max_side, iterations=params.iterations, margin=params.margin,
-                                   use_prior=params.propagate, reuse_models=params.propagate, vote=params.vote)
-                obj = segment_sequence(frames, d["object_boxes"], hand_masks=ref_hand, params=gp)
+                obj = segment_sequence(frames, d["object_boxes"], hand_masks=ref_hand, params=params.grabcut)
                 res = {"object": obj, "hand": ref_hand}
             else:
                 d = {k: (v[:T] if hasattr(v, "shape") and v.ndim and v.shape[0] >= T else v) for k, v in d.items()}

@@ -46,10 +46,10 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version_ca
 # ---------------------------------------------------------------- preprocess
 @app.command()
 def preprocess(
-    clips: Annotated[List[str], typer.Argument(
+    clips: Annotated[Optional[List[str]], typer.Argument(
         metavar="CLIP", help="Clips: videos (mp4, webm, mov, ...), GIFs, folders of image frames (PNG/JPEG, sorted by name), or "
-             "folders of these.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder of run folders (one per clip).")],
+             "folders of these.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder of run folders (one per clip).")] = None,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help=recipe_help("Recipe"))] = "full",
     force: Annotated[List[str], typer.Option("--force", help="Rerun this stage (repeatable).")] = [],  # noqa: B006
     from_stage: Annotated[Optional[str], typer.Option("--from", help="Rerun this stage and all after it.")] = None,
@@ -104,6 +104,10 @@ def preprocess(
     device: DeviceOption = DEFAULT_DEVICE,
     fmt: FormatOption = Format.text,
     quiet: QuietOption = False,
+    list_params: Annotated[bool, typer.Option(
+        "--list-params", help="Print the parameters of every stage, or of the stages given in place of clips (hoi "
+                              "preprocess --list-params segment): name, default, choices, help (for --set "
+                              "STAGE.NAME=VALUE); then exit.")] = False,
 ) -> None:
     """Turn raw clips into cached, numbered stage folders (runs/<clip-id>/NN_stage).
 
@@ -115,6 +119,19 @@ def preprocess(
     from .device import check_device
     from .prompts import detect_prompt_params, prompts_for_clips
 
+    if list_params:
+        from .params_reference import describe_stages, format_text
+
+        try:
+            described = describe_stages(clips)
+        except HoiError as exc:
+            fail(exc, fmt)
+        print(json.dumps(described, indent=1) if fmt == Format.json else format_text(described), end="")
+        return
+    if not clips:
+        raise typer.BadParameter("missing: give at least one clip (or --list-params [STAGE])", param_hint="CLIPS...")
+    if out_dir is None:
+        raise typer.BadParameter("missing: the folder of run folders", param_hint="'--out' / '-o'")
     try:
         recipe = pl.load_recipe(pipeline)
         overrides = pl.parse_overrides(set_params)

@@ -137,13 +137,17 @@ def select_stages(recipe_stages: list[str], *, from_stage: str | None = None,
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    """``["01_detect.square_size=128", ...]`` -> ``{"01_detect": {"square_size": "128"}}``."""
+    """``["01_detect.square_size=128", ...]`` -> ``{"01_detect": {"square_size": "128"}}``; nested
+    parameters take a dotted key (``segment.grabcut.iterations=3``). Every value is checked here, so a
+    typo (an unknown key, a choice not offered) stops the command before any clip runs."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
-        m = re.fullmatch(r"([\w]+)\.(\w+)=(.*)", item.strip())
+        m = re.fullmatch(r"(\w+)\.(\w+(?:\.\w+)*)=(.*)", item.strip())
         if not m:
             raise BadInputError(f"bad --set {item!r}", "use --set STAGE.PARAM=VALUE, e.g. --set detect.square_size=128")
         out.setdefault(stage_name(m.group(1)), {})[m.group(2)] = m.group(3)
+    for stage, values in out.items():
+        params_from_dict(get_stage(stage).Params, values)
     return out
 
 

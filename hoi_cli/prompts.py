@@ -7,7 +7,7 @@ order: the first image is frame 0). `PromptFrame` converts them to 01_detect's w
 and working frame indices with 00_frames' meta (source vs working size; start/stride through
 ``source_frame_indices``), so a box drawn on a 1080p frame lands on the same object at 288x512.
 
-Text forms (one parser, `parse_numbers`, for every comma list):
+Text forms (`parse_numbers`, on `hoi_cli.params.parse_list`, the one parser for comma lists):
     box    ``x0,y0,x1,y1`` or ``x0,y0,x1,y1@FRAME``
     point  ``x,y`` or ``x,y@FRAME``
 A prompt without ``@FRAME`` is on ``--object-frame`` / ``--hand-frame``, or on the first
@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import BadInputError
+from .params import parse_list
 
 MAX_HAND_PROMPTS = 2
 CSV_COLUMNS = ("clip", "object_box", "object_point", "object_frame", "hand_boxes", "hand_frame")
@@ -44,18 +45,12 @@ def parse_numbers(value: Any, n: int | None = None, what: str = "value", example
                   ) -> tuple[float, ...] | None:
     """``"1,2,3,4"`` (or a sequence of numbers) -> ``(1.0, 2.0, 3.0, 4.0)``; None/"" -> None.
 
-    ``n`` is the count required (None: any). The one parser for comma lists on the command
-    line, in recipes and in the prompts CSV.
+    ``n`` is the count required (None: any). Split by `hoi_cli.params.parse_list`, the one
+    parser for comma lists on the command line, in recipes and in the prompts CSV.
     """
-    if value is None or (isinstance(value, str) and not value.strip()) or (
-            isinstance(value, (list, tuple)) and not len(value)):
+    out = parse_list(value, float, what, example)
+    if out is None:
         return None
-    items = [v for v in value.replace(" ", "").split(",") if v] if isinstance(value, str) else list(value)
-    try:
-        out = tuple(float(v) for v in items)
-    except (TypeError, ValueError):
-        raise BadInputError(f"bad {what}: {value!r} is not a comma-separated list of numbers",
-                            f"e.g. {example}") from None
     if n is not None and len(out) != n:
         raise BadInputError(f"bad {what}: expected {n} numbers, got {len(out)} ({value!r})", f"e.g. {example}")
     if not all(np.isfinite(out)):

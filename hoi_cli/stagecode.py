@@ -65,12 +65,20 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     return out
 
 
+def _is_docstring(node: ast.AST) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant) \
+        and isinstance(node.value.value, str)
+
+
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    """Without docstrings: the first string of a module, class or function, and in a class every bare
+    string (the attribute docstrings under Params fields, `hoi_cli.params`)."""
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(node, ast.ClassDef):
+            node.body = [n for n in node.body if not _is_docstring(n)] or [ast.Pass()]
+        elif isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if body and _is_docstring(body[0]):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 

@@ -45,6 +45,7 @@ import numpy as np
 from . import __version__
 from .conventions import CONVENTIONS_VERSION
 from .errors import ExitCode, HoiError, OutputError, RunLockedError, known_error
+from .params import params_changes
 from .stages.base import StageContext, _json_default, params_to_dict
 
 SCHEMA_VERSION = 1
@@ -449,7 +450,7 @@ def _diff_inputs(stored: dict, expected: dict) -> list[str]:
     if stored.get("stage_version") != expected.get("stage_version"):
         reasons.append(f"stage version {stored.get('stage_version')} -> {expected.get('stage_version')}")
     sp, ep = stored.get("params", {}), expected.get("params", {})
-    changed = [f"{k}: {sp.get(k)!r} -> {ep.get(k)!r}" for k in sorted(set(sp) | set(ep)) if sp.get(k) != ep.get(k)]
+    changed = params_changes(sp, ep)  # dotted keys for nested groups (hoi_cli.params)
     if changed:
         reasons.append("params changed (" + ", ".join(changed) + ")")
     for dep, digest in expected.get("upstream", {}).items():

@@ -79,12 +79,10 @@ def moving_clip(T: int = 25, leave: tuple[int, int] | None = None, seed: int = 0
 def box_track_masks(frames, box, f, hand):
     """The previous prompted path: CSRT box track (01_detect) + GrabCut in each box (03_segment)."""
     from hoi_cli.detect.objects import track_box
-    from hoi_cli.segment.grabcut import GrabCutParams, segment_sequence
+    from hoi_cli.segment.grabcut import segment_sequence
 
     boxes, _ = track_box(frames, box, f)
-    p = segment.Params()
-    gp = GrabCutParams(max_side=p.max_side, iterations=p.iterations, margin=p.margin, vote=p.vote)
-    return segment_sequence(frames, boxes, hand_masks=hand, params=gp), boxes
+    return segment_sequence(frames, boxes, hand_masks=hand, params=segment.Params().grabcut), boxes
 
 
 def test_propagation_follows_a_moving_rotating_object_both_ways_where_box_tracking_does_not():

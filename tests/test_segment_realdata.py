@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hoi_cli.conventions import box_from_mask
-from hoi_cli.segment.grabcut import GrabCutParams, flicker, segment_sequence
+from hoi_cli.segment.grabcut import flicker, segment_sequence
 from hoi_cli.stages.segment import Params
 
 CLIPS = ("176110", "204076", "35671")
@@ -16,8 +16,7 @@ CLIPS = ("176110", "204076", "35671")
 def test_grabcut_with_reference_boxes_reaches_the_iou_floor(shared_data):
     from hoi_cli.video import read_video
 
-    p = Params()
-    gp = GrabCutParams(max_side=p.max_side, iterations=p.iterations, margin=p.margin, vote=p.vote)
+    gp = Params().grabcut  # 03_segment's GrabCut settings
     ious = []
     for clip in CLIPS:
         d = shared_data / "interdyn" / clip

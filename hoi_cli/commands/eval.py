@@ -78,7 +78,9 @@ def eval_command(
         device = resolve_device(device)
         if out is not None:
             _check_writable(out)  # before minutes of metrics, not after
-        groups = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        from ..params import parse_list  # the one comma-list parser
+
+        groups = parse_list(metrics, what="--metrics", example="psnr,ssim") or ()
         opts = EvalOptions(metrics=groups, weights_dir=weights_dir,
                            fid_weights=str(fid_weights) if fid_weights else None,
                            i3d_weights=str(i3d_weights) if i3d_weights else None,

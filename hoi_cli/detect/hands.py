@@ -75,11 +75,12 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import LEFT, RIGHT, box_from_points, box_iou, empty_boxes, mediapipe_label_to_slot, square_box
+from ..params import typed
 
 LANDMARK_INPUT = 224
 
 
-@dataclass
+@typed
 class HandDetectorConfig:
     """Options of `detect_hands` (all have defaults tuned on the InterDyn clips)."""
 

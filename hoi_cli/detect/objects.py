@@ -50,14 +50,15 @@ Convention: boxes ``xyxy`` float32 in px of the frames given; missing = NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from ..conventions import OPENPOSE_PARENTS, box_from_mask, empty_boxes
+from ..params import typed
 
 
-@dataclass
+@typed
 class ObjectConfig:
     object_box: tuple[float, float, float, float] | None = None
     object_point: tuple[float, float] | None = None
@@ -88,7 +89,7 @@ class ObjectConfig:
     # auto mode, method "segments" (default; "grabcut" = the per-window GrabCut above): candidate
     # regions from graph segmentations touched by the fingertips, chosen by clip-level consistency
     # (auto box IoU 0.391 -> ~0.6 on the 12 InterDyn clips; see `_segment_candidates`)
-    method: str = "segments"
+    method: Literal["segments", "grabcut"] = "segments"
     seg_sides: tuple = (96.0, 128.0, 160.0)  # frame downscaled to these long sides (px) ...
     seg_ks: tuple = (70.0, 200.0, 600.0, 1800.0)  # ... x these Felzenszwalb scales: an ensemble, as
     # no single segmentation level fits all objects (a single one: 0.44-0.50, unstable per clip)

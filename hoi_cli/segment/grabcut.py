@@ -37,71 +37,91 @@ start is seeded per call (`cv2.setRNGSeed`), so results do not depend on what ra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 
+from ..params import typed
 
-@dataclass
+
+@typed
 class GrabCutParams:
-    max_side: int = 112  # the box's longest side after downscaling for GrabCut, px (0 = full resolution)
-    iterations: int = 3  # GrabCut iterations per frame
-    margin: float = 0.15  # ROI = box grown by this fraction of its size per side...
-    min_margin_px: int = 8  # ...and at least this many pixels
-    use_prior: bool = True  # seed each frame with the previous mask (temporal propagation)
-    reuse_models: bool = True  # carry the colour models over from the previous frame
-    keep_frac: float = 0.2  # keep connected components >= this fraction of the largest
-    vote: int = 3  # temporal majority-vote window, frames (1 = off)
-    color_space: str = "rgb"  # "rgb" or "lab": the colour space GrabCut models
-    hand_erode_px: int = 2  # shrink the hand region before marking it sure background
-    hand_soft_px: int = 4  # the hand region's outer band this wide is only probable background
-    # Drop the prior (and carried models) when the box's area changes by more than this factor
-    # from the previous frame's: the previous mask then describes a different region (the box
-    # grew from an object part to the whole object, or jumped), and seeding from it locks in.
+    max_side: int = 112
+    """The ROI's longest side after downscaling for GrabCut, px (0 = full resolution)."""
+    iterations: int = 3
+    """GrabCut iterations per frame."""
+    margin: float = 0.15
+    """ROI = the box grown by this fraction of its size per side..."""
+    min_margin_px: int = 8
+    """...and by at least this many pixels."""
+    use_prior: bool = True
+    """Seed each frame with the previous frame's mask (temporal propagation)."""
+    reuse_models: bool = True
+    """Carry GrabCut's colour models over from the previous frame."""
+    keep_frac: float = 0.2
+    """Keep connected components of at least this fraction of the largest one."""
+    vote: int = 3
+    """Temporal majority-vote window, frames (1 = off)."""
+    color_space: Literal["rgb", "lab"] = "rgb"
+    """The colour space GrabCut models."""
+    hand_erode_px: int = 2
+    """Shrink the hand region by this many px before marking it sure background. 03_segment: -1 =
+    the hand is not background for GrabCut; hand pixels are only removed from the object afterwards.
+    Measured on InterDyn: with detector boxes (loose) 2 is far better (7 clips: 0.47 vs 0.37); with
+    oracle boxes -1 is better (0.82 vs 0.78), since the coarse 02_hands silhouettes overlap the object."""
+    hand_soft_px: int = 4
+    """The hand region's outer band this wide (after erosion) is only probable background: the mesh
+    silhouette overlaps the object's edge (fingers behind it), so GrabCut may give those pixels to the
+    object by colour. Wider bands help with oracle boxes but let loose detector boxes absorb the hand
+    (InterDyn, 12 clips: 4 px +0.002 both; all soft: oracle +0.014, detector -0.024)."""
     max_box_change: float = 1.5
-    # A band of this fraction of the box's size just outside it is probable background (not
-    # sure) and the mask may reach into it. Why: a box that cuts slightly into the object puts
-    # object colours into the sure background, and GrabCut then drops the object entirely
-    # (detector boxes on InterDyn: object IoU 0.61 -> 0.68; oracle boxes unchanged).
+    """Drop the prior (and carried models) when the box's area changes by more than this factor from
+    the previous frame's (0 = never drop): the previous mask then describes a different region (the
+    box grew from an object part to the whole object, or jumped), and seeding from it locks in."""
     box_soft_frac: float = 0.1
-    # Object seed (01_detect's coarse object mask: the graph-segment regions it chose as the
-    # object, `hoi_cli.detect.objects`): the seed shrunk by this fraction of the box's short side
-    # is sure foreground (< 0 = seed unused). Why: a loose box lets GrabCut pick the background
-    # inside it; pixels the detector saw as the object anchor the object. Only the shrunk core,
-    # and only as a foreground anchor: seeding "probable object inside the seed, probable
-    # background in the rest of the box" locks in the seed's low recall (InterDyn, 12 clips,
-    # detector boxes: mean object IoU 0.679 -> 0.631 that way, 0.723 with a core at 0.08;
-    # 0.04-0.1 is a plateau, 0.15 erodes thin objects' seeds away).
+    """A band of this fraction of the box's size just outside it is probable background (not sure)
+    and the mask may reach into it. Why: a box that cuts slightly into the object puts object colours
+    into the sure background, and GrabCut then drops the object entirely (detector boxes on InterDyn:
+    object IoU 0.61 -> 0.68; oracle boxes unchanged)."""
     seed_sure_frac: float = 0.08
-    # Growth past a box that cuts the object: where the mask covers at least ``grow_touch`` of a
-    # box side's length (the object runs into the side), that side moves out by ``grow_frac`` of
-    # the box's size and GrabCut runs again from the result and its colour models (the new strip
-    # only probable background: it joins the object only by colour), up to ``grow_rounds`` times.
-    # With ``grow_need_seed`` a side grows only where the object seed also reaches it (within
-    # ``seed_sure_frac`` x the short side), i.e. where the detector saw the object at that side;
-    # without a seed (a user's tight box) nothing grows, since every object touches the sides
-    # of its own tight box. InterDyn, 12 clips, detector boxes: mean object IoU 0.734 -> 0.744
-    # (cup lifted out of its box 0.83 -> 0.91, mug 0.67 -> 0.71, glasses case 0.82 -> 0.84; book
-    # held at one end 0.88 -> 0.85, the mask follows the forearm); a side touch of 0.25-0.4 and
-    # growth of 0.2-0.5 give similar means. Oracle (tight) boxes without seeds: unchanged 0.773
-    # (with grow_need_seed off 0.779, but one clip 0.89 -> 0.86).
-    grow_frac: float = 0.3  # 0 = off
+    """Object seed (01_detect's coarse object mask, `hoi_cli.detect.objects`): the seed shrunk by this
+    fraction of the box's short side is sure foreground (< 0 = seed unused). Why: a loose box lets
+    GrabCut pick the background inside it; pixels the detector saw as the object anchor the object.
+    Only the shrunk core, and only as a foreground anchor: seeding "probable object inside the seed,
+    probable background in the rest of the box" locks in the seed's low recall (InterDyn, 12 clips,
+    detector boxes: mean object IoU 0.679 -> 0.631 that way, 0.723 with a core at 0.08; 0.04-0.1 is
+    a plateau, 0.15 erodes thin objects' seeds away)."""
+    grow_frac: float = 0.3
+    """Growth past a box that cuts the object (0 = off): where the mask covers at least ``grow_touch``
+    of a box side's length, that side moves out by this fraction of the box's size and GrabCut runs
+    again from the result and its colour models (the new strip only probable background), up to
+    ``grow_rounds`` times. InterDyn, 12 clips, detector boxes: mean object IoU 0.734 -> 0.744 (cup
+    lifted out of its box 0.83 -> 0.91, mug 0.67 -> 0.71, glasses case 0.82 -> 0.84; book held at one
+    end 0.88 -> 0.85, the mask follows the forearm); a side touch of 0.25-0.4 and growth of 0.2-0.5
+    give similar means. Oracle (tight) boxes without seeds: unchanged 0.773."""
     grow_touch: float = 0.3
+    """A box side grows when the mask covers at least this fraction of its length."""
     grow_need_seed: bool = True
-    grow_rounds: int = 2  # at most this many growth steps per frame
-    # Collapse guard. Given a box, the object fills a good part of it; a mask covering less than
-    # ``collapse_frac`` of the box is GrabCut's all-background minimum, not an answer. Such a frame
-    # is run again without the previous frame's mask and colour models (a two-coloured ball turning
-    # its other side to the camera: carried models call the new side background), and if it still
-    # collapses (a dark box under a dark hand in front of dark shadows: no colour split at all) it
-    # takes the mask of the nearest frame that did not collapse, at most ``collapse_fill`` frames
-    # away, moved by the box motion, inside the box and off the hand (0 = leave it empty).
-    # InterDyn, 12 clips, detector boxes: mean object IoU 0.744 -> 0.747 (retry) -> 0.755 (+ fill);
-    # ball 208810 0.73 -> 0.77, dark box 33576 0.50 -> 0.60; no clip lost. 0 = off.
+    """A side grows only where the object seed also reaches it (within ``seed_sure_frac`` x the short
+    side), i.e. where the detector saw the object at that side; without a seed (a user's tight box)
+    nothing grows, since every object touches the sides of its own tight box (oracle boxes with this
+    off: 0.779, but one clip 0.89 -> 0.86)."""
+    grow_rounds: int = 2
+    """At most this many growth steps per frame."""
     collapse_frac: float = 0.1
+    """Collapse guard (0 = off): a mask covering less than this fraction of its box is GrabCut's
+    all-background minimum, not an answer; the frame is run again without the previous frame's mask
+    and colour models (a two-coloured ball turning its other side to the camera: carried models call
+    the new side background). InterDyn, 12 clips, detector boxes: mean object IoU 0.744 -> 0.747
+    (retry) -> 0.755 (+ fill); ball 208810 0.73 -> 0.77, dark box 33576 0.50 -> 0.60; no clip lost."""
     collapse_fill: int = 6
-    max_hole_frac: float | None = None  # fill only holes under this x the mask's area (None = all)
+    """A frame still collapsed after the retry (a dark box under a dark hand in front of dark
+    shadows: no colour split at all) takes the mask of the nearest frame that did not collapse, at
+    most this many frames away, moved by the box motion, inside the box and off the hand (0 = leave
+    it empty)."""
+    max_hole_frac: float | None = None
+    """Fill only holes under this fraction of the mask's area (None = all holes)."""
 
 
 def _int_box(box, width: int, height: int) -> tuple[int, int, int, int] | None:

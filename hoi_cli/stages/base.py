@@ -28,6 +28,7 @@ import numpy as np
 
 from ..device import resolve_device  # noqa: F401  (re-exported: stages import it from here)
 from ..errors import BadInputError
+from ..params import params_from_dict  # noqa: F401  (built, checked and coerced there; re-exported)
 
 
 def _no_progress(done: int, total: int | None = None) -> None:
@@ -60,37 +61,6 @@ class StageContext:
 
 def params_to_dict(params: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(params), default=_json_default))
-
-
-def params_from_dict(params_cls: type, values: dict) -> Any:
-    """Build a Params instance, rejecting unknown keys and coercing simple types."""
-    fields = {f.name: f for f in dataclasses.fields(params_cls)}
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise BadInputError(f"unknown parameter(s) for {params_cls.__module__}: {', '.join(sorted(unknown))}",
-                            f"known: {', '.join(sorted(fields))}")
-    kwargs = {}
-    for key, value in values.items():
-        default = getattr(params_cls(), key)
-        kwargs[key] = _coerce(value, default)
-    return params_cls(**kwargs)
-
-
-def _coerce(value: Any, default: Any) -> Any:
-    if isinstance(value, str) and default is not None and not isinstance(default, str):
-        if isinstance(default, bool):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, (list, tuple)):
-            from ..prompts import parse_numbers  # the one comma-list parser
-
-            return type(default)(parse_numbers(value) or ())
-    if isinstance(default, tuple) and isinstance(value, list):
-        return tuple(value)
-    return value
 
 
 def _json_default(obj: Any) -> Any:

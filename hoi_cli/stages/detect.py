@@ -29,12 +29,16 @@ See `hoi_cli.detect.hands` and `hoi_cli.detect.objects` for the methods.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from ..detect.hands import HandDetectorConfig
+from ..detect.objects import ObjectConfig
 from ..errors import BadInputError
+from ..params import config_from, typed
 from ..prompts import PromptFrame, parse_hand_boxes, parse_numbers
 from .base import StageContext
 
@@ -48,25 +52,51 @@ CONTRACT_KEYS = ("hand_keypoints", "hand_world", "hand_score", "hand_interpolate
                  "hand_boxes_square", "object_boxes", "object_score")
 
 
-@dataclass
+@typed
 class Params:
-    square_size: float = 0.0  # Re-HOLD square hand box side, px; 0 = auto (1.2 x median hand size)
-    object_box: tuple | None = None  # prompt: x0,y0,x1,y1 on object_frame, source-video px
-    object_point: tuple | None = None  # prompt: x,y on object_frame (grown into a box), source-video px
-    object_frame: int | None = None  # source frame number of the object prompt; None = first processed frame
-    hand_boxes: list = field(default_factory=list)  # prompts: [x0, y0, x1, y1, source frame or None], at most 2
-    warn_below: float = 0.5  # warn when hands are found in fewer than this fraction of the frames
-    object_auto: bool = True  # with no prompt, propose the held object near the hands
-    object_method: str = "segments"  # auto proposals: segments (clip-level, ~50 fps) | grabcut (~300 fps, poorer)
-    min_detection_confidence: float = 0.5  # MediaPipe palm detection threshold
-    min_presence: float = 0.5  # hand presence needed for a crop re-detection
-    redetect: bool = True  # crop re-detection around neighbouring frames' hands
-    tiles: bool = False  # extra multi-scale tile pass (more recall, more false hands, slower)
-    palm_seed: bool = False  # seed hands from MediaPipe's palm detector on upscaled tiles (opt-in)
-    left_hand_on_image_left: bool = True  # slot tie-break for equal handedness votes (egocentric view)
-    max_gap: int = 3  # interpolate gaps of at most this many frames (flagged)
-    model_complexity: int = 1
+    square_size: float = HandDetectorConfig.square_size
+    """Re-HOLD square hand box side, px; 0 = auto (1.2 x the median hand size)."""
+    object_box: tuple[float, float, float, float] | None = None
+    """Object prompt: x0,y0,x1,y1 on object_frame, in source-video px (--object-box)."""
+    object_point: tuple[float, float] | None = None
+    """Object prompt: x,y on object_frame (grown into a box), in source-video px (--object-point)."""
+    object_frame: int | None = None
+    """Source frame number of the object prompt; None = the first processed frame."""
+    hand_boxes: list | str = field(default_factory=list)
+    """Hand prompts: [x0, y0, x1, y1, source frame or None] each, at most 2 (--hand-box), or the text
+    form x0,y0,x1,y1@F;x0,y0,x1,y1@F."""
+    warn_below: float = 0.5
+    """Warn when hands are found in fewer than this fraction of the frames."""
+    object_auto: bool = ObjectConfig.auto
+    """With no prompt, propose the held object near the hands."""
+    object_method: Literal["segments", "grabcut"] = ObjectConfig.method
+    """Automatic object proposals: segments (clip-level, ~50 fps) or grabcut (~300 fps, poorer)."""
+    min_detection_confidence: float = HandDetectorConfig.min_detection_confidence
+    """MediaPipe palm detection threshold of the full-frame passes."""
+    min_presence: float = HandDetectorConfig.min_presence
+    """Landmark-model hand presence needed to accept a crop re-detection."""
+    redetect: bool = HandDetectorConfig.redetect
+    """Crop re-detection around neighbouring frames' hands."""
+    tiles: bool = False
+    """An extra multi-scale tile pass (more recall, more false hands, slower); also re-scores every
+    full-frame detection with the landmark model."""
+    palm_seed: bool = HandDetectorConfig.palm_seed
+    """Seed hands from MediaPipe's palm detector on upscaled tiles (opt-in: adds false hands on InterDyn)."""
+    left_hand_on_image_left: bool = HandDetectorConfig.left_hand_on_image_left
+    """Slot tie-break for equal handedness votes: the left hand is on the image's left (egocentric view)."""
+    max_gap: int = HandDetectorConfig.max_gap
+    """Interpolate gaps of at most this many frames inside a hand track (flagged hand_interpolated)."""
+    model_complexity: Literal[0, 1] = HandDetectorConfig.model_complexity
+    """MediaPipe landmark model: 0 = lite, 1 = full."""
     preview: bool = True
+    """Write preview.mp4 (keypoints, boxes, squares and the object box drawn)."""
+
+
+def hand_config(p: Params):
+    """01_detect's `HandDetectorConfig`: the fields it shares with ``p`` (same names, defaults taken
+    from the config), plus the tile pass."""
+    passes = ("forward", "backward", "static") + (("tiles",) if p.tiles else ())
+    return config_from(HandDetectorConfig, p, full_frame_passes=passes, rescore=p.tiles)
 
 
 def detect(frames: np.ndarray, p: Params, progress=None, clip_name: str = "clip",
@@ -75,20 +105,14 @@ def detect(frames: np.ndarray, p: Params, progress=None, clip_name: str = "clip"
 
     ``meta`` is 00_frames' meta, which maps the prompts from source to working pixels (without
     it, prompts are taken as working pixels and frames)."""
-    from ..detect.hands import HandDetectorConfig, detect_hands
-    from ..detect.objects import ObjectConfig, detect_objects
+    from ..detect.hands import detect_hands
+    from ..detect.objects import detect_objects
 
-    if p.object_method not in ("segments", "grabcut"):
-        raise BadInputError(f"unknown 01_detect object_method {p.object_method!r}", "use segments or grabcut")
     T, H, W = frames.shape[:3]
     mapping = PromptFrame.from_meta(meta or {"width": W, "height": H, "n_frames": T})
     notes: list[str] = []
     prompts = _working_prompts(p, mapping, notes)
-    passes = ("forward", "backward", "static") + (("tiles",) if p.tiles else ())
-    cfg = HandDetectorConfig(min_detection_confidence=p.min_detection_confidence, min_presence=p.min_presence,
-                             redetect=p.redetect, max_gap=p.max_gap, model_complexity=p.model_complexity,
-                             square_size=p.square_size, full_frame_passes=passes, rescore=p.tiles,
-                             palm_seed=p.palm_seed, left_hand_on_image_left=p.left_hand_on_image_left)
+    cfg = hand_config(p)
     extra = {"hand_prompts": prompts["hands"]} if prompts["hands"] else {}  # older detectors lack the argument
     hands = detect_hands(frames, cfg, progress=progress, **extra)
     found = np.isfinite(hands["hand_score"])

@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BadInputError
+from ..params import typed
 from ..clips import frame_files as source_frame_files, iter_clip_frames, probe_clip, source_digest
 from ..video import read_image, working_size, write_image
 from .base import StageContext
@@ -39,16 +39,24 @@ VERSION = "2"  # 2: frame folders and GIFs (meta.source.kind); rotation applied;
 DEPENDS_ON: tuple[str, ...] = ()
 
 
-@dataclass
+@typed
 class Params:
-    max_side: int = 512  # longest side of the working resolution, px (0 = source size)
-    upscale: bool = False  # allow max_side above the source size
-    start: int = 0  # first source frame index
-    end: int | None = None  # stop before this source frame index
-    stride: int = 1  # keep every stride-th frame
-    png_compression: int = 1  # 0-9; lossless at any level, 1 is fast
-    fps: float = 0.0  # frame rate of a frame folder (0 = 12); videos and GIFs keep their own
-    allow_short: bool = False  # accept a damaged clip that decodes fewer frames than it announces (recorded in meta)
+    max_side: int = 512
+    """Longest side of the working resolution, px (0 = source size)."""
+    upscale: bool = False
+    """Allow max_side above the source size."""
+    start: int = 0
+    """First source frame index."""
+    end: int | None = None
+    """Stop before this source frame index (None = the end)."""
+    stride: int = 1
+    """Keep every stride-th frame."""
+    png_compression: int = 1
+    """PNG compression level of the stored frames, 0-9: lossless at any level, 1 is fast."""
+    fps: float = 0.0
+    """Frame rate of a frame folder (0 = 12); videos and GIFs keep their own."""
+    allow_short: bool = False
+    """Accept a damaged clip that decodes fewer frames than it announces (recorded in meta)."""
 
 
 def run(ctx: StageContext) -> dict:

@@ -25,13 +25,13 @@ Read with `load_genhoi(run_dir)`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..conventions import pack_masks, unpack_masks
 from ..errors import BadInputError
+from ..params import typed
 from .base import StageContext
 
 NAME = "07_genhoi"
@@ -39,11 +39,14 @@ VERSION = "5"  # 4: removal mask with holes filled, less the hands, missed hands
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "03_segment")
 
 
-@dataclass
+@typed
 class Params:
-    dilate_px: int = 5  # grow the object mask before removal (covers soft edges and shadows' rims)
-    reference_pad: float = 0.1  # grow the reference crop by this fraction of its size
+    dilate_px: int = 5
+    """Grow the object mask before removal (covers soft edges and shadows' rims)."""
+    reference_pad: float = 0.1
+    """Grow the reference crop by this fraction of its size."""
     crf: int = 18
+    """x264 quality of the written videos (lower = better, larger)."""
 
 
 def object_removal(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.ndarray | None,

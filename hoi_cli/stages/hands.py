@@ -40,13 +40,13 @@ with ``valid`` all False and the summary carries a warning.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..conventions import HAND_SLOTS, default_intrinsics
 from ..errors import BadInputError
+from ..params import typed
 from .base import StageContext
 
 NAME = "02_hands"
@@ -54,16 +54,24 @@ VERSION = "3"  # 2: smoothness in physical units, world weight 0.1, slot_faces; 
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")
 
 
-@dataclass
+@typed
 class Params:
-    focal: float = 0.0  # focal length in px; 0 = default (1.0 * max(W, H))
-    mano_dir: str = ""  # folder with MANO_RIGHT/LEFT.pkl|.npz; "" = $HOI_MANO_DIR or the built-in hand
-    iters: int = 160  # optimiser iterations per track
-    world_weight: float = 0.1  # weight of the MediaPipe world-landmark term (0 = 2D only)
-    interpolated_weight: float = 0.3  # weight of frames flagged as interpolated
-    smooth_weight: float = 0.5  # 3D joint acceleration term
+    focal: float = 0.0
+    """Focal length in px; 0 = default (1.0 * max(W, H))."""
+    mano_dir: str = ""
+    """Folder with MANO_RIGHT/LEFT.pkl|.npz; "" = $HOI_MANO_DIR or the built-in hand."""
+    iters: int = 160
+    """Optimiser iterations per track."""
+    world_weight: float = 0.1
+    """Weight of the MediaPipe world-landmark term (0 = 2D only)."""
+    interpolated_weight: float = 0.3
+    """Weight of frames flagged as interpolated."""
+    smooth_weight: float = 0.5
+    """Weight of the 3D joint acceleration (smoothness) term."""
     preview: bool = True
-    threads: int = 1  # torch CPU threads
+    """Write preview.mp4 (the fitted meshes over the frames)."""
+    threads: int = 1
+    """Torch CPU threads of the fit."""
 
 
 def model_files(params: Params, weights_dir=None) -> dict[str, Path]:

@@ -22,12 +22,13 @@ Read with `load_layout(run_dir)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ..errors import BadInputError
+from ..params import typed
 from .base import StageContext
 
 NAME = "06_layout"
@@ -36,11 +37,14 @@ DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")
 CHANNELS = ("left_hand", "right_hand", "object")
 
 
-@dataclass
+@typed
 class Params:
-    object_box_from: str = "detect"  # "detect" (01_detect object_boxes) | "mask" (03_segment)
-    size: int = 0  # 0 = working resolution; else square maps of size x size px
+    object_box_from: Literal["detect", "mask"] = "detect"
+    """Where the object box comes from: detect (01_detect's object_boxes) or mask (03_segment's object masks)."""
+    size: int = 0
+    """Map size: 0 = the working resolution, else square maps of size x size px."""
     write_video: bool = True
+    """Write the layout video next to the arrays."""
 
 
 def box_pixels(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
@@ -84,8 +88,6 @@ def run(ctx: StageContext) -> dict:
         if masks is None:
             raise BadInputError("object_box_from=mask needs 03_segment", "run 03_segment or use object_box_from=detect")
         obj = np.stack([box_from_mask(m) for m in masks["object"]])
-    elif p.object_box_from != "detect":
-        raise BadInputError(f"unknown object_box_from {p.object_box_from!r}", "use detect or mask")
     if hand_sq.shape[0] != T or obj.shape[0] != T:
         raise BadInputError(f"01_detect has {hand_sq.shape[0]} frames, 00_frames {T}", "rerun 01_detect")
     boxes = np.concatenate([hand_sq, obj[:, None]], axis=1).astype(np.float32)  # (T,3,4)

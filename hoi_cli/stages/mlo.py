@@ -52,11 +52,13 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ..conventions import HAND_PARTS, MLO_LAYERS, decode_normals, encode_normals
 from ..errors import BadInputError
+from ..params import typed
 from .base import StageContext
 
 NAME = "04_mlo"
@@ -66,20 +68,32 @@ N_LAYERS = len(MLO_LAYERS)
 OBJECT_LAYER = 0
 
 
-@dataclass
+@typed
 class Params:
-    backend: str = "raster"  # "raster" (fast, numpy) | "pyrender" (reference, EGL)
-    margin: float = 0.01  # metres: occlusion confidence is 0.5 where something is this far in front
-    tau: float = 0.002  # metres: softness of the confidence's fall
-    object_mesh: str = ""  # optional mesh file (object frame, metres)
-    object_poses: str = ""  # .npy (T,4,4) object-to-camera, OpenCV axes; needed with object_mesh
-    proxy_stride: int = 4  # px between the proxy surface's grid vertices
-    proxy_thickness: float = 1.0  # inflation relative to a sphere's profile
-    proxy_anchor: str = "front"  # "front": nearest point at the contact depth; "rim": the rim there
-    contact_margin_px: float = 16.0  # joints this near the object box count as contact
-    default_depth: float = 0.5  # metres, when no hand joint gives the contact depth
-    workers: int = 2  # frames in flight (raster backend)
-    compress_level: int = 1  # zlib level of the per-frame npz (0 = stored)
+    backend: Literal["raster", "pyrender"] = "raster"
+    """Renderer: raster (fast, numpy) or pyrender (the reference, needs EGL)."""
+    margin: float = 0.01
+    """Occlusion confidence is 0.5 where something is this far in front, metres."""
+    tau: float = 0.002
+    """Softness of the confidence's fall, metres."""
+    object_mesh: str = ""
+    """An optional object mesh file (object frame, metres); "" = a proxy surface from the object mask."""
+    object_poses: str = ""
+    """.npy (T,4,4) object-to-camera, OpenCV axes; needed with object_mesh."""
+    proxy_stride: int = 4
+    """Proxy object: px between its surface's grid vertices."""
+    proxy_thickness: float = 1.0
+    """Proxy object: its inflation relative to a sphere's profile."""
+    proxy_anchor: Literal["front", "rim"] = "front"
+    """Proxy object: front puts its nearest point at the hands' contact depth, rim puts its rim there."""
+    contact_margin_px: float = 16.0
+    """Hand joints this near the object box count as contact, px."""
+    default_depth: float = 0.5
+    """Contact depth when no hand joint gives one, metres."""
+    workers: int = 2
+    """Frames in flight (raster backend)."""
+    compress_level: int = 1
+    """zlib level of the per-frame npz files (0 = stored)."""
 
 
 # ---------------------------------------------------------------- geometry of one frame
@@ -335,8 +349,6 @@ def run(ctx: StageContext) -> dict:
     from .frames import load_meta
 
     p: Params = ctx.params
-    if p.backend not in ("raster", "pyrender"):
-        raise BadInputError(f"unknown mlo backend {p.backend!r}", "use raster or pyrender")
     if p.margin < 0 or p.tau <= 0:
         raise BadInputError("mlo needs margin >= 0 and tau > 0", "e.g. margin=0.01 tau=0.002 (metres)")
     for dep in ("00_frames", "02_hands"):

@@ -25,8 +25,8 @@ Backends (``backend``):
         (missing boxes interpolated across short gaps), with the hand mask as sure background,
         seeded by the previous frame's mask and colour models and anchored on 01_detect's coarse
         object mask (``object_seed``, where present: its core is sure object); a frame whose mask
-        collapses (``collapse_frac`` of its box) is rerun afresh, then filled from the nearest good
-        frame (``collapse_fill``); then a temporal majority vote; see `hoi_cli.segment.grabcut`.
+        collapses (``grabcut.collapse_frac`` of its box) is rerun afresh, then filled from the nearest good
+        frame (``grabcut.collapse_fill``); then a temporal majority vote; see `hoi_cli.segment.grabcut`.
     ``sam``: segment-anything from a local checkpoint (``sam_checkpoint``, or ``sam_vit_b``/
         ``sam_vit_h`` in the weights dir), prompted by the object box with negative points on
         the hand keypoints inside it; see `hoi_cli.segment.sam`.
@@ -49,13 +49,16 @@ the hands from their boxes and keypoints instead. Object pixels are removed from
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from ..conventions import pack_masks, unpack_masks
 from ..errors import BadInputError
+from ..params import typed
+from ..segment.grabcut import GrabCutParams
 from .base import StageContext, resolve_device
 
 NAME = "03_segment"
@@ -63,59 +66,62 @@ VERSION = "6"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: gro
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect", "02_hands")
-BACKENDS = ("grabcut", "sam", "sam2")
 
 
-@dataclass
+def _pipeline_grabcut() -> GrabCutParams:
+    # 03_segment crops GrabCut's ROI larger and iterates less than GrabCutParams' own defaults
+    # (112 px, 3), the values its object-mask figures in the README were measured with
+    return GrabCutParams(max_side=200, iterations=2)
+
+
+@typed
 class Params:
-    backend: str = "grabcut"  # grabcut (weight-free) | sam
-    sam_checkpoint: str = ""  # path to a segment-anything checkpoint; "" = look in the weights dir
-    sam_model_type: str = "auto"  # auto (read from the checkpoint) | vit_b | vit_l | vit_h
-    sam_hands: bool = False  # sam backend: segment the hands with SAM too (else mesh + refinement)
-    # sam2 backend (video masks, see hoi_cli.segment.sam2_video)
-    sam2_checkpoint: str = ""  # a SAM 2 checkpoint; "" = sam2.1_hiera_{large,base_plus,small,tiny}.pt in the weights dir
-    sam2_config: str = ""  # the sam2 package's config, e.g. configs/sam2.1/sam2.1_hiera_t.yaml; "" = from the file name
-    sam2_overrides: str = ""  # extra Hydra overrides for the model, space-separated
-    sam2_hands: bool = True  # track the hands with SAM 2 too (else mesh + refinement)
-    sam2_hand_prompts: int = 3  # prompt frames per hand per chunk: its most confident detections
-    sam2_chunk: int = 100  # frames per SAM 2 session: memory stays flat on long clips
-    # grabcut backend
-    max_side: int = 200  # the object box's longest side after downscaling for GrabCut, px (0 = off)
-    iterations: int = 2  # GrabCut iterations per frame
-    margin: float = 0.15  # ROI around the box, fraction of the box size per side
-    propagate: bool = True  # seed each frame with the previous mask and colour models
-    vote: int = 3  # temporal majority-vote window, frames (1 = off)
-    min_object_score: float = 0.0  # ignore object boxes scored below this
-    hand_erode_px: int = 2  # >= 0: the hand mask shrunk by this is sure background for GrabCut; -1 = hand
-    # pixels are only removed from the object afterwards. Trade-off measured on InterDyn: with
-    # detector boxes (loose) 2 is far better (7 clips: 0.47 vs 0.37); with oracle boxes -1 is
-    # better (0.82 vs 0.78), since the coarse 02_hands silhouettes overlap the object.
-    max_box_change: float = 1.5  # don't seed from the previous mask when the box area changes more (0 = always)
-    box_soft_frac: float = 0.1  # a band this fraction of the box size outside it is only probable background
-    hand_soft_px: int = 4  # the hand mask's outer band this wide (after erosion) is only probable
-    # background: the mesh silhouette overlaps the object's edge (fingers behind it), GrabCut may
-    # give those pixels to the object by colour. Wider bands help with oracle boxes but let loose
-    # detector boxes absorb the hand (InterDyn, 12 clips: 4 px +0.002 both; all soft: oracle
-    # +0.014, detector -0.024).
-    max_box_gap: int = 6  # interpolate missing object boxes across gaps of at most this many frames
-    object_seed: bool = True  # anchor GrabCut on 01_detect's coarse object mask (``object_seed``) where
-    # there is one: its core is sure object (see `GrabCutParams.seed_sure_frac`)
-    seed_sure_frac: float = 0.08  # the seed shrunk by this fraction of the box's short side is sure object
-    grow_frac: float = 0.3  # let the object grow this fraction of the box past a side it runs into
-    grow_touch: float = 0.3  # ...when the mask covers this fraction of the side (see `GrabCutParams`)
-    grow_need_seed: bool = True  # ...and the object seed reaches the side
-    grow_rounds: int = 2  # at most this many growth steps per frame
-    collapse_frac: float = 0.1  # a mask under this fraction of its box is rerun afresh, then filled from
-    collapse_fill: int = 6  # ...the nearest good frame at most this many frames away (see `GrabCutParams`)
-    # prompted object (01_detect's object_box / object_point: score 1.0 on the prompt frame): propagate its
-    # mask from the prompt frame with optical flow (`hoi_cli.segment.propagate`) instead of cutting it out
-    # of 01_detect's tracked box in every frame
+    backend: Literal["grabcut", "sam", "sam2"] = "grabcut"
+    """The segmenter: grabcut (weight-free), sam (segment-anything, a local checkpoint) or sam2
+    (SAM 2 video masks, the sam2 extra and a local checkpoint)."""
+    sam_checkpoint: str = ""
+    """sam backend: path to a segment-anything checkpoint; "" = look in the weights dir."""
+    sam_model_type: Literal["auto", "vit_b", "vit_l", "vit_h"] = "auto"
+    """sam backend: the model size; auto = read from the checkpoint."""
+    sam_hands: bool = False
+    """sam backend: segment the hands with SAM too (else mesh + refinement)."""
+    sam2_checkpoint: str = ""
+    """sam2 backend: a SAM 2 checkpoint; "" = sam2.1_hiera_{large,base_plus,small,tiny}.pt in the weights dir."""
+    sam2_config: str = ""
+    """sam2 backend: the sam2 package's config, e.g. configs/sam2.1/sam2.1_hiera_t.yaml; "" = from the file name."""
+    sam2_overrides: str = ""
+    """sam2 backend: extra Hydra overrides for the model, space-separated."""
+    sam2_hands: bool = True
+    """sam2 backend: track the hands with SAM 2 too (else mesh + refinement)."""
+    sam2_hand_prompts: int = 3
+    """sam2 backend: prompt frames per hand per chunk (its most confident detections)."""
+    sam2_chunk: int = 100
+    """sam2 backend: frames per SAM 2 session, so memory stays flat on long clips."""
+    grabcut: GrabCutParams = field(default_factory=_pipeline_grabcut)
+    """grabcut backend: GrabCut's settings (`hoi_cli.segment.grabcut.GrabCutParams`); set one as
+    segment.grabcut.NAME=VALUE, or segment.NAME=VALUE."""
+    min_object_score: float = 0.0
+    """grabcut backend: ignore 01_detect object boxes scored below this."""
+    max_box_gap: int = 6
+    """grabcut backend: interpolate missing object boxes across gaps of at most this many frames."""
+    object_seed: bool = True
+    """grabcut backend: anchor GrabCut on 01_detect's coarse object mask (``object_seed``) where there
+    is one: its core is sure object (see grabcut.seed_sure_frac)."""
     prompt_propagate: bool = True
-    # hand mask
-    refine_hands: bool = True  # refine the mesh silhouette against the image
-    hand_keypoints: bool = True  # add the 01_detect keypoint mask to the mesh silhouette in every frame
-    hand_band_px: int = 6  # the refined outline stays within this many px of the mesh's
+    """A prompted object (01_detect's object_box / object_point): propagate its mask from the prompt
+    frame with optical flow (`hoi_cli.segment.propagate`) instead of cutting it out of 01_detect's
+    tracked box in every frame."""
+    refine_hands: bool = True
+    """Hand mask: refine the mesh silhouette against the image (skin colour + GrabCut in a band)."""
+    hand_keypoints: bool = True
+    """Hand mask: add the 01_detect keypoint mask to the mesh silhouette in every frame."""
+    hand_band_px: int = 6
+    """Hand mask: the refined outline stays within this many px of the mesh's."""
     preview: bool = True
+    """Write preview.mp4 (the frames with the masks and the object box)."""
+
+    # renamed when the GrabCut settings moved into `grabcut` (manifests and scripts may use it)
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {"propagate": ("grabcut.use_prior", "grabcut.reuse_models")}
 
 
 def model_files(params: Params, weights_dir=None) -> dict[str, Path]:
@@ -222,10 +228,8 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
     object mask's tight box per frame, NaN where empty). ``propagate_params``: a
     `hoi_cli.segment.propagate.PropagateParams` for a prompted object (default: its defaults)."""
     from ..segment.propagate import boxes_from_masks
-    from ..segment.grabcut import GrabCutParams, segment_sequence
+    from ..segment.grabcut import segment_sequence
 
-    if p.backend not in BACKENDS:
-        raise BadInputError(f"unknown 03_segment backend {p.backend!r}", f"known: {', '.join(BACKENDS)}")
     boxes = object_boxes_from_detections(det, p)
     extra: dict = {}
     if p.backend == "sam2" and sam_model is not None:
@@ -258,17 +262,11 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         boxes = boxes_from_masks(obj)
     else:
         hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)
-        gp = GrabCutParams(max_side=p.max_side, iterations=p.iterations, margin=p.margin,
-                           use_prior=p.propagate, reuse_models=p.propagate, vote=p.vote,
-                           hand_erode_px=max(p.hand_erode_px, 0), hand_soft_px=p.hand_soft_px,
-                           max_box_change=p.max_box_change, box_soft_frac=p.box_soft_frac,
-                           seed_sure_frac=p.seed_sure_frac, grow_frac=p.grow_frac, grow_touch=p.grow_touch,
-                           grow_need_seed=p.grow_need_seed, grow_rounds=p.grow_rounds,
-                           collapse_frac=p.collapse_frac, collapse_fill=p.collapse_fill)
         seeds = det.get("object_seed") if p.object_seed else None
         if seeds is not None and seeds.shape != frames.shape[:3]:
             seeds = None  # from frames of another size
-        obj = segment_sequence(frames, boxes, hand_masks=hand_bg if p.hand_erode_px >= 0 else None, params=gp,
+        obj = segment_sequence(frames, boxes, hand_masks=hand_bg if p.grabcut.hand_erode_px >= 0 else None,
+                               params=p.grabcut,
                                progress=progress, seeds=seeds)
     hand = hand & ~obj
     return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32), "object_boxes": boxes_from_masks(obj),
@@ -281,8 +279,6 @@ def run(ctx: StageContext) -> dict:
     from .frames import load_frames, load_meta
 
     p: Params = ctx.params
-    if p.backend not in BACKENDS:
-        raise BadInputError(f"unknown 03_segment backend {p.backend!r}", f"known: {', '.join(BACKENDS)}")
     frames = load_frames(ctx.run_dir)
     meta = load_meta(ctx.run_dir)
     det = load_detections(ctx.run_dir)

@@ -22,12 +22,12 @@ Read with `load_silhouette(run_dir)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BadInputError
+from ..params import typed
 from .base import StageContext
 
 NAME = "05_silhouette"
@@ -36,11 +36,14 @@ DEPENDS_ON: tuple[str, ...] = ("00_frames", "02_hands", "03_segment")
 LABELS = ("background", "left_hand", "right_hand", "object")
 
 
-@dataclass
+@typed
 class Params:
-    object_color: tuple = (255, 64, 32)  # RGB of the object region
-    hand_min: int = 64  # grey level of a hand surface seen edge-on; 255 facing the camera
+    object_color: tuple[int, int, int] = (255, 64, 32)
+    """RGB of the object region."""
+    hand_min: int = 64
+    """Grey level of a hand surface seen edge-on; 255 facing the camera."""
     write_video: bool = True
+    """Write the structure video next to the arrays."""
 
 
 def render_structure(hand_vertices: np.ndarray, hand_valid: np.ndarray, faces: np.ndarray, K: np.ndarray,

@@ -29,7 +29,7 @@ ROOT = typer.main.get_command(app)
 # flags of other programs that hints quote (torchrun, huggingface-cli, pip) and of the module scripts
 # with their own argparse (`python -m hoi_cli.stagecode --write`, `python -m hoi_cli.handmodel.build`)
 FOREIGN_FLAGS = {"--nproc", "--nproc-per-node", "--nproc_per_node", "--local-dir", "--no-build-isolation", "--write",
-                 "--lock", "--spacing"}
+                 "--lock", "--spacing", "--readme"}  # other programs' flags (torchrun, pip, hf, stagecode, params_reference)
 MENTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?:[ =]([\w.:=+/-]+))?")
 
 
@@ -110,13 +110,16 @@ def check_mention(flag: str, value: str | None, where: str) -> None:
     if not value or value.isupper() or "..." in value:  # a placeholder (PATH, CKPT, ...)
         return
     if flag == "--set":
-        m = re.fullmatch(r"(\w+)\.(\w+)=(.*)", value)
+        m = re.fullmatch(r"(\w+)\.([\w.]+)=(.*)", value)
         assert m, f"{where}: --set {value} is not STAGE.PARAM=VALUE"
         stage = pl.stage_name(m.group(1))
-        fields = pl.get_stage(stage).Params.__dataclass_fields__
-        assert m.group(2) in fields, f"{where}: --set {value}: {stage} has no parameter {m.group(2)}"
         if m.group(3) and not m.group(3).isupper() and "..." not in m.group(3) and "/" not in m.group(3):
             pl.resolve_params(stage, pl.Recipe("check", []), pl.parse_overrides([value]))
+        else:  # a placeholder value: the name must still exist (dotted names: a nested Params field)
+            params = pl.get_stage(stage).Params()
+            for name in m.group(2).split("."):
+                assert hasattr(params, name), f"{where}: --set {value}: {stage} has no parameter {m.group(2)}"
+                params = getattr(params, name)
         return
     if flag == "--pipeline" and re.fullmatch(r"[a-z]+", value):
         assert value in pl.list_recipes(), f"{where}: --pipeline {value} is no recipe"
@@ -169,6 +172,10 @@ def test_readme_inline_commands_name_real_flags():
     # drop other programs' lines (`pip wheel --no-deps .`, `bench/measure_x.py --splits ...`)
     prose = re.sub(r"`([^`]*)`", lambda m: m.group(0) if m.group(1).startswith(("hoi ", "--")) else "", body)
     for m in MENTION.finditer(prose):
+        if re.search(re.escape(m.group(0)) + r"`?:? ?`?error:", body):  # the README's example of a typo and its error
+            with pytest.raises(BadInputError):
+                check_mention(m.group(1), m.group(2), f"README: {m.group(0)}")
+            continue
         check_mention(m.group(1), m.group(2), f"README: {m.group(0)}")
 
 

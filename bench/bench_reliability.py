@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def bare_decode(path: str) -> int:
     import av
@@ -46,8 +44,8 @@ def main(clips: list[str]) -> None:
     from hoi_cli.video import VideoWriter, iter_frames
 
     for clip in clips:
-        ours = timed(lambda: sum(1 for _ in iter_frames(clip)))
-        peer = timed(lambda: bare_decode(clip))
+        ours = timed(lambda clip=clip: sum(1 for _ in iter_frames(clip)))
+        peer = timed(lambda clip=clip: bare_decode(clip))
         print(f"decode {Path(clip).name}: iter_frames {ours:.3f}s, bare PyAV {peer:.3f}s, ratio {ours / peer:.3f}")
 
     clip = clips[0]

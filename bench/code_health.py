@@ -207,7 +207,10 @@ def stage_literals(modules, package_root: Path) -> tuple[list[dict], int]:
     found, in_code = [], 0
     for name, (path, tree, text) in modules.items():
         rel = path.relative_to(package_root).as_posix()
-        owned = lambda literal: rel == f"stages/{literal[3:]}.py"  # noqa: E731
+
+        def owned(literal: str, rel: str = rel) -> bool:
+            return rel == f"stages/{literal[3:]}.py"
+
         for lineno, line in enumerate(text.splitlines(), 1):
             for match in STAGE_LITERAL.finditer(line):
                 if not owned(match.group(0)):
@@ -234,7 +237,7 @@ def dead_symbols(modules, package_root: Path) -> list[dict]:
         for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text):
             words[word] += 1
     found = []
-    for name, (path, tree, _) in modules.items():
+    for name, (_, tree, _) in modules.items():
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 if node.name.startswith("__"):

@@ -1,7 +1,6 @@
 """04_mlo: geometry of the layers, occlusion confidence, the encoding, and fast == pyrender."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -112,13 +112,15 @@ def _sd_capsule(P, a, b, ra, rb):
     return np.linalg.norm(P - (a + t[:, None] * ba), axis=1) - r
 
 
-def _sd_round_box(P, center, half, rounding, R=np.eye(3)):
+def _sd_round_box(P, center, half, rounding, R=None):
+    R = np.eye(3) if R is None else R
     q = np.abs((P - center) @ R) - (np.asarray(half) - rounding)
     return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(axis=1), 0.0) - rounding
 
 
-def _sd_ellipsoid(P, center, radii, R=np.eye(3)):
+def _sd_ellipsoid(P, center, radii, R=None):
     # approximate (bound-correct near the surface)
+    R = np.eye(3) if R is None else R
     q = ((P - center) @ R) / np.asarray(radii)
     k0 = np.linalg.norm(q, axis=1)
     k1 = np.linalg.norm(q / np.asarray(radii), axis=1)
@@ -202,7 +204,7 @@ def bone_segments(J, tips):
     tip_of = {CHAINS[n][2]: tips[i] for i, n in enumerate(TIP_ORDER)}
     segs = {0: [(J[0] - [0.03, 0, 0], J[0])] + [(J[0], J[c]) for c in (1, 4, 7, 10)]
             + [(J[0] + [0.02, 0, 0.03], J[7]), (J[0] + [0.02, 0, -0.02], J[1])]}
-    for name, ids in CHAINS.items():
+    for ids in CHAINS.values():
         for k, j in enumerate(ids):
             end = J[ids[k + 1]] if k < 2 else tip_of[j]
             segs[j] = [(J[j], end)]
@@ -214,13 +216,13 @@ def skinning_weights(V, faces, J, tips, tau=0.0035, smooth_iters=6):
     D = np.stack([np.min([_seg_dist(V, a, b) for a, b in segs[j]], axis=0) for j in range(16)], axis=1)
     # which chain each vertex belongs to (nearest bone; the palm counts as its own chain)
     chain_of_joint = np.zeros(16, dtype=np.int64)
-    for c, (name, ids) in enumerate(CHAINS.items()):
+    for c, ids in enumerate(CHAINS.values()):
         chain_of_joint[ids] = c + 1
     nearest = D.argmin(axis=1)
     vchain = chain_of_joint[nearest]
     allowed = (chain_of_joint[None, :] == vchain[:, None]) | (chain_of_joint[None, :] == 0)
     # a palm vertex may also bind to the first bone of the nearest finger (knuckle region)
-    for c, (name, ids) in enumerate(CHAINS.items()):
+    for ids in CHAINS.values():
         first = ids[0]
         near_first = (vchain == 0) & (np.argsort(D, axis=1)[:, 1] == first)
         allowed[near_first, first] = True
@@ -304,7 +306,7 @@ def _skeleton_edit_displacement(V, W, J, tips, edit):
     return disp
 
 
-def shape_space(V, W, J, tips):
+def shape_space(V, W, J, tips):  # noqa: C901 - one local function per shape direction, read as a table
     def scale_all(J, t):
         s = 1.01
         return J * s, t * s, np.full(16, 0.01)

@@ -233,7 +233,7 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
     acc_scale = (max(fps, 1.0) / 30.0) ** 4
     vel_scale = (max(fps, 1.0) / 30.0) ** 2
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(cfg.iters * 0.7)], 0.3)
-    for it in range(cfg.iters):
+    for _ in range(cfg.iters):
         opt.zero_grad(set_to_none=True)
         j = kpm(go, kpm.hand_pose(theta), betas, tr)  # (T,21,3)
         z = j[..., 2:3].clamp(min=1e-3)

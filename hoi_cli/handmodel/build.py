@@ -42,16 +42,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions import FINGERS, MANO_FINGER_JOINTS, MANO_PARENTS
 from ..resources import hand_model_dir
 
 BUILDER_VERSION = "1"
 ASSET_DIR = hand_model_dir()
 
-# MANO joint order: 0 wrist, 1-3 index, 4-6 middle, 7-9 pinky, 10-12 ring, 13-15 thumb.
-PARENTS = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14], dtype=np.int64)
-CHAINS = {"index": [1, 2, 3], "middle": [4, 5, 6], "pinky": [7, 8, 9], "ring": [10, 11, 12],
-          "thumb": [13, 14, 15]}
-TIP_ORDER = ("thumb", "index", "middle", "ring", "pinky")  # order of tip_vertex_ids
+# MANO joint order (conventions.MANO_JOINT_NAMES): 0 wrist, 1-3 index, 4-6 middle, 7-9 pinky,
+# 10-12 ring, 13-15 thumb; as lists, which numpy takes as index arrays (J[ids[1:]]).
+CHAINS = {name: list(ids) for name, ids in MANO_FINGER_JOINTS.items()}
 
 
 def _unit(v):
@@ -66,7 +65,7 @@ def _rot_y(deg):
 
 # ------------------------------------------------------------------ skeleton
 def skeleton():
-    """Joints (16,3), tips (5,3) in TIP_ORDER, and radii per joint segment (16,2)."""
+    """Joints (16,3), tips (5,3) in FINGERS order, and radii per joint segment (16,2)."""
     J = np.zeros((16, 3))
     tips = {}
     radii = np.zeros((16, 2))  # radius at the start and the end of the segment a joint drives
@@ -101,7 +100,7 @@ def skeleton():
     radii[14] = (0.0100, 0.0093)
     radii[15] = (0.0093, 0.0086)
     radii[0] = (0.0, 0.0)
-    return J, np.array([tips[n] for n in TIP_ORDER]), radii
+    return J, np.array([tips[n] for n in FINGERS]), radii
 
 
 # ------------------------------------------------------------------ signed distance field
@@ -133,7 +132,7 @@ def _smin(a, b, k):
 
 
 def hand_sdf(P, J, tips, radii):
-    tip_of = {CHAINS[n][2]: tips[i] for i, n in enumerate(TIP_ORDER)}
+    tip_of = {CHAINS[n][2]: tips[i] for i, n in enumerate(FINGERS)}
     # palm: rounded box from the wrist to the knuckles, slightly wider at the knuckles
     palm = _sd_round_box(P, np.array([0.047, -0.0015, 0.0045]), (0.047, 0.0140, 0.0395), 0.0120)
     knuckles = np.min([_sd_capsule(P, J[1] - [0.012, 0, 0], J[7] - [0.010, 0, 0], 0.0125, 0.0110)], axis=0)
@@ -146,7 +145,7 @@ def hand_sdf(P, J, tips, radii):
     thenar = _sd_ellipsoid(P, J[13] + 0.45 * (J[14] - J[13]) + np.array([0.0, -0.004, 0.003]), (0.030, 0.0145, 0.0150), R)
     palm = _smin(palm, thenar, 0.010)
     fingers = []
-    for name in TIP_ORDER:
+    for name in FINGERS:
         ids = CHAINS[name]
         d = np.full(len(P), np.inf)
         pts = [J[i] for i in ids] + [tip_of[ids[2]]]
@@ -201,7 +200,7 @@ def _seg_dist(P, a, b):
 
 def bone_segments(J, tips):
     """For each joint, the segments of the body part it moves."""
-    tip_of = {CHAINS[n][2]: tips[i] for i, n in enumerate(TIP_ORDER)}
+    tip_of = {CHAINS[n][2]: tips[i] for i, n in enumerate(FINGERS)}
     segs = {0: [(J[0] - [0.03, 0, 0], J[0])] + [(J[0], J[c]) for c in (1, 4, 7, 10)]
             + [(J[0] + [0.02, 0, 0.03], J[7]), (J[0] + [0.02, 0, -0.02], J[1])]}
     for ids in CHAINS.values():
@@ -312,7 +311,7 @@ def shape_space(V, W, J, tips):  # noqa: C901 - one local function per shape dir
         return J * s, t * s, np.full(16, 0.01)
 
     def finger_length(J, t):
-        for i, name in enumerate(TIP_ORDER):
+        for i, name in enumerate(FINGERS):
             ids = CHAINS[name]
             if name == "thumb":
                 continue
@@ -327,7 +326,7 @@ def shape_space(V, W, J, tips):  # noqa: C901 - one local function per shape dir
         for name, ids in CHAINS.items():
             shift = (J[ids[0], 2] - zc) * 0.01
             J[ids, 2] += shift
-            t[TIP_ORDER.index(name), 2] += shift
+            t[FINGERS.index(name), 2] += shift
         return J, t, np.zeros(16)
 
     def palm_length(J, t):
@@ -336,7 +335,7 @@ def shape_space(V, W, J, tips):  # noqa: C901 - one local function per shape dir
                 continue
             shift = J[ids[0], 0] * 0.01
             J[ids, 0] += shift
-            t[TIP_ORDER.index(name), 0] += shift
+            t[FINGERS.index(name), 0] += shift
         return J, t, np.zeros(16)
 
     def thickness(J, t):
@@ -356,7 +355,7 @@ def shape_space(V, W, J, tips):  # noqa: C901 - one local function per shape dir
             ids = CHAINS[name]
             base = J[ids[0]].copy()
             J[ids[1:]] = base + (J[ids[1:]] - base) * s
-            i = TIP_ORDER.index(name)
+            i = FINGERS.index(name)
             t[i] = base + (t[i] - base) * s
         return J, t, np.zeros(16)
 
@@ -378,7 +377,7 @@ def shape_space(V, W, J, tips):  # noqa: C901 - one local function per shape dir
             base = J[ids[0]].copy()
             R = _rot_y(-deg)
             J[ids[1:]] = base + (J[ids[1:]] - base) @ R.T
-            i = TIP_ORDER.index(name)
+            i = FINGERS.index(name)
             t[i] = base + (t[i] - base) @ R.T
         return J, t, np.zeros(16)
 
@@ -493,7 +492,7 @@ def build(out_dir: Path = ASSET_DIR, spacing: float = 0.0024, verbose: bool = Tr
     W = skinning_weights(V, F, J, tips)
     Jreg = joint_regressor(V, J, radii)
     tip_ids = []
-    for i, name in enumerate(TIP_ORDER):
+    for i, name in enumerate(FINGERS):
         d = _unit(tips[i] - J[CHAINS[name][2]])
         cand = np.linalg.norm(V - tips[i], axis=1) < 0.012
         score = np.where(cand, (V - J[CHAINS[name][2]]) @ d, -np.inf)
@@ -506,7 +505,7 @@ def build(out_dir: Path = ASSET_DIR, spacing: float = 0.0024, verbose: bool = Tr
         "posedirs": np.zeros((len(V), 3, 135), dtype=np.float32),
         "J_regressor": Jreg.astype(np.float32),
         "weights": W.astype(np.float32),
-        "kintree_table": np.stack([np.where(PARENTS < 0, 4294967295, PARENTS), np.arange(16)]).astype(np.int64),
+        "kintree_table": np.stack([np.where(MANO_PARENTS < 0, 4294967295, MANO_PARENTS), np.arange(16)]).astype(np.int64),
         "f": F.astype(np.int64),
         "hands_components": comps.astype(np.float32),
         "hands_mean": mean.astype(np.float32),

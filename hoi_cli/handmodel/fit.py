@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..conventions import MANO21_TO_OPENPOSE
+from ..conventions import MANO21_TO_OPENPOSE, project
 from .mano_io import HandModel
 
 # OpenPose indices of the palm (wrist + four MCPs) used for the initial pose
@@ -236,8 +236,7 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
     for _ in range(cfg.iters):
         opt.zero_grad(set_to_none=True)
         j = kpm(go, kpm.hand_pose(theta), betas, tr)  # (T,21,3)
-        z = j[..., 2:3].clamp(min=1e-3)
-        uv = j[..., :2] / z * torch.stack([Kt[0, 0], Kt[1, 1]]) + Kt[:2, 2]
+        uv = project(j, Kt, min_depth=1e-3)
         e = (uv - kp_t) * inv_size  # percent of the box size
         sq = (e ** 2).sum(-1)
         s2 = cfg.robust_sigma ** 2
@@ -262,7 +261,7 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
     with torch.no_grad():
         hp = kpm.hand_pose(theta)
         j = kpm(go, hp, betas, tr)
-        uv = j[..., :2] / j[..., 2:3].clamp(min=1e-3) * torch.stack([Kt[0, 0], Kt[1, 1]]) + Kt[:2, 2]
+        uv = project(j, Kt, min_depth=1e-3)
         err = (uv - kp_t).norm(dim=-1).numpy()
     err = np.where(obs, err, np.nan)
     cnt = np.isfinite(err).sum(axis=1)

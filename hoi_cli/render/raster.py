@@ -26,17 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..conventions import project
+
 NEAR = 1e-3  # metres
 
 
 def project_vertices(vertices: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates ``(V,2)`` (pixel-edge convention: pixel j spans [j, j+1]) and depth ``(V,)``."""
     v = np.asarray(vertices, dtype=np.float64)
-    z = v[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = (K[0, 0] * v[:, 0] + K[0, 1] * v[:, 1]) / z + K[0, 2]
-        w = K[1, 1] * v[:, 1] / z + K[1, 2]
-    return np.stack([u, w], axis=1), z
+    return project(v, K), v[:, 2]
 
 
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

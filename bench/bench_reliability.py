@@ -54,10 +54,10 @@ def main(clips: list[str]) -> None:
         pl.preprocess_clip(Path(clip), run, pl.load_recipe("full"), until="00_frames")
         store = RunStore(run)
         cheap = timed(lambda: store.check_outputs("00_frames"))
-        from hoi_cli import store as store_mod
+        from hoi_cli import digest as digest_mod
 
         def full():
-            store_mod._HASH_CACHE.clear()  # a real re-hash, not the in-process cache
+            digest_mod._HASH_CACHE.clear()  # a real re-hash, not the in-process cache
             store.verify("00_frames")
 
         rehash = timed(full)

@@ -17,7 +17,8 @@ Counts, each computed from the source alone (nothing is imported):
 - stage_literals: stage-folder names (`00_frames` .. `07_genhoi`) written outside the stage module
   that owns them (stages/<name>.py owns `0N_<name>`): every occurrence, and those inside string
   constants that are not docstrings (the ones code uses to build paths).
-- dead_symbols: module-level functions and classes whose name occurs nowhere else in the tree, in
+- dead_symbols: undecorated module-level functions and classes (a decorator may register them)
+  whose name occurs nowhere else in the tree, in
   the sibling `bench/` and `tests/` folders, or in the README (a word-level search, so a name
   that is merely mentioned elsewhere counts as used; private `_names` included).
 """
@@ -240,8 +241,8 @@ def dead_symbols(modules, package_root: Path) -> list[dict]:
     for name, (_, tree, _) in modules.items():
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                if node.name.startswith("__"):
-                    continue
+                if node.name.startswith("__") or node.decorator_list:
+                    continue  # dunders, and functions a decorator registers (typer commands)
                 if words[node.name] <= 1:  # only its own definition
                     found.append({"where": f"{name}:{node.lineno}", "symbol": node.name})
     return found

@@ -43,7 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import FINGERS, MANO_FINGER_JOINTS, MANO_PARENTS
+from ..errors import HoiError
 from ..resources import hand_model_dir
+from .mano_io import anatomical_axes_from_joints
 
 BUILDER_VERSION = "1"
 ASSET_DIR = hand_model_dir()
@@ -395,8 +397,6 @@ def shape_space(V, W, J, tips):  # noqa: C901 - one local function per shape dir
 def anatomical_axes(J, tips, is_rhand=True):
     """Per-joint 3x3 [flex, abduct, twist] axes (columns) in the rest frame, for any MANO-format
     hand. Positive flex curls the finger towards the palm; see `hoi_cli.handmodel.fit`."""
-    from .mano_io import anatomical_axes_from_joints
-
     return anatomical_axes_from_joints(J, tips, is_rhand)
 
 
@@ -473,8 +473,6 @@ def check_build_dependencies() -> None:
     """Raise one `HoiError` naming the extra when a library the build needs is absent."""
     import importlib.util
 
-    from ..errors import HoiError
-
     missing = [dist for mod, dist in BUILD_MODULES.items() if importlib.util.find_spec(mod) is None]
     if missing:
         raise HoiError(f"building the hand model needs {', '.join(missing)} (not installed)", BUILD_HINT)
@@ -539,8 +537,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ASSET_DIR)
     ap.add_argument("--spacing", type=float, default=0.0024, help="marching-cubes grid step, metres")
     args = ap.parse_args()
-    from ..errors import HoiError
-
     try:
         build(args.out, args.spacing)
     except HoiError as exc:  # a missing library: one line and the extra to install, exit code 1

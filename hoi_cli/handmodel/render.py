@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..conventions import OPENPOSE_PARENTS, project
+from ..conventions import project
 
 SLOT_COLORS = ((90, 160, 255), (255, 140, 90))  # left, right (RGB)
 
@@ -68,17 +68,3 @@ def draw_mesh(image: np.ndarray, verts: np.ndarray, faces: np.ndarray, K: np.nda
             c = tuple(int(x) for x in col * lv / 12.0)
             cv2.fillPoly(layer, list(pts[sel]), c, lineType=cv2.LINE_AA, shift=4)
     return cv2.addWeighted(layer, alpha, out, 1 - alpha, 0)
-
-
-def draw_skeleton(image: np.ndarray, kp: np.ndarray, color=(0, 255, 0), radius: int = 2) -> np.ndarray:
-    """Draw 21 OpenPose-order keypoints ``(21, 2+)`` (NaN skipped)."""
-    import cv2
-
-    out = image.copy()
-    for j, p in enumerate(OPENPOSE_PARENTS):
-        if p >= 0 and np.isfinite(kp[[j, p], :2]).all():
-            cv2.line(out, tuple(int(v) for v in kp[j, :2]), tuple(int(v) for v in kp[p, :2]), color, 1, cv2.LINE_AA)
-    for q in kp:
-        if np.isfinite(q[:2]).all():
-            cv2.circle(out, (int(q[0]), int(q[1])), radius, color, -1, cv2.LINE_AA)
-    return out

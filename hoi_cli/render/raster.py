@@ -37,13 +37,6 @@ def project_vertices(vertices: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, n
     return project(v, K), v[:, 2]
 
 
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit face normals ``(F,3)`` by the right-hand rule on the vertex order."""
-    tri = np.asarray(vertices, dtype=np.float64)[faces]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
-
-
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals ``(V,3)`` (the normals both render paths use)."""
     v = np.asarray(vertices, dtype=np.float64)

@@ -307,88 +307,94 @@ def _skeleton_edit_displacement(V, W, J, tips, edit):
     return disp
 
 
-def shape_space(V, W, J, tips):  # noqa: C901 - one local function per shape direction, read as a table
-    def scale_all(J, t):
-        s = 1.01
-        return J * s, t * s, np.full(16, 0.01)
+# One skeleton edit per shape direction: (J, tips) -> edited (J, tips) and per-joint radial growth.
+def _shape_scale_all(J, t):
+    s = 1.01
+    return J * s, t * s, np.full(16, 0.01)
 
-    def finger_length(J, t):
-        for i, name in enumerate(FINGERS):
-            ids = CHAINS[name]
-            if name == "thumb":
-                continue
-            base = J[ids[0]].copy()
-            for j in ids[1:]:
-                J[j] = base + (J[j] - base) * 1.01
-            t[i] = base + (t[i] - base) * 1.01
-        return J, t, np.zeros(16)
-
-    def palm_width(J, t):
-        zc = J[[1, 4, 7, 10], 2].mean()
-        for name, ids in CHAINS.items():
-            shift = (J[ids[0], 2] - zc) * 0.01
-            J[ids, 2] += shift
-            t[FINGERS.index(name), 2] += shift
-        return J, t, np.zeros(16)
-
-    def palm_length(J, t):
-        for name, ids in CHAINS.items():
-            if name == "thumb":
-                continue
-            shift = J[ids[0], 0] * 0.01
-            J[ids, 0] += shift
-            t[FINGERS.index(name), 0] += shift
-        return J, t, np.zeros(16)
-
-    def thickness(J, t):
-        r = np.zeros(16)
-        r[0] = 0.01
-        r[1:] = 0.005
-        return J, t, r
-
-    def thumb_length(J, t):
-        base = J[13].copy()
-        J[14:16] = base + (J[14:16] - base) * 1.01
-        t[0] = base + (t[0] - base) * 1.01
-        return J, t, np.zeros(16)
-
-    def index_ring(J, t):  # digit ratio: longer index, shorter ring
-        for name, s in (("index", 1.01), ("ring", 0.99)):
-            ids = CHAINS[name]
-            base = J[ids[0]].copy()
-            J[ids[1:]] = base + (J[ids[1:]] - base) * s
-            i = FINGERS.index(name)
-            t[i] = base + (t[i] - base) * s
-        return J, t, np.zeros(16)
-
-    def pinky_length(J, t):
-        ids = CHAINS["pinky"]
+def _shape_finger_length(J, t):
+    for i, name in enumerate(FINGERS):
+        ids = CHAINS[name]
+        if name == "thumb":
+            continue
         base = J[ids[0]].copy()
-        J[ids[1:]] = base + (J[ids[1:]] - base) * 1.01
-        t[4] = base + (t[4] - base) * 1.01
-        return J, t, np.zeros(16)
+        for j in ids[1:]:
+            J[j] = base + (J[j] - base) * 1.01
+        t[i] = base + (t[i] - base) * 1.01
+    return J, t, np.zeros(16)
 
-    def girth(J, t):
-        r = np.full(16, 0.01)
-        r[0] = 0.0
-        return J, t, r
+def _shape_palm_width(J, t):
+    zc = J[[1, 4, 7, 10], 2].mean()
+    for name, ids in CHAINS.items():
+        shift = (J[ids[0], 2] - zc) * 0.01
+        J[ids, 2] += shift
+        t[FINGERS.index(name), 2] += shift
+    return J, t, np.zeros(16)
 
-    def spread(J, t):
-        for name, deg in (("index", -0.6), ("ring", 0.6), ("pinky", 1.2)):
-            ids = CHAINS[name]
-            base = J[ids[0]].copy()
-            R = _rot_y(-deg)
-            J[ids[1:]] = base + (J[ids[1:]] - base) @ R.T
-            i = FINGERS.index(name)
-            t[i] = base + (t[i] - base) @ R.T
-        return J, t, np.zeros(16)
+def _shape_palm_length(J, t):
+    for name, ids in CHAINS.items():
+        if name == "thumb":
+            continue
+        shift = J[ids[0], 0] * 0.01
+        J[ids, 0] += shift
+        t[FINGERS.index(name), 0] += shift
+    return J, t, np.zeros(16)
 
-    # (edit, percent per unit beta): beta = 1 is about one standard deviation
-    edits = [(scale_all, 5.5), (finger_length, 4.0), (palm_width, 4.5), (palm_length, 3.5),
-             (thickness, 6.0), (thumb_length, 4.0), (index_ring, 2.5), (pinky_length, 4.0),
-             (girth, 6.0), (spread, 4.0)]
+def _shape_thickness(J, t):
+    r = np.zeros(16)
+    r[0] = 0.01
+    r[1:] = 0.005
+    return J, t, r
+
+def _shape_thumb_length(J, t):
+    base = J[13].copy()
+    J[14:16] = base + (J[14:16] - base) * 1.01
+    t[0] = base + (t[0] - base) * 1.01
+    return J, t, np.zeros(16)
+
+def _shape_index_ring(J, t):  # digit ratio: longer index, shorter ring
+    for name, s in (("index", 1.01), ("ring", 0.99)):
+        ids = CHAINS[name]
+        base = J[ids[0]].copy()
+        J[ids[1:]] = base + (J[ids[1:]] - base) * s
+        i = FINGERS.index(name)
+        t[i] = base + (t[i] - base) * s
+    return J, t, np.zeros(16)
+
+def _shape_pinky_length(J, t):
+    ids = CHAINS["pinky"]
+    base = J[ids[0]].copy()
+    J[ids[1:]] = base + (J[ids[1:]] - base) * 1.01
+    t[4] = base + (t[4] - base) * 1.01
+    return J, t, np.zeros(16)
+
+def _shape_girth(J, t):
+    r = np.full(16, 0.01)
+    r[0] = 0.0
+    return J, t, r
+
+def _shape_spread(J, t):
+    for name, deg in (("index", -0.6), ("ring", 0.6), ("pinky", 1.2)):
+        ids = CHAINS[name]
+        base = J[ids[0]].copy()
+        R = _rot_y(-deg)
+        J[ids[1:]] = base + (J[ids[1:]] - base) @ R.T
+        i = FINGERS.index(name)
+        t[i] = base + (t[i] - base) @ R.T
+    return J, t, np.zeros(16)
+
+
+# (edit, percent per unit beta): beta = 1 is about one standard deviation
+SHAPE_EDITS = [(_shape_scale_all, 5.5), (_shape_finger_length, 4.0), (_shape_palm_width, 4.5),
+               (_shape_palm_length, 3.5), (_shape_thickness, 6.0), (_shape_thumb_length, 4.0),
+               (_shape_index_ring, 2.5), (_shape_pinky_length, 4.0), (_shape_girth, 6.0),
+               (_shape_spread, 4.0)]
+
+
+def shape_space(V, W, J, tips):
+    """Shape blend shapes ``(V,3,10)``: each direction of `SHAPE_EDITS` as a vertex displacement."""
     S = np.zeros((len(V), 3, 10))
-    for k, (edit, amount) in enumerate(edits):
+    for k, (edit, amount) in enumerate(SHAPE_EDITS):
         S[:, :, k] = _skeleton_edit_displacement(V, W, J, tips, edit) * amount
     return S
 

@@ -1,9 +1,15 @@
-"""nox sessions: `nox -s tests` (what CI runs), `nox -s slow`, `nox -s bench`."""
+"""nox sessions: `nox -s lint` and `nox -s tests` (what CI runs), `nox -s slow`, `nox -s bench`."""
 
 import nox
 
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session(python=False)
+def lint(session):
+    """ruff with the rules and thresholds in pyproject.toml ([tool.ruff])."""
+    session.run("python", "-m", "ruff", "check", "hoi_cli", "bench", "tests", *session.posargs)
 
 
 @nox.session(python=False)

@@ -45,13 +45,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
 
-    from hoi_cli.render.testing import make_synthetic_run
+    from hoi_cli.testing import make_synthetic_run
     from hoi_cli.stages import mlo
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        make_synthetic_run(tmp / "run", n_frames=args.frames, width=args.size, height=args.size)
-        make_synthetic_run(tmp / "ref", n_frames=args.ref_frames, width=args.size, height=args.size)
+        make_synthetic_run(tmp / "run", n_frames=args.frames, width=args.size, height=args.size,
+                           object_radius_px=60)
+        make_synthetic_run(tmp / "ref", n_frames=args.ref_frames, width=args.size, height=args.size,
+                           object_radius_px=60)
         # warm-up (imports, EGL context) outside the timing
         time_stage(tmp / "ref", tmp / "warm_r", mlo.Params(backend="raster", workers=args.workers))
         time_stage(tmp / "ref", tmp / "warm_p", mlo.Params(backend="pyrender"))

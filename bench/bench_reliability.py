@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def bare_decode(path: str) -> int:
     import av
@@ -46,8 +44,8 @@ def main(clips: list[str]) -> None:
     from hoi_cli.video import VideoWriter, iter_frames
 
     for clip in clips:
-        ours = timed(lambda: sum(1 for _ in iter_frames(clip)))
-        peer = timed(lambda: bare_decode(clip))
+        ours = timed(lambda clip=clip: sum(1 for _ in iter_frames(clip)))
+        peer = timed(lambda clip=clip: bare_decode(clip))
         print(f"decode {Path(clip).name}: iter_frames {ours:.3f}s, bare PyAV {peer:.3f}s, ratio {ours / peer:.3f}")
 
     clip = clips[0]
@@ -56,10 +54,10 @@ def main(clips: list[str]) -> None:
         pl.preprocess_clip(Path(clip), run, pl.load_recipe("full"), until="00_frames")
         store = RunStore(run)
         cheap = timed(lambda: store.check_outputs("00_frames"))
-        from hoi_cli import store as store_mod
+        from hoi_cli import digest as digest_mod
 
         def full():
-            store_mod._HASH_CACHE.clear()  # a real re-hash, not the in-process cache
+            digest_mod._HASH_CACHE.clear()  # a real re-hash, not the in-process cache
             store.verify("00_frames")
 
         rehash = timed(full)

@@ -63,6 +63,7 @@ def make_run(clip: Path, max_side: int = 0) -> Path:
 
 
 def real_metrics(run_dir: Path, res: dict, masks_path: Path | None) -> dict:
+    from hoi_cli.conventions import project
     from hoi_cli.handmodel.render import silhouette
 
     det = dict(np.load(run_dir / "01_detect" / "detections.npz"))
@@ -70,7 +71,7 @@ def real_metrics(run_dir: Path, res: dict, masks_path: Path | None) -> dict:
     meta = json.loads((run_dir / "00_frames" / "meta.json").read_text())
     K = res["K"]
     j = res["joints"]
-    uv = j[..., :2] / j[..., 2:3] * [K[0, 0], K[1, 1]] + K[:2, 2]
+    uv = project(j, K)
     err = np.linalg.norm(uv - kp, axis=-1).mean(-1)  # (T,2)
     with warnings.catch_warnings():  # all-NaN slices (no hand) give NaN, as they should
         warnings.simplefilter("ignore", RuntimeWarning)

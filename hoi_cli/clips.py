@@ -19,12 +19,13 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
+from .digest import file_digest
 from .errors import BadInputError
-from .video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from .video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_frames, probe, read_image
 
 CLIP_SUFFIXES = VIDEO_SUFFIXES | {".gif"}
 # Something-Something v2 and Something-Else (the frame-folder datasets this project is measured
@@ -93,8 +94,6 @@ def expand_clips(inputs: list[str]) -> list[Path]:
 
 def source_digest(path: str | Path) -> str:
     """sha256 of a clip: the file's, or for a frame folder a digest over its frames' names and hashes."""
-    from .store import file_digest
-
     path = Path(path)
     if not path.is_dir():
         return file_digest(path)
@@ -119,8 +118,6 @@ class ClipInfo:
 def probe_clip(path: str | Path, fps: float = 0.0) -> ClipInfo:
     """Size, frame rate and length of a clip. ``fps`` is the rate of a frame folder
     (0 = `DEFAULT_FRAME_FOLDER_FPS`); videos and GIFs keep their own."""
-    from .video import probe, read_image
-
     path = Path(path)
     kind = clip_kind(path)
     if kind != "frames":
@@ -154,8 +151,6 @@ def iter_clip_frames(path: str | Path, *, size: tuple[int, int] | None = None, s
     gets ``decoded`` and ``expected`` (its image count).
     """
     import cv2
-
-    from .video import iter_frames, read_image
 
     path = Path(path)
     if clip_kind(path) != "frames":

@@ -83,7 +83,13 @@ MANO21_JOINT_NAMES = MANO_JOINT_NAMES + tuple(f"{f}_tip" for f in FINGERS)
 MANO21_TO_OPENPOSE = np.array([MANO21_JOINT_NAMES.index(n) for n in OPENPOSE_JOINT_NAMES], dtype=np.int64)
 # Parent of each MANO joint (MANO's kintree_table[0], with -1 for the root).
 MANO_PARENTS = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14], dtype=np.int64)
-# Fingertip vertex ids of the official MANO topology (778 vertices), thumb..pinky.
+# Each finger's three MANO joints (native ids, base to tip), fingers in MANO's native order
+# (index, middle, pinky, ring, thumb). Tuples: index arrays with list(ids).
+MANO_FINGER_JOINTS = dict(sorted(
+    ((finger, tuple(i for i, n in enumerate(MANO_JOINT_NAMES) if n.split("_")[0] == finger))
+     for finger in FINGERS), key=lambda item: item[1][0]))
+# Fingertip vertex ids of the official MANO topology (778 vertices), in FINGERS order
+# (thumb..pinky), the order of a hand model's ``tip_vertex_ids`` and of the appended tips.
 MANO_TIP_VERTEX_IDS = np.array([744, 320, 443, 554, 671], dtype=np.int64)
 # Parent of each OpenPose joint, for drawing skeletons.
 OPENPOSE_PARENTS = np.array([-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19],
@@ -91,6 +97,11 @@ OPENPOSE_PARENTS = np.array([-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14
 
 # Hand parts for part segmentation and MLO layers, in this order.
 HAND_PARTS = ("palm", "thumb", "index", "middle", "ring", "pinky")
+# The part (index into HAND_PARTS) each MANO joint moves: the wrist moves the palm, each finger
+# joint its finger (the thumb's CMC, which moves the thenar eminence, counts as thumb).
+MANO_JOINT_TO_PART = np.array(
+    [HAND_PARTS.index("palm" if n == "wrist" else n.split("_")[0]) for n in MANO_JOINT_NAMES],
+    dtype=np.int64)
 
 # ---------------------------------------------------------------- camera
 DEFAULT_FOCAL_FACTOR = 1.0  # f = 1.0 * max(W, H) px: ~53 degrees across the long side
@@ -103,12 +114,30 @@ def default_intrinsics(width: int, height: int, focal: float | None = None) -> n
     return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
-def project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Project camera-frame points ``(..., 3)`` (OpenCV axes, z > 0) to pixels ``(..., 2)``."""
-    p = np.asarray(points_cam, dtype=np.float64)
-    z = p[..., 2:3]
-    uv = p[..., :2] / z
-    return uv * np.array([K[0, 0], K[1, 1]]) + np.array([K[0, 2], K[1, 2]])
+def project(points_cam, K, min_depth: float | None = None):
+    """Project camera-frame points ``(..., 3)`` (OpenCV axes, z > 0) to pixels ``(..., 2)``.
+
+    ``(u, v) = K[:2, :2] @ (x / z, y / z) + K[:2, 2]``, computed as ``x / z * fx + cx`` plus
+    ``y / z * K[0, 1]`` only where the skew is not 0 (so a point at z = 0 stays at inf, not NaN).
+    ``min_depth`` clamps z from below first (keeps points at or behind the camera finite while
+    fitting); without it, z <= 0 gives inf/NaN or a mirrored point, silently. numpy in: x / z in
+    the points' float dtype (float64 for ints and lists), float64 out. A torch tensor in (``K``
+    a tensor on its device) gives a tensor out, differentiable, in the inputs' dtype.
+    """
+    if not hasattr(points_cam, "clamp"):  # numpy or a nested list; a torch tensor stays as it is
+        points_cam = np.asarray(points_cam)
+        if not np.issubdtype(points_cam.dtype, np.floating):
+            points_cam = points_cam.astype(np.float64)
+        K = np.asarray(K, dtype=np.float64)
+    z = points_cam[..., 2:3]
+    if min_depth is not None:
+        z = z.clamp(min=min_depth) if hasattr(z, "clamp") else np.maximum(z, min_depth)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xy = points_cam[..., :2] / z
+    uv = xy * K[[0, 1], [0, 1]] + K[:2, 2]  # indexing numpy and torch read alike: [fx, fy], [cx, cy]
+    if K[0, 1] != 0:
+        uv[..., 0] = uv[..., 0] + xy[..., 1] * K[0, 1]
+    return uv
 
 
 # ---------------------------------------------------------------- boxes

@@ -44,6 +44,7 @@ import numpy as np
 
 from . import __version__
 from .conventions import CONVENTIONS_VERSION
+from .digest import file_digest
 from .errors import ExitCode, HoiError, OutputError, RunLockedError, known_error
 from .params import params_changes
 from .stages.base import StageContext, _json_default, params_to_dict
@@ -57,23 +58,6 @@ TRACKED_PACKAGES = ("numpy", "opencv-contrib-python", "av", "mediapipe", "torch"
 
 
 # ---------------------------------------------------------------- hashing
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file, cached in-process by (path, size, mtime) so large weights hash once."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _HASH_CACHE[key] = h.hexdigest()
-    return _HASH_CACHE[key]
-
-
 def _digest_json(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -18,7 +18,7 @@ from conftest import make_clip, synthetic_frames
 from hoi_cli.cli import app
 from hoi_cli.errors import ExitCode
 from hoi_cli.stages.frames import load_frames, load_meta
-from hoi_cli.video import probe, read_video, working_size
+from hoi_cli.video import read_video, working_size
 
 runner = CliRunner()
 

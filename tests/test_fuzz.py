@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hoi_cli.render.testing import write_test_clip
+from hoi_cli.testing import write_test_clip
 
 REPO = Path(__file__).resolve().parents[1]
 N_FRAMES = 16

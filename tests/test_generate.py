@@ -141,7 +141,7 @@ def _write_run(run, frames, obj, hand, hb):
     po, shape = pack_masks(obj)
     ph, _ = pack_masks(hand)
     np.savez(run / "03_segment" / "masks.npz", object=po, hand=ph, shape=shape)
-    from hoi_cli.render.testing import adopt_stages
+    from hoi_cli.testing import adopt_stages
 
     (run / "02_hands").mkdir()  # 03_segment's upstream (the composite backend does not read it)
     np.savez(run / "02_hands" / "mano.npz", valid=np.zeros((T, 2), bool))

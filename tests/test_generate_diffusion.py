@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hoi_cli.models.config import make_config
-from hoi_cli.train.dataset import SYNTHETIC_STAGES, make_synthetic_run
+from hoi_cli.testing import SYNTHETIC_STAGES, make_synthetic_run
 from hoi_cli.train.loop import TrainOptions, train
 
 N_FRAMES = 6
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 @pytest.fixture(scope="module")
 def run_and_ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("gen_diffusion")
-    run = make_synthetic_run(root / "runs" / "clip", n_frames=N_FRAMES, stages=SYNTHETIC_STAGES)
+    run = make_synthetic_run(root / "runs" / "clip", n_frames=N_FRAMES, stages=SYNTHETIC_STAGES).path
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from hoi_cli.conventions import HAND_PARTS, MANO21_TO_OPENPOSE, MANO_PARENTS, OPENPOSE_JOINT_NAMES
+from hoi_cli.errors import BadInputError
 from hoi_cli.handmodel import mano_io
 from hoi_cli.handmodel.mano_io import BUILTIN_DIR, load_hand_model, load_model_arrays
 
@@ -133,7 +134,7 @@ def test_part_segmentation(right):
 def test_tip_ids_function():
     a = {"v_template": np.zeros((778, 3))}
     np.testing.assert_array_equal(mano_io.tip_vertex_ids(a), [744, 320, 443, 554, 671])
-    with pytest.raises(Exception):
+    with pytest.raises(BadInputError, match="778-vertex"):
         mano_io.tip_vertex_ids({"v_template": np.zeros((100, 3))})
 
 

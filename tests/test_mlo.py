@@ -1,7 +1,6 @@
 """04_mlo: geometry of the layers, occlusion confidence, the encoding, and fast == pyrender."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,7 +70,7 @@ def test_proxy_object_is_a_hemisphere():
 
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
-    from hoi_cli.render.testing import make_synthetic_run
+    from hoi_cli.testing import make_synthetic_run
 
     run = tmp_path_factory.mktemp("mlo") / "run"
     gt = make_synthetic_run(run, n_frames=2, width=160, height=128, object_radius_px=25)
@@ -98,7 +97,7 @@ def test_stage_outputs_and_loader(synthetic_run):
     # the union of a hand's part layers is that hand's (front-facing) silhouette
     for slot in range(2):
         parts = (data["depth"][0, 1 + 6 * slot:7 + 6 * slot] > 0).any(0)
-        sil = mesh_mask(gt["vertices"][0, slot], gt["faces"], gt["K"], 128, 160)
+        sil = mesh_mask(gt.vertices[0, slot], gt.faces, gt.K, 128, 160)
         assert (parts & sil).sum() / (parts | sil).sum() > 0.98
     assert json.loads((out / "layers.json").read_text())["layers"] == list(MLO_LAYERS)
 

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hoi_cli.cli import app
-from hoi_cli.render.testing import write_test_clip
+from hoi_cli.testing import write_test_clip
 
 N = 16  # frames of every test clip
 REPO = Path(__file__).resolve().parents[1]
@@ -273,10 +273,10 @@ def test_copied_run_is_rehashed_once_and_then_checked_cheaply(tmp_path, monkeypa
 # ---------------------------------------------------------------- 5. generate: lock, staleness, 07_genhoi
 @pytest.fixture
 def synthetic_run(tmp_path):
-    from hoi_cli.render.testing import make_synthetic_run
+    from hoi_cli.testing import make_synthetic_run
 
     run = tmp_path / "run"
-    make_synthetic_run(run, n_frames=6, width=96, height=72)
+    make_synthetic_run(run, n_frames=6, width=96, height=72, object_radius_px=60, square_box_px=128)
     return run
 
 

@@ -72,7 +72,7 @@ def test_nearer_surface_wins_and_layers_are_independent():
 
 @pytest.mark.slow
 def test_matches_pyrender():
-    pyr = pytest.importorskip("pyrender")
+    pytest.importorskip("pyrender")
     from hoi_cli.render.pyr import Renderer
 
     v, f = sphere([0.03, 0.02, 0.8], 0.12, 4)

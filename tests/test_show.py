@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from hoi_cli.render.testing import make_synthetic_run
+from hoi_cli.testing import make_synthetic_run
 from hoi_cli.video import read_video
 
 
@@ -13,7 +13,7 @@ def test_show_sheet_and_video(tmp_path):
     from hoi_cli.video import read_image
 
     run = tmp_path / "run"
-    make_synthetic_run(run, n_frames=3, width=96, height=64, object_radius_px=12)
+    make_synthetic_run(run, n_frames=3, width=96, height=64, object_radius_px=12, square_box_px=128)
     for mod, params in ((mlo, mlo.Params()), (silhouette, silhouette.Params(write_video=False)),
                         (layout, layout.Params(write_video=False))):
         out = run / mod.NAME
@@ -44,7 +44,7 @@ def test_show_finds_the_generated_video_beside_the_run(tmp_path):
     from hoi_cli.video import write_video
 
     run = tmp_path / "run"
-    make_synthetic_run(run, n_frames=3, width=96, height=64, object_radius_px=12)
+    make_synthetic_run(run, n_frames=3, width=96, height=64, object_radius_px=12, square_box_px=128)
     assert find_generated(run) is None
     frames = np.zeros((3, 64, 96, 3), np.uint8)
     frames[..., 2] = 200  # a blue "generated" clip

@@ -24,8 +24,8 @@ def test_a_helper_change_without_a_version_bump_is_caught():
     assert len(problems) == 1
     assert problems[0].startswith("03_segment: code changed at VERSION") and "hoi_cli.segment.grabcut" in problems[0]
     lock["03_segment"]["version"] = "0"  # ...with a bump: the lock only needs the new version recorded
-    assert check(lock, now) == ["03_segment: VERSION 0 -> %s: record the new version with --write"
-                                % now["03_segment"]["version"]]
+    assert check(lock, now) == [f"03_segment: VERSION 0 -> {now['03_segment']['version']}: "
+                                "record the new version with --write"]
     del lock["03_segment"]
     assert check(lock, now)[0].startswith("03_segment: not in the lock")
 

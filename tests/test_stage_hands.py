@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hoi_cli.handmodel.mano_io import load_hand_model
-from hoi_cli.handmodel.synthetic import synthetic_track
 from hoi_cli.stages import hands
 from hoi_cli.stages.base import StageContext
+from hoi_cli.testing import make_synthetic_run
 
 
-def make_synthetic_run(root: Path, T: int = 10, W: int = 320, H: int = 240) -> dict:
-    from hoi_cli.video import write_image
-
-    fr = root / "00_frames"
-    (fr / "frames").mkdir(parents=True)
-    for t in range(T):
-        write_image(fr / "frames" / f"{t:06d}.png", np.full((H, W, 3), 90, np.uint8))
-    (fr / "meta.json").write_text(json.dumps({"fps": 12.0, "width": W, "height": H, "n_frames": T}))
-    (fr / "manifest.json").write_text("{}")
-    kp = np.full((T, 2, 21, 3), np.nan)
-    world = np.full((T, 2, 21, 3), np.nan)
-    truth = {}
-    for s, side in enumerate(("left", "right")):
-        tr = synthetic_track(load_hand_model(side), np.random.default_rng(10 + s), T=T, width=W, height=H)
-        kp[:, s, :, :2] = tr["kp2d"]
-        kp[:, s, :, 2] = 0.9
-        world[:, s] = tr["world"]
-        truth[side] = tr
-    kp[:3, 0] = np.nan  # left hand appears at frame 3
-    world[:3, 0] = np.nan
-    interp = np.zeros((T, 2), bool)
-    interp[5, 1] = True
-    det = root / "01_detect"
-    det.mkdir()
-    np.savez(det / "detections.npz", hand_keypoints=kp.astype(np.float32), hand_world=world.astype(np.float32),
-             hand_score=np.where(np.isfinite(kp[..., 0, 0]), 0.9, np.nan).astype(np.float32),
-             hand_interpolated=interp, hand_boxes=np.full((T, 2, 4), np.nan, np.float32))
-    (det / "manifest.json").write_text("{}")
-    return truth
+def make_tracked_run(root: Path, T: int = 10) -> dict:
+    """00_frames and 01_detect keypoints of one random built-in-model track per hand (left from frame 3)."""
+    return make_synthetic_run(root, T, width=320, height=240, hands="tracked", stages=("01_detect",)).tracks
 
 
 def test_stage_on_synthetic_run(tmp_path):
-    truth = make_synthetic_run(tmp_path)
+    truth = make_tracked_run(tmp_path)
     out = tmp_path / "02_tmp"
     out.mkdir()
     ctx = StageContext(run_dir=tmp_path, out_dir=out, params=hands.Params(iters=100))
@@ -83,7 +56,7 @@ def test_slot_without_hand_is_consistently_missing(tmp_path):
     ``slot_faces`` holds each side's own (outward) faces."""
     import torch
 
-    make_synthetic_run(tmp_path, T=6)
+    make_tracked_run(tmp_path, T=6)
     path = tmp_path / "01_detect" / "detections.npz"
     det = dict(np.load(path))
     for k in ("hand_keypoints", "hand_world"):

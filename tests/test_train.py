@@ -12,7 +12,8 @@ from hoi_cli.errors import BadInputError
 from hoi_cli.models.checkpoint import load_checkpoint
 from hoi_cli.models.config import make_config
 from hoi_cli.models.flow import sample_video
-from hoi_cli.train.dataset import SYNTHETIC_STAGES, HOIRunDataset, make_synthetic_run, rasterize_boxes
+from hoi_cli.testing import SYNTHETIC_STAGES, make_synthetic_run
+from hoi_cli.train.dataset import HOIRunDataset, rasterize_boxes
 from hoi_cli.train.loop import TrainOptions, train
 
 ALL_STAGES = SYNTHETIC_STAGES  # 01_detect, 03_segment and the real 04_mlo, 05_silhouette, 06_layout
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     """A 10-frame 64x48 run whose 04/05/06 folders were written by the real stages (read-only here)."""
-    return make_synthetic_run(tmp_path_factory.mktemp("runs") / "clipA", n_frames=10, stages=ALL_STAGES)
+    return make_synthetic_run(tmp_path_factory.mktemp("runs") / "clipA", n_frames=10, stages=ALL_STAGES).path
 
 
 def test_dataset_item_shapes_and_ranges(full_run):
@@ -86,14 +87,14 @@ def test_reference_is_the_clips_own_object_on_white(full_run):
     corner = ref[:, 0, 0]
     assert torch.allclose(corner, torch.ones(3))  # outside the object mask: white
     centre = ref[:, 16, 16]
-    expect = torch.tensor([200, 60, 40]) / 127.5 - 1  # the synthetic object's colour (render.testing)
+    expect = torch.tensor([200, 60, 40]) / 127.5 - 1  # the synthetic object's colour (hoi_cli.testing)
     assert torch.allclose(centre, expect, atol=0.1)
     # deterministic per (seed, epoch, index); the epoch changes the drawn frame's position only
     assert torch.equal(ds[0]["reference"], ds[0]["reference"])
 
 
 def test_layout_falls_back_to_rasterised_detections(full_run, tmp_path):
-    run = make_synthetic_run(tmp_path / "clipC", n_frames=6, stages=("01_detect", "03_segment"))
+    run = make_synthetic_run(tmp_path / "clipC", n_frames=6, stages=("01_detect", "03_segment")).path
     ds = HOIRunDataset([run], 4, 24, 32)  # the synthetic clip is 48x64 px: scale 0.5
     item = ds[0]
     from hoi_cli.stages.detect import load_detections
@@ -109,7 +110,7 @@ def test_layout_falls_back_to_rasterised_detections(full_run, tmp_path):
 
 
 def test_missing_optional_stage_is_zeros_required_is_an_error(tmp_path):
-    run = make_synthetic_run(tmp_path / "clipB", n_frames=6, stages=("01_detect",))
+    run = make_synthetic_run(tmp_path / "clipB", n_frames=6, stages=("01_detect",)).path
     ds = HOIRunDataset([run], 4, 32, 32, required=make_config("tiny", "rehold").required_conditions() - {
         "hand_mask", "object_mask", "hand_render"})
     item = ds[0]

@@ -324,9 +324,9 @@ def test_dataset_reads_the_object_removed_video(tmp_path):
     from hoi_cli.models.wan.dataset import WanRunDataset
     from hoi_cli.stages import genhoi
     from hoi_cli.stages.base import StageContext
-    from hoi_cli.train.dataset import make_synthetic_run
+    from hoi_cli.testing import make_synthetic_run
 
-    run = make_synthetic_run(tmp_path / "run1", n_frames=5, height=32, width=32)
+    run = make_synthetic_run(tmp_path / "run1", n_frames=5, height=32, width=32).path
     plain = WanRunDataset([run], num_frames=5, height=32, width=32)[0]
     assert "source_video" not in plain  # no 07_genhoi: conditions.source_video masks the frames instead
     tmp = run / ".07_genhoi.tmp"

@@ -38,9 +38,9 @@ def test_train_and_generate_with_a_local_tiny_base(tmp_path):
 
     from hoi_cli.models.wan.config import TINY_VAE, make_wan_config
     from hoi_cli.models.wan.model import build_base
-    from hoi_cli.train.dataset import make_synthetic_run
+    from hoi_cli.testing import make_synthetic_run
 
-    run = make_synthetic_run(tmp_path / "run1", n_frames=9, height=32, width=32)
+    run = make_synthetic_run(tmp_path / "run1", n_frames=9, height=32, width=32).path
     base_dir = tmp_path / "base"
     torch.manual_seed(0)
     build_base(make_wan_config("tiny-vace")).save_pretrained(base_dir / "transformer")

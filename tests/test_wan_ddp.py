@@ -39,9 +39,9 @@ def _train(run: Path, out: Path, steps: int, resume: bool):
 
 @pytest.fixture
 def synthetic_run(tmp_path):
-    from hoi_cli.train.dataset import make_synthetic_run
+    from hoi_cli.testing import make_synthetic_run
 
-    return make_synthetic_run(tmp_path / "run1", n_frames=9, height=32, width=32)
+    return make_synthetic_run(tmp_path / "run1", n_frames=9, height=32, width=32).path
 
 
 @pytest.mark.slow

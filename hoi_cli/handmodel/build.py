@@ -42,16 +42,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions import FINGERS, MANO_FINGER_JOINTS, MANO_PARENTS
+from ..errors import HoiError
 from ..resources import hand_model_dir
+from .mano_io import anatomical_axes_from_joints
 
 BUILDER_VERSION = "1"
 ASSET_DIR = hand_model_dir()
 
-# MANO joint order: 0 wrist, 1-3 index, 4-6 middle, 7-9 pinky, 10-12 ring, 13-15 thumb.
-PARENTS = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14], dtype=np.int64)
-CHAINS = {"index": [1, 2, 3], "middle": [4, 5, 6], "pinky": [7, 8, 9], "ring": [10, 11, 12],
-          "thumb": [13, 14, 15]}
-TIP_ORDER = ("thumb", "index", "middle", "ring", "pinky")  # order of tip_vertex_ids
+# MANO joint order (conventions.MANO_JOINT_NAMES): 0 wrist, 1-3 index, 4-6 middle, 7-9 pinky,
+# 10-12 ring, 13-15 thumb; as lists, which numpy takes as index arrays (J[ids[1:]]).
+CHAINS = {name: list(ids) for name, ids in MANO_FINGER_JOINTS.items()}
 
 
 def _unit(v):
@@ -66,7 +67,7 @@ def _rot_y(deg):
 
 # ------------------------------------------------------------------ skeleton
 def skeleton():
-    """Joints (16,3), tips (5,3) in TIP_ORDER, and radii per joint segment (16,2)."""
+    """Joints (16,3), tips (5,3) in FINGERS order, and radii per joint segment (16,2)."""
     J = np.zeros((16, 3))
     tips = {}
     radii = np.zeros((16, 2))  # radius at the start and the end of the segment a joint drives
@@ -101,7 +102,7 @@ def skeleton():
     radii[14] = (0.0100, 0.0093)
     radii[15] = (0.0093, 0.0086)
     radii[0] = (0.0, 0.0)
-    return J, np.array([tips[n] for n in TIP_ORDER]), radii
+    return J, np.array([tips[n] for n in FINGERS]), radii
 
 
 # ------------------------------------------------------------------ signed distance field
@@ -112,13 +113,15 @@ def _sd_capsule(P, a, b, ra, rb):
     return np.linalg.norm(P - (a + t[:, None] * ba), axis=1) - r
 
 
-def _sd_round_box(P, center, half, rounding, R=np.eye(3)):
+def _sd_round_box(P, center, half, rounding, R=None):
+    R = np.eye(3) if R is None else R
     q = np.abs((P - center) @ R) - (np.asarray(half) - rounding)
     return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(axis=1), 0.0) - rounding
 
 
-def _sd_ellipsoid(P, center, radii, R=np.eye(3)):
+def _sd_ellipsoid(P, center, radii, R=None):
     # approximate (bound-correct near the surface)
+    R = np.eye(3) if R is None else R
     q = ((P - center) @ R) / np.asarray(radii)
     k0 = np.linalg.norm(q, axis=1)
     k1 = np.linalg.norm(q / np.asarray(radii), axis=1)
@@ -131,7 +134,7 @@ def _smin(a, b, k):
 
 
 def hand_sdf(P, J, tips, radii):
-    tip_of = {CHAINS[n][2]: tips[i] for i, n in enumerate(TIP_ORDER)}
+    tip_of = {CHAINS[n][2]: tips[i] for i, n in enumerate(FINGERS)}
     # palm: rounded box from the wrist to the knuckles, slightly wider at the knuckles
     palm = _sd_round_box(P, np.array([0.047, -0.0015, 0.0045]), (0.047, 0.0140, 0.0395), 0.0120)
     knuckles = np.min([_sd_capsule(P, J[1] - [0.012, 0, 0], J[7] - [0.010, 0, 0], 0.0125, 0.0110)], axis=0)
@@ -144,7 +147,7 @@ def hand_sdf(P, J, tips, radii):
     thenar = _sd_ellipsoid(P, J[13] + 0.45 * (J[14] - J[13]) + np.array([0.0, -0.004, 0.003]), (0.030, 0.0145, 0.0150), R)
     palm = _smin(palm, thenar, 0.010)
     fingers = []
-    for name in TIP_ORDER:
+    for name in FINGERS:
         ids = CHAINS[name]
         d = np.full(len(P), np.inf)
         pts = [J[i] for i in ids] + [tip_of[ids[2]]]
@@ -199,10 +202,10 @@ def _seg_dist(P, a, b):
 
 def bone_segments(J, tips):
     """For each joint, the segments of the body part it moves."""
-    tip_of = {CHAINS[n][2]: tips[i] for i, n in enumerate(TIP_ORDER)}
+    tip_of = {CHAINS[n][2]: tips[i] for i, n in enumerate(FINGERS)}
     segs = {0: [(J[0] - [0.03, 0, 0], J[0])] + [(J[0], J[c]) for c in (1, 4, 7, 10)]
             + [(J[0] + [0.02, 0, 0.03], J[7]), (J[0] + [0.02, 0, -0.02], J[1])]}
-    for name, ids in CHAINS.items():
+    for ids in CHAINS.values():
         for k, j in enumerate(ids):
             end = J[ids[k + 1]] if k < 2 else tip_of[j]
             segs[j] = [(J[j], end)]
@@ -214,13 +217,13 @@ def skinning_weights(V, faces, J, tips, tau=0.0035, smooth_iters=6):
     D = np.stack([np.min([_seg_dist(V, a, b) for a, b in segs[j]], axis=0) for j in range(16)], axis=1)
     # which chain each vertex belongs to (nearest bone; the palm counts as its own chain)
     chain_of_joint = np.zeros(16, dtype=np.int64)
-    for c, (name, ids) in enumerate(CHAINS.items()):
+    for c, ids in enumerate(CHAINS.values()):
         chain_of_joint[ids] = c + 1
     nearest = D.argmin(axis=1)
     vchain = chain_of_joint[nearest]
     allowed = (chain_of_joint[None, :] == vchain[:, None]) | (chain_of_joint[None, :] == 0)
     # a palm vertex may also bind to the first bone of the nearest finger (knuckle region)
-    for c, (name, ids) in enumerate(CHAINS.items()):
+    for ids in CHAINS.values():
         first = ids[0]
         near_first = (vchain == 0) & (np.argsort(D, axis=1)[:, 1] == first)
         allowed[near_first, first] = True
@@ -304,88 +307,94 @@ def _skeleton_edit_displacement(V, W, J, tips, edit):
     return disp
 
 
-def shape_space(V, W, J, tips):
-    def scale_all(J, t):
-        s = 1.01
-        return J * s, t * s, np.full(16, 0.01)
+# One skeleton edit per shape direction: (J, tips) -> edited (J, tips) and per-joint radial growth.
+def _shape_scale_all(J, t):
+    s = 1.01
+    return J * s, t * s, np.full(16, 0.01)
 
-    def finger_length(J, t):
-        for i, name in enumerate(TIP_ORDER):
-            ids = CHAINS[name]
-            if name == "thumb":
-                continue
-            base = J[ids[0]].copy()
-            for j in ids[1:]:
-                J[j] = base + (J[j] - base) * 1.01
-            t[i] = base + (t[i] - base) * 1.01
-        return J, t, np.zeros(16)
-
-    def palm_width(J, t):
-        zc = J[[1, 4, 7, 10], 2].mean()
-        for name, ids in CHAINS.items():
-            shift = (J[ids[0], 2] - zc) * 0.01
-            J[ids, 2] += shift
-            t[TIP_ORDER.index(name), 2] += shift
-        return J, t, np.zeros(16)
-
-    def palm_length(J, t):
-        for name, ids in CHAINS.items():
-            if name == "thumb":
-                continue
-            shift = J[ids[0], 0] * 0.01
-            J[ids, 0] += shift
-            t[TIP_ORDER.index(name), 0] += shift
-        return J, t, np.zeros(16)
-
-    def thickness(J, t):
-        r = np.zeros(16)
-        r[0] = 0.01
-        r[1:] = 0.005
-        return J, t, r
-
-    def thumb_length(J, t):
-        base = J[13].copy()
-        J[14:16] = base + (J[14:16] - base) * 1.01
-        t[0] = base + (t[0] - base) * 1.01
-        return J, t, np.zeros(16)
-
-    def index_ring(J, t):  # digit ratio: longer index, shorter ring
-        for name, s in (("index", 1.01), ("ring", 0.99)):
-            ids = CHAINS[name]
-            base = J[ids[0]].copy()
-            J[ids[1:]] = base + (J[ids[1:]] - base) * s
-            i = TIP_ORDER.index(name)
-            t[i] = base + (t[i] - base) * s
-        return J, t, np.zeros(16)
-
-    def pinky_length(J, t):
-        ids = CHAINS["pinky"]
+def _shape_finger_length(J, t):
+    for i, name in enumerate(FINGERS):
+        ids = CHAINS[name]
+        if name == "thumb":
+            continue
         base = J[ids[0]].copy()
-        J[ids[1:]] = base + (J[ids[1:]] - base) * 1.01
-        t[4] = base + (t[4] - base) * 1.01
-        return J, t, np.zeros(16)
+        for j in ids[1:]:
+            J[j] = base + (J[j] - base) * 1.01
+        t[i] = base + (t[i] - base) * 1.01
+    return J, t, np.zeros(16)
 
-    def girth(J, t):
-        r = np.full(16, 0.01)
-        r[0] = 0.0
-        return J, t, r
+def _shape_palm_width(J, t):
+    zc = J[[1, 4, 7, 10], 2].mean()
+    for name, ids in CHAINS.items():
+        shift = (J[ids[0], 2] - zc) * 0.01
+        J[ids, 2] += shift
+        t[FINGERS.index(name), 2] += shift
+    return J, t, np.zeros(16)
 
-    def spread(J, t):
-        for name, deg in (("index", -0.6), ("ring", 0.6), ("pinky", 1.2)):
-            ids = CHAINS[name]
-            base = J[ids[0]].copy()
-            R = _rot_y(-deg)
-            J[ids[1:]] = base + (J[ids[1:]] - base) @ R.T
-            i = TIP_ORDER.index(name)
-            t[i] = base + (t[i] - base) @ R.T
-        return J, t, np.zeros(16)
+def _shape_palm_length(J, t):
+    for name, ids in CHAINS.items():
+        if name == "thumb":
+            continue
+        shift = J[ids[0], 0] * 0.01
+        J[ids, 0] += shift
+        t[FINGERS.index(name), 0] += shift
+    return J, t, np.zeros(16)
 
-    # (edit, percent per unit beta): beta = 1 is about one standard deviation
-    edits = [(scale_all, 5.5), (finger_length, 4.0), (palm_width, 4.5), (palm_length, 3.5),
-             (thickness, 6.0), (thumb_length, 4.0), (index_ring, 2.5), (pinky_length, 4.0),
-             (girth, 6.0), (spread, 4.0)]
+def _shape_thickness(J, t):
+    r = np.zeros(16)
+    r[0] = 0.01
+    r[1:] = 0.005
+    return J, t, r
+
+def _shape_thumb_length(J, t):
+    base = J[13].copy()
+    J[14:16] = base + (J[14:16] - base) * 1.01
+    t[0] = base + (t[0] - base) * 1.01
+    return J, t, np.zeros(16)
+
+def _shape_index_ring(J, t):  # digit ratio: longer index, shorter ring
+    for name, s in (("index", 1.01), ("ring", 0.99)):
+        ids = CHAINS[name]
+        base = J[ids[0]].copy()
+        J[ids[1:]] = base + (J[ids[1:]] - base) * s
+        i = FINGERS.index(name)
+        t[i] = base + (t[i] - base) * s
+    return J, t, np.zeros(16)
+
+def _shape_pinky_length(J, t):
+    ids = CHAINS["pinky"]
+    base = J[ids[0]].copy()
+    J[ids[1:]] = base + (J[ids[1:]] - base) * 1.01
+    t[4] = base + (t[4] - base) * 1.01
+    return J, t, np.zeros(16)
+
+def _shape_girth(J, t):
+    r = np.full(16, 0.01)
+    r[0] = 0.0
+    return J, t, r
+
+def _shape_spread(J, t):
+    for name, deg in (("index", -0.6), ("ring", 0.6), ("pinky", 1.2)):
+        ids = CHAINS[name]
+        base = J[ids[0]].copy()
+        R = _rot_y(-deg)
+        J[ids[1:]] = base + (J[ids[1:]] - base) @ R.T
+        i = FINGERS.index(name)
+        t[i] = base + (t[i] - base) @ R.T
+    return J, t, np.zeros(16)
+
+
+# (edit, percent per unit beta): beta = 1 is about one standard deviation
+SHAPE_EDITS = [(_shape_scale_all, 5.5), (_shape_finger_length, 4.0), (_shape_palm_width, 4.5),
+               (_shape_palm_length, 3.5), (_shape_thickness, 6.0), (_shape_thumb_length, 4.0),
+               (_shape_index_ring, 2.5), (_shape_pinky_length, 4.0), (_shape_girth, 6.0),
+               (_shape_spread, 4.0)]
+
+
+def shape_space(V, W, J, tips):
+    """Shape blend shapes ``(V,3,10)``: each direction of `SHAPE_EDITS` as a vertex displacement."""
     S = np.zeros((len(V), 3, 10))
-    for k, (edit, amount) in enumerate(edits):
+    for k, (edit, amount) in enumerate(SHAPE_EDITS):
         S[:, :, k] = _skeleton_edit_displacement(V, W, J, tips, edit) * amount
     return S
 
@@ -394,8 +403,6 @@ def shape_space(V, W, J, tips):
 def anatomical_axes(J, tips, is_rhand=True):
     """Per-joint 3x3 [flex, abduct, twist] axes (columns) in the rest frame, for any MANO-format
     hand. Positive flex curls the finger towards the palm; see `hoi_cli.handmodel.fit`."""
-    from .mano_io import anatomical_axes_from_joints
-
     return anatomical_axes_from_joints(J, tips, is_rhand)
 
 
@@ -472,8 +479,6 @@ def check_build_dependencies() -> None:
     """Raise one `HoiError` naming the extra when a library the build needs is absent."""
     import importlib.util
 
-    from ..errors import HoiError
-
     missing = [dist for mod, dist in BUILD_MODULES.items() if importlib.util.find_spec(mod) is None]
     if missing:
         raise HoiError(f"building the hand model needs {', '.join(missing)} (not installed)", BUILD_HINT)
@@ -491,7 +496,7 @@ def build(out_dir: Path = ASSET_DIR, spacing: float = 0.0024, verbose: bool = Tr
     W = skinning_weights(V, F, J, tips)
     Jreg = joint_regressor(V, J, radii)
     tip_ids = []
-    for i, name in enumerate(TIP_ORDER):
+    for i, name in enumerate(FINGERS):
         d = _unit(tips[i] - J[CHAINS[name][2]])
         cand = np.linalg.norm(V - tips[i], axis=1) < 0.012
         score = np.where(cand, (V - J[CHAINS[name][2]]) @ d, -np.inf)
@@ -504,7 +509,7 @@ def build(out_dir: Path = ASSET_DIR, spacing: float = 0.0024, verbose: bool = Tr
         "posedirs": np.zeros((len(V), 3, 135), dtype=np.float32),
         "J_regressor": Jreg.astype(np.float32),
         "weights": W.astype(np.float32),
-        "kintree_table": np.stack([np.where(PARENTS < 0, 4294967295, PARENTS), np.arange(16)]).astype(np.int64),
+        "kintree_table": np.stack([np.where(MANO_PARENTS < 0, 4294967295, MANO_PARENTS), np.arange(16)]).astype(np.int64),
         "f": F.astype(np.int64),
         "hands_components": comps.astype(np.float32),
         "hands_mean": mean.astype(np.float32),
@@ -538,8 +543,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ASSET_DIR)
     ap.add_argument("--spacing", type=float, default=0.0024, help="marching-cubes grid step, metres")
     args = ap.parse_args()
-    from ..errors import HoiError
-
     try:
         build(args.out, args.spacing)
     except HoiError as exc:  # a missing library: one line and the extra to install, exit code 1

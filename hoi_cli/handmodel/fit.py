@@ -22,12 +22,13 @@ the final vertices come from smplx itself.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..conventions import MANO21_TO_OPENPOSE
+from ..conventions import MANO21_TO_OPENPOSE, project
 from .mano_io import HandModel
 
 # OpenPose indices of the palm (wrist + four MCPs) used for the initial pose
@@ -187,39 +188,14 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
     have = fw > 0
     if not have.any():
         raise ValueError("no frame with keypoints")
-    # --- initialisation per frame (observed frames; others copy the nearest observed)
-    with torch.no_grad():
-        rest = kpm(torch.zeros(1, 3), kpm.hand_pose(kpm_mean(kpm)[None]), torch.zeros(1, 10),
-                   torch.zeros(1, 3))[0].numpy().astype(np.float64)
-    J0 = kpm.J_t[0].numpy().astype(np.float64)
-    go0 = np.zeros((T, 3))
-    tr0 = np.zeros((T, 3))
-    idx_obs = np.nonzero(have)[0]
-    for t in range(T):
-        s = idx_obs[np.argmin(np.abs(idx_obs - t))]
-        w = world[s] if world is not None else None
-        R, tt = initial_pose(rest, kp2d[s], conf[s], K, w)
-        go0[t] = _rotvec_from_matrix(R)
-        tr0[t] = tt + R @ J0 - J0
-    # --- tensors
+    go0, tr0 = _initial_poses(kpm, kp2d, conf, K, world, have)
     dt = torch.float32
     kp_t = torch.as_tensor(np.nan_to_num(kp2d), dtype=dt)
-    with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore")
-        box = np.nanmax(kp2d, axis=1) - np.nanmin(kp2d, axis=1)
-    size = np.nan_to_num(np.linalg.norm(box, axis=1), nan=1.0)
-    size = np.where(have, np.maximum(size, 8.0), 1.0)
     w2d = torch.as_tensor(conf * fw[:, None], dtype=dt)
-    inv_size = torch.as_tensor(100.0 / size, dtype=dt)[:, None, None]
+    inv_size = torch.as_tensor(100.0 / _keypoint_box_size(kp2d, have), dtype=dt)[:, None, None]
     Kt = torch.as_tensor(K, dtype=dt)
     if world is not None:
-        wv = np.asarray(world, dtype=np.float64)
-        wok = np.isfinite(wv).all(axis=(1, 2)) & have
-        wv = np.nan_to_num(wv - wv[:, :1])
-        wsc = np.linalg.norm(wv, axis=2).mean(axis=1, keepdims=True)
-        wv = wv / np.maximum(wsc, 1e-6)[..., None]
-        w_t = torch.as_tensor(wv, dtype=dt)
-        wok_t = torch.as_tensor(wok * fw, dtype=dt)
+        w_t, wok_t = _world_target(world, have, fw, dt)
     lo, hi, sig, mean = dof_tables()
     go = torch.tensor(go0, dtype=dt, requires_grad=True)
     tr = torch.tensor(tr0, dtype=dt, requires_grad=True)
@@ -233,11 +209,10 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
     acc_scale = (max(fps, 1.0) / 30.0) ** 4
     vel_scale = (max(fps, 1.0) / 30.0) ** 2
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(cfg.iters * 0.7)], 0.3)
-    for it in range(cfg.iters):
+    for _ in range(cfg.iters):
         opt.zero_grad(set_to_none=True)
         j = kpm(go, kpm.hand_pose(theta), betas, tr)  # (T,21,3)
-        z = j[..., 2:3].clamp(min=1e-3)
-        uv = j[..., :2] / z * torch.stack([Kt[0, 0], Kt[1, 1]]) + Kt[:2, 2]
+        uv = project(j, Kt, min_depth=1e-3)
         e = (uv - kp_t) * inv_size  # percent of the box size
         sq = (e ** 2).sum(-1)
         s2 = cfg.robust_sigma ** 2
@@ -262,7 +237,7 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
     with torch.no_grad():
         hp = kpm.hand_pose(theta)
         j = kpm(go, hp, betas, tr)
-        uv = j[..., :2] / j[..., 2:3].clamp(min=1e-3) * torch.stack([Kt[0, 0], Kt[1, 1]]) + Kt[:2, 2]
+        uv = project(j, Kt, min_depth=1e-3)
         err = (uv - kp_t).norm(dim=-1).numpy()
     err = np.where(obs, err, np.nan)
     cnt = np.isfinite(err).sum(axis=1)
@@ -271,6 +246,47 @@ def fit_track(model: HandModel, kp2d: np.ndarray, K: np.ndarray, *, conf: np.nda
             "theta": theta.detach().numpy(), "betas": betas.detach().numpy()[0].astype(np.float64),
             "transl": tr.detach().numpy().astype(np.float64), "joints": j.numpy().astype(np.float64),
             "reproj_error_px": reproj, "iters": cfg.iters}
+
+
+def _initial_poses(kpm: KeypointModel, kp2d, conf, K, world, have) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame global orientation and translation ``(T,3)`` each, from the rest hand posed onto
+    the keypoints (frames without an observation copy the nearest observed frame's)."""
+    T = len(kp2d)
+    with torch.no_grad():
+        rest = kpm(torch.zeros(1, 3), kpm.hand_pose(kpm_mean(kpm)[None]), torch.zeros(1, 10),
+                   torch.zeros(1, 3))[0].numpy().astype(np.float64)
+    J0 = kpm.J_t[0].numpy().astype(np.float64)
+    go0 = np.zeros((T, 3))
+    tr0 = np.zeros((T, 3))
+    idx_obs = np.nonzero(have)[0]
+    for t in range(T):
+        s = idx_obs[np.argmin(np.abs(idx_obs - t))]
+        w = world[s] if world is not None else None
+        R, tt = initial_pose(rest, kp2d[s], conf[s], K, w)
+        go0[t] = _rotvec_from_matrix(R)
+        tr0[t] = tt + R @ J0 - J0
+    return go0, tr0
+
+
+def _keypoint_box_size(kp2d: np.ndarray, have: np.ndarray) -> np.ndarray:
+    """``(T,)`` diagonal of each frame's keypoint box in px (at least 8; 1 where unobserved):
+    the 2D residual is measured in percent of it."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        box = np.nanmax(kp2d, axis=1) - np.nanmin(kp2d, axis=1)
+    size = np.nan_to_num(np.linalg.norm(box, axis=1), nan=1.0)
+    return np.where(have, np.maximum(size, 8.0), 1.0)
+
+
+def _world_target(world, have, fw, dt) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wrist-relative world keypoints ``(T,21,3)`` scaled to a mean distance of 1 from the wrist,
+    and each frame's weight (0 where any world keypoint is missing)."""
+    wv = np.asarray(world, dtype=np.float64)
+    wok = np.isfinite(wv).all(axis=(1, 2)) & have
+    wv = np.nan_to_num(wv - wv[:, :1])
+    wsc = np.linalg.norm(wv, axis=2).mean(axis=1, keepdims=True)
+    wv = wv / np.maximum(wsc, 1e-6)[..., None]
+    return torch.as_tensor(wv, dtype=dt), torch.as_tensor(wok * fw, dtype=dt)
 
 
 def kpm_mean(kpm: KeypointModel) -> torch.Tensor:

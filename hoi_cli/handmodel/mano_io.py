@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import MANO21_TO_OPENPOSE, MANO_TIP_VERTEX_IDS
+from ..conventions import FINGERS, MANO21_TO_OPENPOSE, MANO_FINGER_JOINTS, MANO_TIP_VERTEX_IDS
 from ..errors import BadInputError, MissingWeightsError
 from ..resources import hand_model_dir
 
@@ -43,10 +43,6 @@ MANO_DIR_ENV = "HOI_MANO_DIR"
 BUILTIN_DIR = hand_model_dir()
 SMPLX_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f",
               "hands_components", "hands_mean")
-# MANO chains (native joint ids) and the fingertip order of tip_vertex_ids (thumb..pinky)
-CHAINS = {"index": (1, 2, 3), "middle": (4, 5, 6), "pinky": (7, 8, 9), "ring": (10, 11, 12),
-          "thumb": (13, 14, 15)}
-TIP_ORDER = ("thumb", "index", "middle", "ring", "pinky")
 
 
 # ------------------------------------------------------------------ chumpy-free unpickling
@@ -247,8 +243,8 @@ def anatomical_axes_from_joints(J: np.ndarray, tips: np.ndarray, is_rhand: bool 
     palm = palm / np.linalg.norm(palm) * (1.0 if is_rhand else -1.0)  # points out of the palm
     axes = np.zeros((16, 3, 3))
     axes[0] = np.eye(3)
-    for ti, name in enumerate(TIP_ORDER):
-        ids = CHAINS[name]
+    for ti, name in enumerate(FINGERS):  # the order of tips
+        ids = MANO_FINGER_JOINTS[name]
         for k, j in enumerate(ids):
             child = J[ids[k + 1]] if k < 2 else np.asarray(tips)[ti]
             b = child - J[j]

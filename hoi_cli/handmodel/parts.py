@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..conventions import HAND_PARTS
-
-# part index (in HAND_PARTS) of each of MANO's 16 joints
-JOINT_TO_PART = np.array([0, 2, 2, 2, 3, 3, 3, 5, 5, 5, 4, 4, 4, 1, 1, 1], dtype=np.int64)
+from ..conventions import HAND_PARTS, MANO_JOINT_TO_PART
 
 
 def part_labels(weights: np.ndarray) -> np.ndarray:
     """(V,) int labels into HAND_PARTS from skinning weights (V,16)."""
     w = np.asarray(weights, dtype=np.float64)
     per_part = np.zeros((len(w), len(HAND_PARTS)))
-    for j, p in enumerate(JOINT_TO_PART):
+    for j, p in enumerate(MANO_JOINT_TO_PART):
         per_part[:, p] += w[:, j]
     return per_part.argmax(axis=1)
 

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..conventions import project
+
 SLOT_COLORS = ((90, 160, 255), (255, 140, 90))  # left, right (RGB)
-
-
-def _project(verts: np.ndarray, K: np.ndarray) -> np.ndarray:
-    z = np.maximum(verts[:, 2:3], 1e-6)
-    return verts[:, :2] / z * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
 
 
 def silhouette(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -27,7 +24,7 @@ def silhouette(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, hw: tuple[in
     mask = np.zeros((h, w), np.uint8)
     if not np.isfinite(verts).all() or (verts[:, 2] <= 1e-4).any():
         return mask.astype(bool)
-    uv = np.round(_project(verts, K) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
+    uv = np.round(project(verts, K, min_depth=1e-6) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
     tri = uv[faces]
     cv2.fillPoly(mask, list(tri), 1, lineType=cv2.LINE_8, shift=4)
     return mask.astype(bool)
@@ -46,7 +43,7 @@ def draw_mesh(image: np.ndarray, verts: np.ndarray, faces: np.ndarray, K: np.nda
     out = image.copy()
     if not np.isfinite(verts).all() or (verts[:, 2] <= 1e-4).any():
         return out
-    uv = _project(verts, K)
+    uv = project(verts, K, min_depth=1e-6)
     tri3 = verts[faces]
     n = np.cross(tri3[:, 1] - tri3[:, 0], tri3[:, 2] - tri3[:, 0])
     n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
@@ -71,19 +68,3 @@ def draw_mesh(image: np.ndarray, verts: np.ndarray, faces: np.ndarray, K: np.nda
             c = tuple(int(x) for x in col * lv / 12.0)
             cv2.fillPoly(layer, list(pts[sel]), c, lineType=cv2.LINE_AA, shift=4)
     return cv2.addWeighted(layer, alpha, out, 1 - alpha, 0)
-
-
-def draw_skeleton(image: np.ndarray, kp: np.ndarray, color=(0, 255, 0), radius: int = 2) -> np.ndarray:
-    """Draw 21 OpenPose-order keypoints ``(21, 2+)`` (NaN skipped)."""
-    import cv2
-
-    from ..conventions import OPENPOSE_PARENTS
-
-    out = image.copy()
-    for j, p in enumerate(OPENPOSE_PARENTS):
-        if p >= 0 and np.isfinite(kp[[j, p], :2]).all():
-            cv2.line(out, tuple(int(v) for v in kp[j, :2]), tuple(int(v) for v in kp[p, :2]), color, 1, cv2.LINE_AA)
-    for q in kp:
-        if np.isfinite(q[:2]).all():
-            cv2.circle(out, (int(q[0]), int(q[1])), radius, color, -1, cv2.LINE_AA)
-    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..conventions import default_intrinsics
+from ..conventions import default_intrinsics, project
 from .fit import KeypointModel, dof_tables
 from .mano_io import HandModel
 
@@ -59,7 +59,7 @@ def synthetic_track(model: HandModel, rng: np.random.Generator, T: int = 30, wid
         hp = kpm.hand_pose(torch.as_tensor(th, dtype=torch.float32))
         j = kpm(torch.as_tensor(go, dtype=torch.float32), hp, torch.as_tensor(betas[None], dtype=torch.float32),
                 torch.as_tensor(tr, dtype=torch.float32)).numpy().astype(np.float64)
-    uv = j[..., :2] / j[..., 2:3] * [K[0, 0], K[1, 1]] + K[:2, 2]
+    uv = project(j, K)
     kp = uv + rng.normal(size=uv.shape) * noise_px
     rel = j - j[:, :1]
     world = rel * rng.uniform(0.9, 1.1) + rng.normal(size=rel.shape) * world_noise_m
@@ -72,7 +72,7 @@ def evaluate(fit: dict, truth: dict) -> dict:
     j, g = fit["joints"], truth["joints"]
     mpjpe = np.linalg.norm((j - j[:, :1]) - (g - g[:, :1]), axis=-1).mean() * 1000
     K = truth["K"]
-    uv = j[..., :2] / j[..., 2:3] * [K[0, 0], K[1, 1]] + K[:2, 2]
+    uv = project(j, K)
     err2d = np.linalg.norm(uv - truth["uv_true"], axis=-1).mean()
     return {"mpjpe_rr_mm": float(mpjpe), "err2d_px": float(err2d),
             "err2d_vs_noisy_px": float(np.nanmean(fit["reproj_error_px"]))}

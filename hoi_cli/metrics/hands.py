@@ -93,11 +93,6 @@ DETECTOR_NAME = ("hoi_cli.detect.hands.detect_hands (MediaPipe bundled hand mode
                  "improvements; not the 100DOH detector of HOI-Swap)")
 
 
-def detector_name() -> str:
-    """Which detector `detect` uses (recorded in the metrics output)."""
-    return DETECTOR_NAME
-
-
 def detect(frames: np.ndarray) -> tuple[dict, str]:
     """Hand detections of a clip (01_detect's detector) and the detector's name."""
     from ..detect.hands import detect_hands

@@ -26,24 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..conventions import project
+
 NEAR = 1e-3  # metres
 
 
 def project_vertices(vertices: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates ``(V,2)`` (pixel-edge convention: pixel j spans [j, j+1]) and depth ``(V,)``."""
     v = np.asarray(vertices, dtype=np.float64)
-    z = v[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = (K[0, 0] * v[:, 0] + K[0, 1] * v[:, 1]) / z + K[0, 2]
-        w = K[1, 1] * v[:, 1] / z + K[1, 2]
-    return np.stack([u, w], axis=1), z
-
-
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit face normals ``(F,3)`` by the right-hand rule on the vertex order."""
-    tri = np.asarray(vertices, dtype=np.float64)[faces]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
+    return project(v, K), v[:, 2]
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -91,7 +82,8 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: in
     """Rasterise triangles into one z-buffer per layer; returns the winning fragments.
 
     ``face_layer`` ``(F,)`` gives each face's layer (default: all in layer 0); faces with a
-    negative layer are skipped.
+    negative layer are skipped. Steps: drawable faces, their pixel-centre samples (barycentric
+    coverage test), then per layer and pixel the nearest fragment.
     """
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     F = len(faces)
@@ -104,17 +96,38 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: in
     if F == 0:
         return empty
     uv, z = project_vertices(vertices, K)
-    tz = z[faces]  # (F,3)
-    keep = (tz > near).all(axis=1) & (face_layer >= 0) & np.isfinite(uv[faces]).all(axis=(1, 2))
+    fidx = _drawable_faces(vertices, faces, uv, z, face_layer, cull_back, near)
+    boxes = _sample_boxes(uv[faces[fidx]], height, width)
+    if boxes is None:
+        return empty
+    ok, x0, y0, bw, bh, coef = boxes
+    fidx = fidx[ok]
+    samples = _covered_samples(coef, bw, bh)
+    if samples is None:
+        return empty
+    rep, lx, ly, w0, w1 = samples
+    face = fidx[rep]
+    return _nearest_fragments(face, x0[rep] + lx, y0[rep] + ly, w0, w1, z[faces][face], face_layer[face],
+                              height, width, L)
+
+
+def _drawable_faces(vertices, faces, uv, z, face_layer, cull_back: bool, near: float) -> np.ndarray:
+    """Indices of the faces in front of ``near``, in a layer, projected finitely and (with
+    ``cull_back``) facing the camera."""
+    keep = (z[faces] > near).all(axis=1) & (face_layer >= 0) & np.isfinite(uv[faces]).all(axis=(1, 2))
     if cull_back:
-        v = np.asarray(vertices, dtype=np.float64)
-        tri = v[faces]
+        tri = np.asarray(vertices, dtype=np.float64)[faces]
         n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         keep &= np.einsum("fc,fc->f", n, tri[:, 0]) < 0  # normal points toward the camera
-    fidx = np.nonzero(keep)[0]
-    if len(fidx) == 0:
-        return empty
-    t = uv[faces[fidx]]  # (f,3,2)
+    return np.nonzero(keep)[0]
+
+
+def _sample_boxes(t: np.ndarray, height: int, width: int):
+    """For projected triangles ``t (f,3,2)``: which have pixel-centre samples in their bounding
+    box and a non-zero area (``ok``), and for those the box's first sample ``x0, y0``, its size
+    ``bw, bh`` and the barycentric coefficients ``coef (n,6)``; None when no face is left."""
+    if len(t) == 0:
+        return None
     # pixel-centre samples covered by each face's bounding box: columns x0..x0+bw-1, rows y0..y0+bh-1
     x0 = np.maximum(np.ceil(t[:, :, 0].min(1) - 0.5), 0).astype(np.int64)
     x1 = np.minimum(np.floor(t[:, :, 0].max(1) - 0.5), width - 1).astype(np.int64)
@@ -125,9 +138,9 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: in
     bw = x1 - x0 + 1
     bh = y1 - y0 + 1
     ok = (bw > 0) & (bh > 0) & (np.abs(area) > 1e-12)
-    fidx, t, x0, y0, bw, bh, area = fidx[ok], t[ok], x0[ok], y0[ok], bw[ok], bh[ok], area[ok]
-    if len(fidx) == 0:
-        return empty
+    t, x0, y0, bw, bh, area = t[ok], x0[ok], y0[ok], bw[ok], bh[ok], area[ok]
+    if len(t) == 0:
+        return None
     # Barycentric weights are affine in the sample position: w = w(origin) + a * dx + b * dy,
     # with the origin at the bounding box's first sample; local offsets keep float32 exact enough.
     ox, oy = x0 + 0.5, y0 + 0.5
@@ -139,6 +152,12 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: in
     b1 = (t[:, 0, 0] - t[:, 2, 0]) * inv
     c1 = ((t[:, 0, 0] - t[:, 2, 0]) * (oy - t[:, 2, 1]) - (t[:, 0, 1] - t[:, 2, 1]) * (ox - t[:, 2, 0])) * inv
     coef = np.stack([a0, b0, c0, a1, b1, c1], axis=1).astype(np.float32)
+    return ok, x0, y0, bw, bh, coef
+
+
+def _covered_samples(coef: np.ndarray, bw: np.ndarray, bh: np.ndarray):
+    """The (face, sample) pairs whose barycentric weights are all >= 0: face row ``rep``, the
+    sample's offset in its box ``lx, ly`` and weights ``w0, w1`` (float64); None when none."""
     # faces are bucketed by bounding-box size and tested over a size x size grid by broadcasting
     size = np.maximum(bw, bh)
     sel_f, sel_x, sel_y, sel_w0, sel_w1 = [], [], [], [], []
@@ -167,19 +186,20 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: in
         sel_w1.append(w1[fi, k])
     rep = np.concatenate(sel_f)
     if len(rep) == 0:
-        return empty
-    px = x0[rep] + np.concatenate(sel_x)
-    py = y0[rep] + np.concatenate(sel_y)
-    w0 = np.concatenate(sel_w0).astype(np.float64)
-    w1 = np.concatenate(sel_w1).astype(np.float64)
+        return None
+    return (rep, np.concatenate(sel_x), np.concatenate(sel_y),
+            np.concatenate(sel_w0).astype(np.float64), np.concatenate(sel_w1).astype(np.float64))
+
+
+def _nearest_fragments(face, px, py, w0, w1, tz, layer, height: int, width: int, L: int) -> Fragments:
+    """Perspective-correct depth and barycentrics of each fragment (``tz (N,3)``: its face's
+    vertex depths), and per (layer, pixel) the nearest one."""
     w2 = np.maximum(1.0 - w0 - w1, 0.0)
-    face = fidx[rep]
-    iz = 1.0 / tz[face]  # (N,3)
+    iz = 1.0 / tz  # (N,3)
     b = np.stack([w0, w1, w2], axis=1) * iz
     inv_depth = b.sum(axis=1)
     depth = 1.0 / inv_depth
     bary = b / inv_depth[:, None]
-    layer = face_layer[face]
     key = layer * (height * width) + py * width + px
     # one sort by (key, depth): the first fragment of each key is the z-buffer's winner
     zmax = float(depth.max()) * 1.000001 + 1e-9

@@ -212,14 +212,7 @@ def _check(pairs: list[ClipPair], opts: EvalOptions) -> None:
 def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None] = lambda m: None) -> dict:
     """Run the requested metric groups over clip pairs; returns the metrics.json document."""
     _check(pairs, opts)
-    found, missing = resolve_weights(opts)
-    groups_by_name = {g.name: g for g in REGISTRY}
-    if opts.strict:
-        hard = {g: e for g, e in missing.items() if not groups_by_name[g].weights_optional}
-        if hard:
-            raise next(iter(hard.values()))
-    for name, exc in missing.items():
-        log(f"{groups_by_name[name].skip_label or name}: skipped, {exc.message}")
+    found, missing = _weights_or_skips(opts, log)
     t_start = time.perf_counter()
     run = EvalRun(opts, found, missing, log)
     groups = [g(run) for g in REGISTRY if g.active(opts)]
@@ -238,24 +231,38 @@ def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None
     report = Report(clips)
     for group in groups:
         group.aggregate(report)
-    return {
-        "schema": SCHEMA,
-        "hoi_version": _hoi_version(),
-        "n_clips": len(clips),
-        "metrics": {k: report.entries[k] for k in sorted(report.entries, key=_order)},
-        "clips": clips,
-        "hand_detector": run.hand_detector,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-        "weights": {g: str(p) for g, p in found.items()},
-        "versions": _versions(),
-        "timing_s": {k: round(v, 3) for k, v in run.timing.items()} | {"total": round(time.perf_counter() - t_start, 3)},
-    }
+    return _document(report, run, time.perf_counter() - t_start)
 
 
-def _hoi_version() -> str:
+def _weights_or_skips(opts: EvalOptions, log) -> tuple[dict[str, Path], dict[str, MissingWeightsError]]:
+    """`resolve_weights`; with ``strict`` a missing required file is an error, else each skip is logged."""
+    found, missing = resolve_weights(opts)
+    groups = {g.name: g for g in REGISTRY}
+    if opts.strict:
+        hard = {g: e for g, e in missing.items() if not groups[g].weights_optional}
+        if hard:
+            raise next(iter(hard.values()))
+    for name, exc in missing.items():
+        log(f"{groups[name].skip_label or name}: skipped, {exc.message}")
+    return found, missing
+
+
+def _document(report: Report, run: EvalRun, total_s: float) -> dict:
+    """The metrics.json document."""
     from .. import __version__
 
-    return __version__
+    return {
+        "schema": SCHEMA,
+        "hoi_version": __version__,
+        "n_clips": len(report.clips),
+        "metrics": {k: report.entries[k] for k in sorted(report.entries, key=_order)},
+        "clips": report.clips,
+        "hand_detector": run.hand_detector,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(run.opts).items()},
+        "weights": {g: str(p) for g, p in run.found.items()},
+        "versions": _versions(),
+        "timing_s": {k: round(v, 3) for k, v in run.timing.items()} | {"total": round(total_s, 3)},
+    }
 
 
 def _versions() -> dict[str, str]:

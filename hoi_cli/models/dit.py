@@ -31,6 +31,12 @@ Tokens and attention:
     for the reference tokens when ``head_sliding_rope``; with ``rope3d`` off, fixed 3D
     sin-cos embeddings are added instead (the reference at t = 0).
 
+Forward, in named steps (each a method, each output typed):
+    `guided_input` (latent + additive guidance) -> `embed_tokens` (`TokenSequence`) ->
+    `positions` (RoPE angles, or sin-cos added) -> `regions` (`Regions`) -> `attention_mask`
+    -> `cross_context` (`CrossContext`) -> `timestep_conditioning` -> `run_blocks`
+    (`BlockOutputs`) -> final layer and unpatchify (velocity; structure velocity in ``aux``).
+
 Shapes:
     ``x (B, T, C, h, w)`` noisy latent at flow time ``t (B,)`` in [0, 1] (1 = noise);
     condition maps ``(B, T, C_k, H', W')`` at any resolution (resized to ``(h, w)``);

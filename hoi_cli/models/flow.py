@@ -212,39 +212,49 @@ class SamplingInputs:
     batch: int
 
 
+def _as_tensor(v):
+    return torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v
+
+
+def _resize_to(k: str, v, res: tuple[int, int]):
+    """A per-frame map (area) or the reference image (bilinear) at ``res``; anything else as it is."""
+    if not torch.is_tensor(v) or tuple(v.shape[-2:]) == res:
+        return v
+    if k in MAP_KEYS:
+        return resize_maps(v.float(), res)
+    if k == "reference":
+        return F.interpolate(v.float(), size=res, mode="bilinear", align_corners=False)
+    return v
+
+
+def _resize_video(video: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """``(B, T, C, H, W)`` resized bilinearly to ``hw``."""
+    b, t = video.shape[:2]
+    return F.interpolate(video.flatten(0, 1).float(), size=hw, mode="bilinear",
+                         align_corners=False).unflatten(0, (b, t))
+
+
 def prepare_inputs(conditions: dict, init_video, resolution: tuple[int, int]) -> SamplingInputs:
     """Numpy to tensors, a batch axis where the reference has none, maps and images resized to
     ``resolution`` (area for maps, bilinear for images)."""
-    conditions = {k: (torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v)
-                  for k, v in conditions.items()}
-    if isinstance(init_video, np.ndarray):
-        init_video = torch.from_numpy(init_video)
+    conditions = {k: _as_tensor(v) for k, v in conditions.items()}
+    init_video = _as_tensor(init_video)
     unbatched = conditions.get("reference") is not None and conditions["reference"].ndim == 3
     if unbatched:
         conditions = {k: (v.unsqueeze(0) if torch.is_tensor(v) else v) for k, v in conditions.items()}
-        if init_video is not None:
-            init_video = init_video.unsqueeze(0)
-    in_hw = None
+        init_video = init_video.unsqueeze(0) if init_video is not None else None
     res = tuple(resolution)
-    for k, v in list(conditions.items()):
-        if not torch.is_tensor(v):
-            continue
-        if in_hw is None and v.ndim >= 4:
-            in_hw = tuple(v.shape[-2:])
-        if k in MAP_KEYS and tuple(v.shape[-2:]) != res:
-            conditions[k] = resize_maps(v.float(), res)
-        elif k == "reference" and tuple(v.shape[-2:]) != res:
-            conditions[k] = F.interpolate(v.float(), size=res, mode="bilinear", align_corners=False)
-    if init_video is not None:
-        in_hw = in_hw or tuple(init_video.shape[-2:])
-        if tuple(init_video.shape[-2:]) != res:
-            b0, t0 = init_video.shape[:2]
-            init_video = F.interpolate(init_video.flatten(0, 1).float(), size=res, mode="bilinear",
-                                       align_corners=False).unflatten(0, (b0, t0))
-    total = _frames_of(conditions) if init_video is None else init_video.shape[1]
-    b = next((v.shape[0] for v in conditions.values() if torch.is_tensor(v) and v.ndim >= 4),
-             init_video.shape[0] if init_video is not None else 1)
-    return SamplingInputs(conditions, init_video, in_hw, unbatched, total, b)
+    frames = [v for v in conditions.values() if torch.is_tensor(v) and v.ndim >= 4]  # batched, with a size
+    in_hw = tuple(frames[0].shape[-2:]) if frames else None
+    conditions = {k: _resize_to(k, v, res) for k, v in conditions.items()}
+    if init_video is None:
+        return SamplingInputs(conditions, None, in_hw, unbatched, _frames_of(conditions),
+                              frames[0].shape[0] if frames else 1)
+    in_hw = in_hw or tuple(init_video.shape[-2:])
+    if tuple(init_video.shape[-2:]) != res:
+        init_video = _resize_video(init_video, res)
+    return SamplingInputs(conditions, init_video, in_hw, unbatched, init_video.shape[1],
+                          frames[0].shape[0] if frames else init_video.shape[0])
 
 
 @torch.no_grad()
@@ -270,6 +280,9 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
     ``num_frames`` and half of it. On CUDA with ``amp`` the network runs under bf16 autocast
     (the state and the Euler update stay float32). ``shift``: the scheduler's time shift
     (`FlowMatchEulerScheduler`; 1 = the uniform grid the models are trained for).
+
+    The steps: `prepare_inputs`; noise for the whole clip from ``seed`` on the CPU; the
+    scheduler's grid (and the SDEdit start); `WindowedSampler` down to ``t = 0``; decode.
     """
     cfg = model.config
     codec = codec or getattr(model, "codec", None) or LatentCodec()
@@ -277,9 +290,9 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
     model.eval()
     res = tuple(resolution) if resolution else (cfg.height, cfg.width)
     inputs = prepare_inputs(conditions, init_video, res)
-    h, w = res[0] // cfg.vae_downsample, res[1] // cfg.vae_downsample
     gen = torch.Generator().manual_seed(int(seed))
-    noise = torch.randn((inputs.batch, inputs.frames, cfg.latent_channels, h, w), generator=gen).to(dev)
+    shape = (inputs.batch, inputs.frames, cfg.latent_channels, res[0] // cfg.vae_downsample, res[1] // cfg.vae_downsample)
+    noise = torch.randn(shape, generator=gen).to(dev)
 
     scheduler = FlowMatchEulerScheduler(shift)
     sdedit = inputs.init_video is not None and float(min(max(strength, 0.0), 1.0)) < 1.0
@@ -289,12 +302,18 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
         win = window or cfg.num_frames
         sampler = WindowedSampler(model, scheduler, win, overlap if overlap is not None else win // 2, guidance, amp)
         frame_conditions = {k: v.to(dev) for k, v in inputs.conditions.items() if torch.is_tensor(v) and k in MAP_KEYS}
-        ref = inputs.conditions.get("reference")
-        ref_lat = codec.encode_images(ref.to(dev).float()) if ref is not None and cfg.ref_tokens else None
-        x = sampler(x, frame_conditions, ref_lat, progress)
+        x = sampler(x, frame_conditions, _reference_latent(inputs, codec, cfg.ref_tokens, dev), progress)
+    return _decode(x, inputs, codec, resize_back)
+
+
+def _reference_latent(inputs: SamplingInputs, codec: LatentCodec, ref_tokens: bool, dev) -> torch.Tensor | None:
+    ref = inputs.conditions.get("reference")
+    return codec.encode_images(ref.to(dev).float()) if ref is not None and ref_tokens else None
+
+
+def _decode(x: torch.Tensor, inputs: SamplingInputs, codec: LatentCodec, resize_back: bool) -> torch.Tensor:
+    """Pixels in [-1, 1], back at the callers' size with ``resize_back``, unbatched where the inputs were."""
     video = codec.decode(x).clamp(-1, 1)
     if resize_back and inputs.input_hw is not None and tuple(video.shape[-2:]) != inputs.input_hw:
-        bb, tt = video.shape[:2]
-        video = F.interpolate(video.flatten(0, 1), size=inputs.input_hw, mode="bilinear",
-                              align_corners=False).unflatten(0, (bb, tt)).clamp(-1, 1)
+        video = _resize_video(video, inputs.input_hw).clamp(-1, 1)
     return video[0] if inputs.unbatched else video

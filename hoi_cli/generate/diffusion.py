@@ -1,8 +1,8 @@
 """The diffusion backend of `hoi generate`: the conditioning of the run, with the adjusted layout
 and the cut-out reference, sampled by `hoi_cli.models.flow.sample_video` from a `hoi train` checkpoint.
 
-The conditions are those of `hoi_cli.train.dataset.HOIRunDataset` over the whole clip (one
-window of T frames; the sampler windows it by the model's ``num_frames`` with overlapping,
+The conditions are `hoi_cli.conditions.clip_conditions` over the whole clip (one
+window of T frames, as training builds them; the sampler windows it by the model's ``num_frames`` with overlapping,
 noise-consistent windows), at the model's resolution, read through the stages' loaders, with
 these replacements:
 
@@ -33,19 +33,6 @@ import numpy as np
 from ..errors import BadInputError
 
 
-def _square_reference(ref, h: int, w: int) -> np.ndarray:
-    """The cut-out reference on white, square-padded, resized to ``h x w``: ``(3, h, w)`` in [-1, 1]."""
-    import cv2
-
-    side = max(ref.rgb.shape[:2])
-    canvas = np.full((side, side, 3), 255.0, np.float32)
-    a = ref.alpha[..., None].astype(np.float32)
-    y0, x0 = (side - ref.rgb.shape[0]) // 2, (side - ref.rgb.shape[1]) // 2
-    canvas[y0:y0 + ref.rgb.shape[0], x0:x0 + ref.rgb.shape[1]] = ref.rgb * a + 255.0 * (1 - a)
-    img = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
-    return (img.transpose(2, 0, 1) / 127.5 - 1.0).astype(np.float32)
-
-
 def _resize_frames(frames: np.ndarray, w: int, h: int, interp) -> np.ndarray:
     import cv2
 
@@ -63,10 +50,10 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
 
         from ..models.checkpoint import load_checkpoint
         from ..models.flow import sample_video
-        from ..train.dataset import HOIRunDataset, rasterize_boxes
     except ImportError as exc:
         raise BadInputError(f"the diffusion backend is not available in this install ({exc})",
                             "use --backend composite, or install the package with its torch extras") from None
+    from ..conditions import clip_conditions, rasterize_boxes, square_reference
     from ..conventions import box_from_mask
     from ..stages.base import resolve_device
     from ..video import VideoWriter
@@ -81,11 +68,11 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
     h, w = cfg.height, cfg.width
     need = cfg.required_conditions() - {"structure", "video"}  # structure: training only
     try:
-        ds = HOIRunDataset.for_config([run_dir], cfg, num_frames=T, required=need)
+        maps = clip_conditions(run_dir, (h, w), T, required=need, hand_render_channels=cfg.hand_render_channels,
+                               structure_channels=cfg.structure_channels, mlo_layers=cfg.mlo_layers)
     except BadInputError as exc:
         raise BadInputError(f"the checkpoint's model ({cfg.system}) cannot run on {Path(run_dir).name}: {exc.message}",
                             exc.hint) from None
-    item = ds[0]
     boxes = np.stack([box_from_mask(m) for m in masks["object"]]).astype(np.float32)
     if object_boxes is not None:
         miss = ~np.isfinite(boxes).all(-1)
@@ -93,10 +80,10 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
     layout = adjust_layout(hand_boxes, boxes, ref.aspect, opts.layout)
     lay = np.concatenate([layout.hand_boxes, layout.object_boxes[:, None]], 1)
     lay_maps = rasterize_boxes(lay, (H, W), (h, w))
-    item["layout"] = torch.from_numpy(lay_maps)
-    item["object_mask"] = torch.maximum(item["object_mask"], torch.from_numpy(lay_maps[:, 2:3]))
-    item["reference"] = torch.from_numpy(_square_reference(ref, h, w))
-    cond = {k: v for k, v in item.items() if k not in ("video", "start", "reference_valid", "structure")}
+    maps["layout"] = torch.from_numpy(lay_maps)
+    maps["object_mask"] = torch.maximum(maps["object_mask"], torch.from_numpy(lay_maps[:, 2:3]))
+    cond = {"reference": torch.from_numpy(square_reference(ref, h, w)),
+            **{k: v for k, v in maps.items() if k != "structure"}}  # structure: training only
     timings["diffusion_load_s"] = time.perf_counter() - t0
 
     strength = float(opts.strength)

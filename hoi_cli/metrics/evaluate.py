@@ -18,43 +18,22 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import BadInputError, MissingWeightsError
+from . import groups as _groups  # noqa: F401  (registers the metric groups)
+from .groups import hoi_boxes  # noqa: F401  (re-exported: `hoi_cli.metrics.pixel` names it here)
+from .registry import REGISTRY, Clip, EvalRun, Report, metric_info
 
 SCHEMA = "hoi.eval/1"
-METRIC_GROUPS = ("psnr", "ssim", "lpips", "fid", "fvd", "hands", "subject_consistency", "motion_smoothness",
-                 "objects")
-
-# name -> (unit, higher_is_better, short definition)
-METRIC_INFO: dict[str, tuple[str, bool | None, str]] = {
-    "psnr": ("dB", True, "per-frame PSNR, uint8 RGB, data range 255; mean over frames, then clips"),
-    "ssim": ("", True, "per-frame SSIM (skimage convention: Gaussian 11x11 sigma 1.5, RGB mean), mean over frames, then clips"),
-    "psnr_hoi": ("dB", True, "PSNR on the hand-object box of the reference (ManiVideo's HOI region)"),
-    "ssim_hoi": ("", True, "SSIM on the hand-object box of the reference"),
-    "lpips": ("", False, "LPIPS v0.1 AlexNet, per frame at full resolution"),
-    "fid": ("", False, "FID, Inception-v3 pool3, frames of all clips pooled"),
-    "fvd": ("", False, "FVD, I3D Kinetics-400 logits, one clip = one sample"),
-    "hand_agreement": ("", True, "mean IoU of generated vs reference hand boxes, matched by handedness; miss = 0"),
-    "hand_fidelity": ("", True, "mean generated hand-detection confidence over reference hands; miss = 0"),
-    "hand_fidelity_detected": ("", True, "mean confidence over hands detected in generated frames"),
-    "hand_mpjpe_px": ("px", False, "2-D keypoint error of matched hands, mean over 21 joints"),
-    "hand_mpjpe_norm": ("", False, "keypoint error / longer side of the reference hand box"),
-    "hand_miss_rate": ("", False, "fraction of reference hands not detected in the generated frame"),
-    "hand_extra_rate": ("", False, "fraction of generated hands with no reference hand in that frame and slot"),
-    "subject_consistency": ("", True, "VBench subject consistency, DINO ViT-B/16, generated clip"),
-    "subject_consistency_reference": ("", True, "the same on the reference clip (baseline)"),
-    "motion_smoothness": ("", True, "VBench motion smoothness, AMT-S interpolation, generated clip"),
-    "motion_smoothness_flow": ("", True, "motion smoothness, weight-free Farneback-flow interpolation variant, generated clip"),
-    "motion_smoothness_flow_reference": ("", True, "the same on the reference clip (baseline)"),
-    "object_mask_iou": ("", True, "per-frame IoU of generated vs reference object masks"),
-    "object_appearance_colour": ("", True, "histogram intersection of RGB colours inside the object masks"),
-    "object_appearance_dino": ("", True, "DINO cosine similarity of the masked object crops"),
-}
+# the ``--metrics`` choices, and each reported metric's (unit, higher_is_better, definition), in output order
+# (of the groups registered when this module is imported; the functions below read `REGISTRY` itself)
+METRIC_GROUPS = tuple(g.name for g in REGISTRY if g.selectable)
+METRIC_INFO: dict[str, tuple[str, bool | None, str]] = metric_info()
 
 
 @dataclass
@@ -126,50 +105,33 @@ def read_pairs_csv(path: str | Path) -> list[ClipPair]:
 
 # ----------------------------------------------------------------------------- weights
 
-WEIGHT_NEEDS = {  # metric group -> (KNOWN_WEIGHTS key, option attribute)
-    "lpips": ("alexnet_lpips", "alexnet_weights"),
-    "fid": ("fid_inception", "fid_weights"),
-    "fvd": ("i3d_kinetics400", "i3d_weights"),
-    "subject_consistency": ("dino_vitb16", "dino_weights"),
-    "objects": ("dino_vitb16", "dino_weights"),  # only object_appearance_dino
-    "motion_smoothness": ("amt_s", "amt_weights"),  # optional: flow variant otherwise
-}
-OPTIONAL_WEIGHTS = {"objects", "motion_smoothness"}  # a weight-free variant is computed without them
-
 
 def resolve_weights(opts: EvalOptions) -> tuple[dict[str, Path], dict[str, MissingWeightsError]]:
     """Find the weight files of the requested metrics: ``(found, missing)`` by metric group."""
     from ..model_files import KNOWN_WEIGHTS
     from ..weights import find_weights
 
+    groups = {g.name: g for g in REGISTRY}
     found, missing = {}, {}
-    for group in opts.metrics:
-        if group not in WEIGHT_NEEDS:
+    for name in opts.metrics:
+        if name not in groups or groups[name].weights is None:
             continue
-        key, attr = WEIGHT_NEEDS[group]
+        key, attr = groups[name].weights
         filename, what = KNOWN_WEIGHTS[key]
         try:
-            found[group] = find_weights(filename, what=what, explicit=getattr(opts, attr),
-                                        weights_dir=opts.weights_dir)
+            found[name] = find_weights(filename, what=what, explicit=getattr(opts, attr), weights_dir=opts.weights_dir)
         except MissingWeightsError as exc:
-            missing[group] = exc
-    if "lpips" in found:
-        from .pixel import lpips_lin_path
-
+            missing[name] = exc
+    for name in list(found):  # a second file some groups need (LPIPS' linear layers)
         try:
-            lpips_lin_path(opts.weights_dir)
+            groups[name].check_weights(opts)
         except MissingWeightsError as exc:
-            missing["lpips"] = exc
-            found.pop("lpips")
+            missing[name] = exc
+            found.pop(name)
     return found, missing
 
 
-def _skip_entry(exc: MissingWeightsError) -> dict:
-    return {"status": "skipped", "value": None, "reason": "missing weights", "needs": exc.filename,
-            "looked_in": exc.looked_in, "hint": exc.hint}
-
-
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- clips
 
 
 def _load_pair(pair: ClipPair, opts: EvalOptions, log) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -206,264 +168,107 @@ def _find_mask(explicit: Path | None, clip: Path) -> Path | None:
     return None
 
 
-def hoi_boxes(ref_det: dict | None, ref_masks: np.ndarray | None, T: int, H: int, W: int,
-              margin: float = 0.1) -> np.ndarray:
-    """Per-frame HOI box ``(T, 4)`` xyxy: the union of the reference's hand boxes (detected or
-    interpolated) and its object-mask box, grown by ``margin`` times its size on each side,
-    clipped to the frame; NaN where the frame has neither."""
-    from ..conventions import box_from_mask
+def load_clip(pair: ClipPair, run: EvalRun, hands: set[str]) -> Clip:
+    """Frames, object masks (where given or found in run folders) and the hand detections of
+    the clips named in ``hands`` ("reference", "generated") of one pair."""
+    gen, ref, info = _load_pair(pair, run.opts, run.log)
+    record = {"name": pair.name, "generated": str(pair.generated), "reference": str(pair.reference), **info,
+              "metrics": {}}
+    clip = Clip(pair, gen, ref, record)
+    T, H, W = clip.shape
+    gmask_path, rmask_path = _find_mask(pair.generated_mask, pair.generated), _find_mask(pair.reference_mask,
+                                                                                           pair.reference)
+    if rmask_path is not None:
+        from .objects import load_masks
 
-    boxes = np.full((T, 4), np.nan)
-    for t in range(T):
-        parts = []
-        if ref_det is not None and t < len(ref_det["hand_boxes"]):
-            for b in np.asarray(ref_det["hand_boxes"][t], dtype=np.float64):
-                if np.isfinite(b).all():
-                    parts.append(b)
-        if ref_masks is not None and t < len(ref_masks):
-            b = box_from_mask(ref_masks[t]).astype(np.float64)
-            if np.isfinite(b).all():
-                parts.append(b)
-        if not parts:
-            continue
-        p = np.stack(parts)
-        b = np.array([p[:, 0].min(), p[:, 1].min(), p[:, 2].max(), p[:, 3].max()])
-        dx, dy = margin * (b[2] - b[0]), margin * (b[3] - b[1])
-        boxes[t] = [max(0, b[0] - dx), max(0, b[1] - dy), min(W, b[2] + dx), min(H, b[3] + dy)]
-    return boxes
+        if gmask_path is not None:
+            clip.generated_masks = load_masks(gmask_path, size=(W, H))[:T]
+        clip.reference_masks = load_masks(rmask_path, size=(W, H))[:T]
+        record["masks"] = ({"generated": str(gmask_path)} if gmask_path is not None else {}) | {
+            "reference": str(rmask_path)}
+    if hands:
+        from .hands import detect
 
-
-def _mean(values) -> float:
-    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
-    if len(v) == 0:
-        return math.nan
-    v = v[~np.isnan(v)]  # NaN = not computable on that clip; inf (identical frames' PSNR) stays inf
-    return float(v.mean()) if len(v) else math.nan
+        clip.reference_hands, run.hand_detector = run.timed("hand_detection", detect, ref)
+        if "generated" in hands:
+            clip.generated_hands, run.hand_detector = run.timed("hand_detection", detect, gen)
+    return clip
 
 
 # ----------------------------------------------------------------------------- main
 
 
-def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None] = lambda m: None) -> dict:
-    """Run the requested metrics over clip pairs; returns the metrics.json document."""
-    import torch
-
-    unknown = set(opts.metrics) - set(METRIC_GROUPS)
+def _check(pairs: list[ClipPair], opts: EvalOptions) -> None:
+    choices = [g.name for g in REGISTRY if g.selectable]
+    unknown = set(opts.metrics) - set(choices)
     if unknown:
-        raise BadInputError(f"unknown metric(s): {', '.join(sorted(unknown))}",
-                            f"choose from: {', '.join(METRIC_GROUPS)}")
+        raise BadInputError(f"unknown metric(s): {', '.join(sorted(unknown))}", f"choose from: {', '.join(choices)}")
     if not pairs:
         raise BadInputError("no clip pairs to evaluate", "give --generated and --reference, or --pairs CSV")
-    from .fid import RESIZE_CONVENTIONS
+    for group in REGISTRY:
+        group.check_options(opts)
 
-    if opts.fid_resize not in RESIZE_CONVENTIONS:
-        raise BadInputError(f"unknown FID resize convention {opts.fid_resize!r}",
-                            f"choose from: {', '.join(RESIZE_CONVENTIONS)}")
-    found, missing = resolve_weights(opts)
-    if opts.strict:
-        hard = {g: e for g, e in missing.items() if g not in OPTIONAL_WEIGHTS}
-        if hard:
-            raise next(iter(hard.values()))
-    label = {"objects": "object_appearance_dino", "motion_smoothness": "motion_smoothness (AMT; the weight-free "
-             "flow variant is computed instead)"}
-    for g, e in missing.items():
-        log(f"{label.get(g, g)}: skipped, {e.message}")
-    want = set(opts.metrics)
+
+def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None] = lambda m: None) -> dict:
+    """Run the requested metric groups over clip pairs; returns the metrics.json document."""
+    _check(pairs, opts)
+    found, missing = _weights_or_skips(opts, log)
     t_start = time.perf_counter()
-    timing: dict[str, float] = {}
-
-    def timed(key, fn, *a, **k):
-        t0 = time.perf_counter()
-        try:
-            return fn(*a, **k)
-        finally:
-            timing[key] = timing.get(key, 0.0) + time.perf_counter() - t0
-
-    models: dict = {}
-    if "lpips" in found:
-        from .pixel import LPIPSAlex, lpips_lin_path
-
-        models["lpips"] = LPIPSAlex(found["lpips"], lpips_lin_path(opts.weights_dir), opts.device)
-    if "fid" in found:
-        from .fid import FIDFeatureExtractor
-
-        models["fid"] = FIDFeatureExtractor(found["fid"], opts.fid_resize, opts.device, opts.batch_size)
-    if "fvd" in found:
-        from .fvd import I3DFeatureExtractor
-
-        models["fvd"] = I3DFeatureExtractor(found["fvd"], opts.device)
-    dino_path = found.get("subject_consistency") or found.get("objects")
-    if dino_path is not None:
-        from .temporal import DinoFeatures
-
-        models["dino"] = DinoFeatures(dino_path, opts.device)
-    if "motion_smoothness" in found:
-        from .temporal import AMTInterpolator
-
-        models["amt"] = AMTInterpolator(found["motion_smoothness"], opts.device)
-
-    need_hands = "hands" in want or (opts.hoi_crop and want & {"psnr", "ssim"})
-    detector = None
+    run = EvalRun(opts, found, missing, log)
+    groups = [g(run) for g in REGISTRY if g.active(opts)]
+    for group in groups:
+        group.load()
+    hands = {side for g in groups for side in g.reads_hands}
+    order = [g for g in groups if g.computed_first] + [g for g in groups if not g.computed_first]
     clips: list[dict] = []
-    fid_g, fid_r, fvd_g, fvd_r, fvd_counts = [], [], [], [], []
     for k, pair in enumerate(pairs):
         log(f"[{k + 1}/{len(pairs)}] {pair.name}")
-        gen, ref, info = _load_pair(pair, opts, log)
-        T, H, W = ref.shape[:3]
-        m: dict[str, float] = {}
-        rec = {"name": pair.name, "generated": str(pair.generated), "reference": str(pair.reference), **info,
-               "metrics": m}
-        gmask_path, rmask_path = _find_mask(pair.generated_mask, pair.generated), _find_mask(pair.reference_mask, pair.reference)
-        gmasks = rmasks = None
-        if gmask_path is not None and rmask_path is not None:
-            from .objects import load_masks
+        clip = load_clip(pair, run, hands)
+        for group in order:
+            group.compute(clip)
+        clips.append(clip.record)
 
-            gmasks = load_masks(gmask_path, size=(W, H))[:T]
-            rmasks = load_masks(rmask_path, size=(W, H))[:T]
-            rec["masks"] = {"generated": str(gmask_path), "reference": str(rmask_path)}
-        elif rmask_path is not None:
-            from .objects import load_masks
+    report = Report(clips)
+    for group in groups:
+        group.aggregate(report)
+    return _document(report, run, time.perf_counter() - t_start)
 
-            rmasks = load_masks(rmask_path, size=(W, H))[:T]
-            rec["masks"] = {"reference": str(rmask_path)}
 
-        gdet = rdet = None
-        if need_hands:
-            from .hands import detect, hand_metrics
+def _weights_or_skips(opts: EvalOptions, log) -> tuple[dict[str, Path], dict[str, MissingWeightsError]]:
+    """`resolve_weights`; with ``strict`` a missing required file is an error, else each skip is logged."""
+    found, missing = resolve_weights(opts)
+    groups = {g.name: g for g in REGISTRY}
+    if opts.strict:
+        hard = {g: e for g, e in missing.items() if not groups[g].weights_optional}
+        if hard:
+            raise next(iter(hard.values()))
+    for name, exc in missing.items():
+        log(f"{groups[name].skip_label or name}: skipped, {exc.message}")
+    return found, missing
 
-            rdet, detector = timed("hand_detection", detect, ref)
-            if "hands" in want:
-                gdet, detector = timed("hand_detection", detect, gen)
-                hm = timed("hands", hand_metrics, gdet, rdet)
-                m.update({k2: v for k2, v in hm.items() if k2.startswith("hand_")})
-                rec["hand_counts"] = {k2: v for k2, v in hm.items() if k2.startswith("n_")}
-        from . import pixel
 
-        if "psnr" in want:
-            m["psnr"] = pixel.mean_psnr(timed("psnr", pixel.psnr_frames, gen, ref))
-        if "ssim" in want:
-            m["ssim"] = float(np.mean(timed("ssim", pixel.ssim_frames, gen, ref)))
-        if opts.hoi_crop and want & {"psnr", "ssim"}:
-            boxes = hoi_boxes(rdet, rmasks, T, H, W, opts.hoi_margin)
-            crops = list(pixel.crop_pairs(gen, ref, boxes))
-            rec["hoi_frames"] = len(crops)
-            if crops:
-                if "psnr" in want:
-                    m["psnr_hoi"] = float(np.mean([timed("psnr", pixel.psnr_frames, g, r)[0] for _, g, r in crops]))
-                if "ssim" in want:
-                    m["ssim_hoi"] = float(np.nanmean([timed("ssim", pixel.ssim_frame, g, r) for _, g, r in crops]))
-            else:
-                m["psnr_hoi"] = m["ssim_hoi"] = math.nan
-        if "lpips" in models:
-            m["lpips"] = float(np.mean(timed("lpips", models["lpips"], gen, ref)))
-        if "fid" in models:
-            fid_g.append(timed("fid", models["fid"], gen))
-            fid_r.append(timed("fid", models["fid"], ref))
-        if "fvd" in models:
-            fvd_g.append(timed("fvd", models["fvd"], [gen], opts.fvd_frames))
-            fvd_r.append(timed("fvd", models["fvd"], [ref], opts.fvd_frames))
-            fvd_counts.append(min(T, opts.fvd_frames))
-        if "subject_consistency" in want and "dino" in models:
-            from .temporal import subject_consistency_from_features
+def _document(report: Report, run: EvalRun, total_s: float) -> dict:
+    """The metrics.json document."""
+    from .. import __version__
 
-            m["subject_consistency"] = subject_consistency_from_features(timed("subject_consistency", models["dino"], gen))
-            if opts.reference_baselines:
-                m["subject_consistency_reference"] = subject_consistency_from_features(
-                    timed("subject_consistency", models["dino"], ref))
-        if "motion_smoothness" in want:
-            from . import temporal
+    return {
+        "schema": SCHEMA,
+        "hoi_version": __version__,
+        "n_clips": len(report.clips),
+        "metrics": {k: report.entries[k] for k in sorted(report.entries, key=_order)},
+        "clips": report.clips,
+        "hand_detector": run.hand_detector,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(run.opts).items()},
+        "weights": {g: str(p) for g, p in run.found.items()},
+        "versions": _versions(),
+        "timing_s": {k: round(v, 3) for k, v in run.timing.items()} | {"total": round(total_s, 3)},
+    }
 
-            if "amt" in models:
-                m["motion_smoothness"] = timed("motion_smoothness", temporal.motion_smoothness_amt, gen, models["amt"])
-            m["motion_smoothness_flow"] = timed("motion_smoothness_flow", temporal.motion_smoothness_flow, gen)
-            if opts.reference_baselines:
-                m["motion_smoothness_flow_reference"] = timed("motion_smoothness_flow",
-                                                              temporal.motion_smoothness_flow, ref)
-        if "objects" in want and gmasks is not None:
-            from . import objects
 
-            m["object_mask_iou"] = timed("objects", objects.mask_iou, gmasks, rmasks)["object_mask_iou"]
-            m["object_appearance_colour"] = timed("objects", objects.appearance_colour, gen, ref, gmasks, rmasks)
-            if "dino" in models:
-                m["object_appearance_dino"] = timed("objects", objects.appearance_dino, gen, ref, gmasks, rmasks,
-                                                    models["dino"])
-        clips.append(rec)
-
-    # ------------------------------------------------------------------ aggregate
-    out_metrics: dict[str, dict] = {}
-
-    def entry(name: str, value, **extra) -> dict:
-        unit, hib, definition = METRIC_INFO[name]
-        e = {"status": "ok", "value": value, "unit": unit, "higher_is_better": hib, "definition": definition}
-        e.update(extra)
-        out_metrics[name] = e
-        return e
-
-    per_clip_names = [n for n in METRIC_INFO if any(n in c["metrics"] for c in clips)]
-    for name in per_clip_names:
-        vals = [c["metrics"].get(name, math.nan) for c in clips]
-        n_ok = int(sum(1 for v in vals if v is not None and not math.isnan(v)))
-        e = entry(name, _mean(vals), n_clips=n_ok)
-        if n_ok == 0:
-            e["status"] = "not_computable"
-            e["reason"] = _why_nan(name)
-    if "psnr_hoi" in out_metrics:
-        src = "reference hand boxes (" + (detector or "?") + ")"
-        if any("masks" in c for c in clips):
-            src += " + reference object-mask boxes"
-        for n in ("psnr_hoi", "ssim_hoi"):
-            if n in out_metrics:
-                out_metrics[n]["boxes"] = src + f", margin {opts.hoi_margin:g} per side"
-    if "fid" in want:
-        if "fid" in models:
-            from .fid import fid_from_features
-
-            fg, fr = np.concatenate(fid_g), np.concatenate(fid_r)
-            conv = {"resize": opts.fid_resize, "features": "Inception-v3 pool3 (2048)",
-                    "weights": Path(found["fid"]).name, "n_frames_generated": len(fg), "n_frames_reference": len(fr)}
-            try:
-                entry("fid", timed("fid", fid_from_features, fg, fr), convention=conv)
-            except ValueError as exc:
-                entry("fid", None, convention=conv, status="not_computable", reason=str(exc))
-            if len(fg) < 2048:
-                out_metrics["fid"]["note"] = (f"{len(fg)} frames < 2048 features: covariance is rank-deficient, "
-                                              "FID is biased upwards; compare only at equal frame counts")
-        else:
-            out_metrics["fid"] = {**_skip_entry(missing["fid"]), "definition": METRIC_INFO["fid"][2]}
-    if "fvd" in want:
-        if "fvd" in models:
-            conv = {"frames_per_clip": opts.fvd_frames, "frames_used": sorted(set(fvd_counts)),
-                    "resolution": 224, "features": "I3D logits (400)", "weights": Path(found["fvd"]).name,
-                    "n_clips": len(fvd_g)}
-            if len(fvd_g) < 2:
-                entry("fvd", None, convention=conv, status="not_computable",
-                      reason="FVD needs at least 2 clip pairs (a covariance over clips)")
-            else:
-                from .fvd import fvd_from_features
-
-                entry("fvd", fvd_from_features(np.concatenate(fvd_g), np.concatenate(fvd_r)), convention=conv)
-        else:
-            out_metrics["fvd"] = {**_skip_entry(missing["fvd"]), "definition": METRIC_INFO["fvd"][2]}
-    for group, names in (("lpips", ["lpips"]), ("subject_consistency", ["subject_consistency"]),
-                         ("motion_smoothness", ["motion_smoothness"]), ("objects", ["object_appearance_dino"])):
-        if group in want and group in missing:
-            for n in names:
-                e = {**_skip_entry(missing[group]), "definition": METRIC_INFO[n][2]}
-                if group == "motion_smoothness":
-                    e["reason"] = "missing weights; the weight-free motion_smoothness_flow is reported instead"
-                out_metrics[n] = e
-    if "objects" in want and not any("object_mask_iou" in c["metrics"] for c in clips):
-        for n in ("object_mask_iou", "object_appearance_colour", "object_appearance_dino"):
-            if out_metrics.get(n, {}).get("status") != "skipped":
-                out_metrics[n] = {"status": "not_computable", "value": None, "definition": METRIC_INFO[n][2],
-                                  "reason": "object masks are needed for both clips (--generated-mask and "
-                                            "--reference-mask, CSV columns, or run folders with 03_segment)"}
-    if "motion_smoothness_flow" in out_metrics:
-        out_metrics["motion_smoothness_flow"]["variant"] = "weight-free Farneback optical-flow interpolation (not VBench's AMT)"
-    for n in [k for k in out_metrics if k.startswith("hand_")]:
-        out_metrics[n]["detector"] = detector
-
+def _versions() -> dict[str, str]:
     import platform
+
+    import torch
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__}
     try:
@@ -475,38 +280,12 @@ def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None
         versions["mediapipe"] = mediapipe.__version__
     except Exception:  # pragma: no cover
         pass
-    from .. import __version__
-
-    doc = {
-        "schema": SCHEMA,
-        "hoi_version": __version__,
-        "n_clips": len(clips),
-        "metrics": {k: out_metrics[k] for k in sorted(out_metrics, key=_order)},
-        "clips": [_jsonable_clip(c) for c in clips],
-        "hand_detector": detector,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-        "weights": {g: str(p) for g, p in found.items()},
-        "versions": versions,
-        "timing_s": {k: round(v, 3) for k, v in timing.items()} | {"total": round(time.perf_counter() - t_start, 3)},
-    }
-    return doc
-
-
-def _why_nan(name: str) -> str:
-    if name.startswith("hand_"):
-        return "no hands detected in the reference (or none matched)"
-    if name.endswith("_hoi"):
-        return "no hand or object box in the reference frames"
-    return "not computable on these clips (too few frames or empty masks)"
+    return versions
 
 
 def _order(name: str) -> int:
-    keys = list(METRIC_INFO)
+    keys = list(metric_info())
     return keys.index(name) if name in keys else len(keys)
-
-
-def _jsonable_clip(c: dict) -> dict:
-    return {k: v for k, v in c.items()}
 
 
 def _clean(x):
@@ -542,7 +321,7 @@ def write_outputs(doc: dict, out_dir: str | Path) -> dict[str, Path]:
         tmp = out / ".metrics.json.tmp"
         tmp.write_text(to_json(doc) + "\n")
         os.replace(tmp, mj)
-        names = [n for n in METRIC_INFO if any(n in c["metrics"] for c in doc["clips"])]
+        names = [n for n in metric_info() if any(n in c["metrics"] for c in doc["clips"])]
         pc = out / "per_clip.csv"
         tmp = out / ".per_clip.csv.tmp"
         with tmp.open("w", newline="") as fh:

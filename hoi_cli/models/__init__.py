@@ -14,7 +14,8 @@ from __future__ import annotations
 
 _EXPORTS = {
     "ModelConfig": "config", "make_config": "config", "HOIVideoDiT": "dit",
-    "sample_video": "flow", "training_losses": "flow", "load_checkpoint": "checkpoint",
+    "sample_video": "flow", "training_losses": "flow", "WindowedSampler": "flow",
+    "FlowMatchEulerScheduler": "scheduler", "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint", "EMA": "checkpoint", "LatentCodec": "vae",
 }
 __all__ = sorted(_EXPORTS)

@@ -31,6 +31,12 @@ Tokens and attention:
     for the reference tokens when ``head_sliding_rope``; with ``rope3d`` off, fixed 3D
     sin-cos embeddings are added instead (the reference at t = 0).
 
+Forward, in named steps (each a method, each output typed):
+    `guided_input` (latent + additive guidance) -> `embed_tokens` (`TokenSequence`) ->
+    `positions` (RoPE angles, or sin-cos added) -> `regions` (`Regions`) -> `attention_mask`
+    -> `cross_context` (`CrossContext`) -> `timestep_conditioning` -> `run_blocks`
+    (`BlockOutputs`) -> final layer and unpatchify (velocity; structure velocity in ``aux``).
+
 Shapes:
     ``x (B, T, C, h, w)`` noisy latent at flow time ``t (B,)`` in [0, 1] (1 = noise);
     condition maps ``(B, T, C_k, H', W')`` at any resolution (resized to ``(h, w)``);
@@ -40,6 +46,7 @@ Shapes:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -87,6 +94,50 @@ def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Te
     return scores.softmax(-1) * any_key
 
 
+# ------------------------------------------------------------------ typed intermediates of the forward
+@dataclass
+class TokenSequence:
+    """The joint sequence ``[video (n) | reference (r) | structure (s)]`` fed to the blocks."""
+
+    tokens: torch.Tensor  # (B, n + r + s, dim)
+    n: int
+    r: int
+    s: int
+    video_positions: torch.Tensor  # (n, 3) as (t, y, x)
+    reference_positions: torch.Tensor | None  # (heads, r, 3)
+    ref_keep: torch.Tensor | None  # (B,) bool: the reference is visible (False: CFG's unconditional branch)
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        return self.n, self.r, self.s
+
+
+@dataclass
+class Regions:
+    """Per-video-token fractions of the hand and object masks, ``(B, n)`` each (zeros if absent)."""
+
+    hand: torch.Tensor
+    object: torch.Tensor
+
+
+@dataclass
+class CrossContext:
+    """What the video tokens cross-attend to: MLO tokens first, then the memory banks."""
+
+    tokens: torch.Tensor  # (B, M, dim)
+    mask: torch.Tensor  # (B, n, M) bool: which of them each video token may read
+    n_mlo: int  # the first n_mlo tokens are MLO tokens (RoPE'd against the video grid)
+    q_angles: torch.Tensor | None  # RoPE angles of the video queries / MLO keys, with rope3d
+    k_angles: torch.Tensor | None
+
+
+@dataclass
+class BlockOutputs:
+    tokens: torch.Tensor  # the sequence after the last block
+    router_logits: list[torch.Tensor]  # per MoE block, (B, n)
+    attn: list[torch.Tensor]  # per block, (B, heads, L, L), with return_attn
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -123,7 +174,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, c_vid: torch.Tensor, c_ref: torch.Tensor, c_struct: torch.Tensor,
                 sizes: tuple[int, int, int], angles: torch.Tensor | None, attn_mask: torch.Tensor | None,
-                ctx: dict[str, Any] | None, return_attn: bool = False):
+                ctx: CrossContext | None, return_attn: bool = False):
         n, r, s = sizes
         mods = [self.ada(F.silu(c_vid)).unsqueeze(1).expand(-1, n, -1)]
         if r:
@@ -131,9 +182,17 @@ class Block(nn.Module):
         if s:
             mods.append(self.ada_struct(F.silu(c_struct)).unsqueeze(1).expand(-1, s, -1))
         shift1, scale1, gate1, shift2, scale2, gate2 = torch.cat(mods, 1).chunk(6, dim=-1)
+        out, weights = self._self_attention(modulate(self.norm1(x), shift1, scale1), angles, attn_mask, return_attn)
+        x = x + gate1 * self.proj(out)
+        if self.has_cross and ctx is not None and ctx.tokens is not None:
+            x = torch.cat([x[:, :n] + self._cross_attention(x[:, :n], ctx), x[:, n:]], 1)
+        f, logit = self._feed_forward(modulate(self.norm2(x), shift2, scale2), n)
+        x = x + gate2 * f
+        return x, logit, weights
 
-        # joint self-attention
-        h = modulate(self.norm1(x), shift1, scale1)
+    def _self_attention(self, h: torch.Tensor, angles: torch.Tensor | None, attn_mask: torch.Tensor | None,
+                        return_attn: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Joint self-attention over the whole sequence; the weights too with ``return_attn``."""
         q, k, v = self.qkv(h).chunk(3, dim=-1)
         q, k, v = self.q_norm(self._heads(q)), self.k_norm(self._heads(k)), self._heads(v)
         if angles is not None:
@@ -146,40 +205,33 @@ class Block(nn.Module):
             out = weights @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = out.transpose(1, 2).flatten(2)
-        x = x + gate1 * self.proj(out)
+        return out.transpose(1, 2).flatten(2), weights
 
-        # cross-attention of video tokens to MLO tokens and memory banks
-        if self.has_cross and ctx is not None and ctx["tokens"] is not None:
-            xv = x[:, :n]
-            qc = self.cq_norm(self._heads(self.cq(self.norm_c(xv))))
-            kc, vc = self.ckv(ctx["tokens"]).chunk(2, dim=-1)
-            kc, vc = self.ck_norm(self._heads(kc)), self._heads(vc)
-            m = ctx["n_mlo"]
-            scale = 1.0 / math.sqrt(qc.shape[-1])
-            parts = []
-            if m:
-                qr, kr = qc, kc[:, :, :m]
-                if ctx["q_angles"] is not None:
-                    qr, kr = apply_rope(qc, ctx["q_angles"]), apply_rope(kr, ctx["k_angles"])
-                parts.append(qr @ kr.transpose(-1, -2))
-            if kc.shape[2] > m:
-                parts.append(qc @ kc[:, :, m:].transpose(-1, -2))
-            scores = torch.cat(parts, -1) * scale
-            p = _masked_softmax(scores, ctx["mask"].unsqueeze(1))
-            xc = (p.to(vc.dtype) @ vc).transpose(1, 2).flatten(2)
-            x = torch.cat([xv + self.cproj(xc), x[:, n:]], 1)
+    def _cross_attention(self, xv: torch.Tensor, ctx: CrossContext) -> torch.Tensor:
+        """The video tokens' update from MLO tokens and memory banks (zero where a token reads none)."""
+        qc = self.cq_norm(self._heads(self.cq(self.norm_c(xv))))
+        kc, vc = self.ckv(ctx.tokens).chunk(2, dim=-1)
+        kc, vc = self.ck_norm(self._heads(kc)), self._heads(vc)
+        m = ctx.n_mlo
+        scale = 1.0 / math.sqrt(qc.shape[-1])
+        parts = []
+        if m:
+            qr, kr = qc, kc[:, :, :m]
+            if ctx.q_angles is not None:
+                qr, kr = apply_rope(qc, ctx.q_angles), apply_rope(kr, ctx.k_angles)
+            parts.append(qr @ kr.transpose(-1, -2))
+        if kc.shape[2] > m:
+            parts.append(qc @ kc[:, :, m:].transpose(-1, -2))
+        scores = torch.cat(parts, -1) * scale
+        p = _masked_softmax(scores, ctx.mask.unsqueeze(1))
+        return self.cproj((p.to(vc.dtype) @ vc).transpose(1, 2).flatten(2))
 
-        # feed-forward (hand/base MoE or plain)
-        h = modulate(self.norm2(x), shift2, scale2)
-        logit = None
-        if self.moe:
-            f, logit = self.ffn(h)
-            logit = logit[:, :n]
-        else:
-            f = self.ffn(h)
-        x = x + gate2 * f
-        return x, logit, weights
+    def _feed_forward(self, h: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Hand/base MoE (with its router logits over the video tokens) or a plain feed-forward."""
+        if not self.moe:
+            return self.ffn(h), None
+        f, logit = self.ffn(h)
+        return f, logit[:, :n]
 
 
 class FinalLayer(nn.Module):
@@ -281,17 +333,32 @@ class HOIVideoDiT(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict | None = None,
                 ref_keep: torch.Tensor | None = None, structure_noisy: torch.Tensor | None = None,
                 return_aux: bool = False, return_attn: bool = False):
-        cfg = self.config
         cond = cond or {}
         b, nt, c, h, w = x.shape
-        hw = (h, w)
-        dev = x.device
-        p = cfg.patch_size
-        th, tw = h // p, w // p
         if t.ndim == 0:
             t = t.expand(b)
+        seq = self.embed_tokens(self.guided_input(x, cond), cond, ref_keep, structure_noisy)
+        angles = self.positions(seq)
+        regions = self.regions(cond, nt, (h, w), b, x.device)
+        attn_mask = self.attention_mask(seq, regions)
+        ctx = self.cross_context(cond, seq, regions, (h, w), x.dtype)
+        c_vid, c_ref = self.timestep_conditioning(t, seq.tokens.dtype)
+        out = self.run_blocks(seq, c_vid, c_ref, angles, attn_mask, ctx, return_attn)
+        n, r, s = seq.sizes
+        v = self._unpatchify(self.final(out.tokens[:, :n], c_vid), nt, h, w, c)
+        if not return_aux:
+            return v
+        aux: dict[str, Any] = dict(router_logits=out.router_logits, hand_fraction=regions.hand,
+                                   object_fraction=regions.object, attn=out.attn, sizes=seq.sizes,
+                                   attn_mask=attn_mask)
+        if s:
+            aux["structure_velocity"] = self._unpatchify(self.struct_final(out.tokens[:, n + r:], c_vid), nt, h, w,
+                                                         self.config.structure_channels)
+        return v, aux
 
-        # additive guidance on the noisy input
+    def guided_input(self, x: torch.Tensor, cond: dict) -> torch.Tensor:
+        """The noisy latent plus the additive guidance (layout encoder, hand render, MLO pose guider)."""
+        cfg, hw = self.config, x.shape[-2:]
         inp = x
         if cfg.layout_encoder:
             inp = inp + self.layout_encoder(resize_maps(self._cond(cond, "layout", "layout_encoder"), hw).to(x.dtype))
@@ -300,102 +367,123 @@ class HOIVideoDiT(nn.Module):
                 resize_maps(self._cond(cond, "hand_render", "hand_render_guidance"), hw).to(x.dtype))
         if cfg.mlo_guider:
             inp = inp + self.mlo_guider(resize_maps(self._cond(cond, "mlo_normals", "mlo_guider"), hw).to(x.dtype))
+        return inp
+
+    def embed_tokens(self, inp: torch.Tensor, cond: dict, ref_keep: torch.Tensor | None,
+                     structure_noisy: torch.Tensor | None) -> TokenSequence:
+        """Video tokens, then reference tokens (same patch embedding), then structure tokens (training only)."""
+        cfg = self.config
+        b, nt, _, h, w = inp.shape
+        dev = inp.device
+        p = cfg.patch_size
+        th, tw = h // p, w // p
         tokens = [self._patchify(inp, self.patch_embed)]
         n = tokens[0].shape[1]
-        vid_pos = grid_positions(nt, th, tw, device=dev)  # (N, 3)
-
-        # reference tokens (same patch embedding, same blocks)
         r = 0
         ref = cond.get("reference_latent") if cfg.ref_tokens else None
         if cfg.ref_tokens and ref is None:
             raise ValueError("condition 'reference_latent' is required by ref_tokens but was not given")
         if ref is not None:
-            rt = self._patchify(ref.unsqueeze(1).to(x.dtype), self.patch_embed) + self.ref_type
+            rt = self._patchify(ref.unsqueeze(1).to(inp.dtype), self.patch_embed) + self.ref_type
             r = rt.shape[1]
             tokens.append(rt)
             if ref_keep is None:
                 ref_keep = torch.ones(b, dtype=torch.bool, device=dev)
-
-        # structure tokens (training only)
         s = 0
         if structure_noisy is not None:
             if not cfg.structure_stream:
                 raise ValueError("structure_noisy given but structure_stream is off")
-            st = self._patchify(resize_maps(structure_noisy, hw).to(x.dtype), self.struct_embed) + self.struct_type
+            st = self._patchify(resize_maps(structure_noisy, (h, w)).to(inp.dtype), self.struct_embed) + self.struct_type
             s = st.shape[1]
             tokens.append(st)
-        xs = torch.cat(tokens, 1)
-
-        # positions
         ref_pos = reference_positions(th, tw, cfg.heads, nt, cfg.head_sliding_rope, device=dev) if r else None
-        angles = None
+        return TokenSequence(torch.cat(tokens, 1), n, r, s, grid_positions(nt, th, tw, device=dev), ref_pos, ref_keep)
+
+    def positions(self, seq: TokenSequence) -> torch.Tensor | None:
+        """3D RoPE angles ``(H or 1, L, D/2)``; without rope3d, sin-cos embeddings added to ``seq.tokens``."""
+        cfg = self.config
+        vid_pos, ref_pos = seq.video_positions, seq.reference_positions
         if cfg.rope3d:
             pos = [vid_pos.unsqueeze(0).expand(cfg.heads, -1, -1)]
-            if r:
+            if seq.r:
                 pos.append(ref_pos)
-            if s:
+            if seq.s:
                 pos.append(vid_pos.unsqueeze(0).expand(cfg.heads, -1, -1))
-            angles = rope_angles(torch.cat(pos, 1), cfg.head_dim, cfg.rope_theta)  # (H, L, D/2)
-            if not cfg.head_sliding_rope:
-                angles = angles[:1]
-        else:
-            pe = [sincos_3d(vid_pos, cfg.dim)]
+            angles = rope_angles(torch.cat(pos, 1), cfg.head_dim, cfg.rope_theta)
+            return angles if cfg.head_sliding_rope else angles[:1]
+        pe = [sincos_3d(vid_pos, cfg.dim)]
+        if seq.r:
+            pe.append(sincos_3d(ref_pos[0], cfg.dim))
+        if seq.s:
+            pe.append(sincos_3d(vid_pos, cfg.dim))
+        seq.tokens = seq.tokens + torch.cat(pe, 0).to(seq.tokens.dtype)
+        return None
+
+    def regions(self, cond: dict, t: int, hw: tuple[int, int], batch: int, device) -> Regions:
+        frac = self.region_fractions(cond, t, hw, batch, device)
+        return Regions(frac["hand_mask"], frac["object_mask"])
+
+    def attention_mask(self, seq: TokenSequence, regions: Regions) -> torch.Tensor | None:
+        """The joint self-attention mask ``(B, L, L)`` of the module docstring's table (None: video only)."""
+        n, r, s = seq.sizes
+        if not (r or s):
+            return None
+        cfg = self.config
+        b, L = seq.tokens.shape[0], n + r + s
+        attn_mask = torch.zeros(b, L, L, dtype=torch.bool, device=seq.tokens.device)
+        attn_mask[:, :n, :n] = True
+        if r:
+            allow = seq.ref_keep.view(b, 1).expand(b, n)
+            if cfg.ref_gate:
+                allow = allow & (torch.maximum(regions.hand, regions.object) > cfg.gate_threshold)
+            attn_mask[:, :n, n:n + r] = allow.unsqueeze(-1)
+            attn_mask[:, n:n + r, n:n + r] = True
+        if s:
+            attn_mask[:, n + r:, :n] = True
+            attn_mask[:, n + r:, n + r:] = True
             if r:
-                pe.append(sincos_3d(ref_pos[0], cfg.dim))
-            if s:
-                pe.append(sincos_3d(vid_pos, cfg.dim))
-            xs = xs + torch.cat(pe, 0).to(xs.dtype)
+                attn_mask[:, n + r:, n:n + r] = seq.ref_keep.view(b, 1, 1)
+        return attn_mask
 
-        # region fractions and masks
-        frac = self.region_fractions(cond, nt, hw, b, dev)
-        inside = torch.maximum(frac["hand_mask"], frac["object_mask"]) > cfg.gate_threshold  # (B, N)
-        attn_mask = None
-        if r or s:
-            L = n + r + s
-            attn_mask = torch.zeros(b, L, L, dtype=torch.bool, device=dev)
-            attn_mask[:, :n, :n] = True
-            if r:
-                allow = ref_keep.view(b, 1).expand(b, n)
-                if cfg.ref_gate:
-                    allow = allow & inside
-                attn_mask[:, :n, n:n + r] = allow.unsqueeze(-1)
-                attn_mask[:, n:n + r, n:n + r] = True
-            if s:
-                attn_mask[:, n + r:, :n] = True
-                attn_mask[:, n + r:, n + r:] = True
-                if r:
-                    attn_mask[:, n + r:, n:n + r] = ref_keep.view(b, 1, 1)
+    def cross_context(self, cond: dict, seq: TokenSequence, regions: Regions, hw: tuple[int, int],
+                      dtype) -> CrossContext | None:
+        """MLO tokens (everywhere) and memory banks (hand bank inside the hand, object bank inside the object)."""
+        cfg = self.config
+        if not (cfg.mlo_tokens or cfg.memory_banks):
+            return None
+        b, n, dev = seq.tokens.shape[0], seq.n, seq.tokens.device
+        ctx_tokens, cmask, n_mlo, q_ang, k_ang = [], [], 0, None, None
+        if cfg.mlo_tokens:
+            mlo = torch.cat([self._cond(cond, "mlo_normals", "mlo_tokens"),
+                             self._cond(cond, "mlo_occlusion", "mlo_tokens")], 2)
+            mt, (mt_t, mh, mw) = self.mlo_tokenizer(resize_maps(mlo, hw).to(dtype))
+            n_mlo = mt.shape[1]
+            ctx_tokens.append(mt)
+            cmask.append(torch.ones(b, n, n_mlo, dtype=torch.bool, device=dev))
+            if cfg.rope3d:
+                q_ang = rope_angles(seq.video_positions, cfg.head_dim, cfg.rope_theta)
+                k_ang = rope_angles(grid_positions(mt_t, mh, mw, cfg.mlo_token_stride, device=dev),
+                                    cfg.head_dim, cfg.rope_theta)
+        if cfg.memory_banks:
+            m = cfg.memory_size
+            ctx_tokens.append(self.memory(b).to(dtype))
+            hand_in = (regions.hand > cfg.gate_threshold).unsqueeze(-1).expand(b, n, m)
+            obj_in = (regions.object > cfg.gate_threshold).unsqueeze(-1).expand(b, n, m)
+            cmask += [hand_in, obj_in]
+        return CrossContext(torch.cat(ctx_tokens, 1), torch.cat(cmask, -1), n_mlo, q_ang, k_ang)
 
-        # cross-attention context
-        ctx = None
-        if cfg.mlo_tokens or cfg.memory_banks:
-            ctx_tokens, cmask, n_mlo, q_ang, k_ang = [], [], 0, None, None
-            if cfg.mlo_tokens:
-                mlo = torch.cat([self._cond(cond, "mlo_normals", "mlo_tokens"),
-                                 self._cond(cond, "mlo_occlusion", "mlo_tokens")], 2)
-                mt, (mt_t, mh, mw) = self.mlo_tokenizer(resize_maps(mlo, hw).to(x.dtype))
-                n_mlo = mt.shape[1]
-                ctx_tokens.append(mt)
-                cmask.append(torch.ones(b, n, n_mlo, dtype=torch.bool, device=dev))
-                if cfg.rope3d:
-                    q_ang = rope_angles(vid_pos, cfg.head_dim, cfg.rope_theta)
-                    k_ang = rope_angles(grid_positions(mt_t, mh, mw, cfg.mlo_token_stride, device=dev),
-                                        cfg.head_dim, cfg.rope_theta)
-            if cfg.memory_banks:
-                m = cfg.memory_size
-                ctx_tokens.append(self.memory(b).to(x.dtype))
-                hand_in = (frac["hand_mask"] > cfg.gate_threshold).unsqueeze(-1).expand(b, n, m)
-                obj_in = (frac["object_mask"] > cfg.gate_threshold).unsqueeze(-1).expand(b, n, m)
-                cmask += [hand_in, obj_in]
-            ctx = dict(tokens=torch.cat(ctx_tokens, 1), mask=torch.cat(cmask, -1), n_mlo=n_mlo,
-                       q_angles=q_ang, k_angles=k_ang)
+    def timestep_conditioning(self, t: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """adaLN conditioning vectors: the video's flow time, and time 0 for the clean reference."""
+        c_vid = self.t_embed(timestep_embedding(t, 256).to(dtype))
+        c_ref = self.t_embed(timestep_embedding(torch.zeros_like(t), 256).to(dtype))
+        return c_vid, c_ref
 
-        # conditioning vectors
-        c_vid = self.t_embed(timestep_embedding(t, 256).to(xs.dtype))
-        c_ref = self.t_embed(timestep_embedding(torch.zeros_like(t), 256).to(xs.dtype))
+    def run_blocks(self, seq: TokenSequence, c_vid: torch.Tensor, c_ref: torch.Tensor, angles: torch.Tensor | None,
+                   attn_mask: torch.Tensor | None, ctx: CrossContext | None, return_attn: bool) -> BlockOutputs:
+        xs = seq.tokens
         router_logits, attns = [], []
         for blk in self.blocks:
-            args = (xs, c_vid, c_ref, c_vid, (n, r, s), angles, attn_mask, ctx, return_attn)
+            args = (xs, c_vid, c_ref, c_vid, seq.sizes, angles, attn_mask, ctx, return_attn)
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 xs, logit, wts = checkpoint(blk, *args, use_reentrant=False)
             else:
@@ -404,17 +492,7 @@ class HOIVideoDiT(nn.Module):
                 router_logits.append(logit)
             if wts is not None:
                 attns.append(wts)
-
-        v = self._unpatchify(self.final(xs[:, :n], c_vid), nt, h, w, c)
-        if not return_aux:
-            return v
-        aux: dict[str, Any] = dict(router_logits=router_logits, hand_fraction=frac["hand_mask"],
-                                   object_fraction=frac["object_mask"], attn=attns,
-                                   sizes=(n, r, s), attn_mask=attn_mask)
-        if s:
-            aux["structure_velocity"] = self._unpatchify(self.struct_final(xs[:, n + r:], c_vid), nt, h, w,
-                                                         cfg.structure_channels)
-        return v, aux
+        return BlockOutputs(xs, router_logits, attns)
 
 
 def build_model(cfg: ModelConfig) -> HOIVideoDiT:

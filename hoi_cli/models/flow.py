@@ -20,6 +20,7 @@ overlaps (MultiDiffusion-style), so that overlapping frames share noise and traj
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .conditioning import resize_maps, router_loss
+from .scheduler import FlowMatchEulerScheduler
 from .vae import LatentCodec
 
 # Keys of a batch (see hoi_cli.train.dataset) that are per-frame maps (B, T, C, H, W).
@@ -134,13 +136,125 @@ def _ramp(window: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
     return w
 
 
-def _velocity(model, xw, tvec, cond, b, guidance, use_cfg):
+def guided_velocity(model, x: torch.Tensor, t: torch.Tensor, cond: dict, guidance: float,
+                    use_cfg: bool) -> torch.Tensor:
+    """The model's velocity; with ``use_cfg``, ``v_uncond + guidance * (v_cond - v_uncond)`` where the
+    unconditional branch drops the reference tokens (one batched call for both branches)."""
     if not use_cfg:
-        return model(xw, tvec, cond).float()
+        return model(x, t, cond).float()
+    b = x.shape[0]
     cond2 = {k: torch.cat([v, v]) for k, v in cond.items()}
-    keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(xw.device)
-    vc, vu = model(torch.cat([xw, xw]), torch.cat([tvec, tvec]), cond2, ref_keep=keep).float().chunk(2)
+    keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(x.device)
+    vc, vu = model(torch.cat([x, x]), torch.cat([t, t]), cond2, ref_keep=keep).float().chunk(2)
     return vu + guidance * (vc - vu)
+
+
+class WindowedSampler:
+    """Integrates a clip of any length with a model of ``window`` frames, driven by a scheduler.
+
+    At every step each window (`window_starts`) reads its slice of the one current latent and its
+    slice of the per-frame conditions; the windows' velocities are blended with linear ramps over
+    the ``overlap`` frames (MultiDiffusion-style) and the scheduler takes one step on the blend.
+    """
+
+    def __init__(self, model, scheduler: FlowMatchEulerScheduler, window: int, overlap: int,
+                 guidance: float = 3.0, amp: bool = True):
+        self.model, self.scheduler = model, scheduler
+        self.window, self.overlap = window, min(overlap, window - 1)
+        self.guidance, self.amp = guidance, amp
+
+    def velocity(self, x: torch.Tensor, t: float, frame_conditions: dict,
+                 reference_latent: torch.Tensor | None) -> torch.Tensor:
+        """The blended velocity ``(B, T, C, h, w)`` of every window at time ``t``."""
+        b, total, dev = x.shape[0], x.shape[1], x.device
+        starts = window_starts(total, self.window, self.overlap)
+        use_cfg = reference_latent is not None and self.guidance != 1.0
+        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.amp and dev.type == "cuda" \
+            else contextlib.nullcontext
+        acc = torch.zeros_like(x)
+        wsum = torch.zeros(total, device=dev)
+        for j, s0 in enumerate(starts):
+            sl = slice(s0, min(s0 + self.window, total))
+            xw = x[:, sl]
+            cond = {k: v[:, sl] for k, v in frame_conditions.items()}
+            if reference_latent is not None:
+                cond["reference_latent"] = reference_latent
+            tvec = torch.full((b,), t, device=dev)
+            with autocast():
+                v = guided_velocity(self.model, xw, tvec, cond, self.guidance, use_cfg)
+            ww = _ramp(xw.shape[1], self.overlap if len(starts) > 1 else 0, j == 0, j == len(starts) - 1).to(dev)
+            acc[:, sl] += v.float() * ww.view(1, -1, 1, 1, 1)
+            wsum[sl] += ww
+        return acc / wsum.view(1, -1, 1, 1, 1)
+
+    def __call__(self, x: torch.Tensor, frame_conditions: dict, reference_latent: torch.Tensor | None,
+                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Integrate ``x`` (at the scheduler's start time) down to ``t = 0``."""
+        sched = self.scheduler
+        n_steps = sched.num_steps
+        for i in range(n_steps):
+            v = self.velocity(x, float(sched.sigmas[i]), frame_conditions, reference_latent)
+            x = sched.step(v, i, x)
+            if progress is not None:
+                progress(i + 1, n_steps)
+        return x
+
+
+@dataclass
+class SamplingInputs:
+    """`sample_video`'s inputs as tensors at the model's resolution, batched."""
+
+    conditions: dict
+    init_video: torch.Tensor | None
+    input_hw: tuple[int, int] | None  # the callers' frame size (to resize back to)
+    unbatched: bool
+    frames: int
+    batch: int
+
+
+def _as_tensor(v):
+    return torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v
+
+
+def _resize_to(k: str, v, res: tuple[int, int]):
+    """A per-frame map (area) or the reference image (bilinear) at ``res``; anything else as it is."""
+    if not torch.is_tensor(v) or tuple(v.shape[-2:]) == res:
+        return v
+    if k in MAP_KEYS:
+        return resize_maps(v.float(), res)
+    if k == "reference":
+        return F.interpolate(v.float(), size=res, mode="bilinear", align_corners=False)
+    return v
+
+
+def _resize_video(video: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """``(B, T, C, H, W)`` resized bilinearly to ``hw``."""
+    b, t = video.shape[:2]
+    return F.interpolate(video.flatten(0, 1).float(), size=hw, mode="bilinear",
+                         align_corners=False).unflatten(0, (b, t))
+
+
+def prepare_inputs(conditions: dict, init_video, resolution: tuple[int, int]) -> SamplingInputs:
+    """Numpy to tensors, a batch axis where the reference has none, maps and images resized to
+    ``resolution`` (area for maps, bilinear for images)."""
+    conditions = {k: _as_tensor(v) for k, v in conditions.items()}
+    init_video = _as_tensor(init_video)
+    unbatched = conditions.get("reference") is not None and conditions["reference"].ndim == 3
+    if unbatched:
+        conditions = {k: (v.unsqueeze(0) if torch.is_tensor(v) else v) for k, v in conditions.items()}
+        init_video = init_video.unsqueeze(0) if init_video is not None else None
+    res = tuple(resolution)
+    frames = [v for v in conditions.values() if torch.is_tensor(v) and v.ndim >= 4]  # batched, with a size
+    in_hw = tuple(frames[0].shape[-2:]) if frames else None
+    conditions = {k: _resize_to(k, v, res) for k, v in conditions.items()}
+    if init_video is None:
+        return SamplingInputs(conditions, None, in_hw, unbatched, _frames_of(conditions),
+                              frames[0].shape[0] if frames else 1)
+    in_hw = in_hw or tuple(init_video.shape[-2:])
+    if tuple(init_video.shape[-2:]) != res:
+        init_video = _resize_video(init_video, res)
+    return SamplingInputs(conditions, init_video, in_hw, unbatched, init_video.shape[1],
+                          frames[0].shape[0] if frames else init_video.shape[0])
 
 
 @torch.no_grad()
@@ -149,10 +263,10 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
                  codec: LatentCodec | None = None, window: int | None = None, overlap: int | None = None,
                  device: str | torch.device | None = None, resolution: tuple[int, int] | None = None,
                  resize_back: bool = True, amp: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                 progress: Callable[[int, int], None] | None = None, shift: float = 1.0) -> torch.Tensor:
     """Sample a video ``(B, T, 3, H, W)`` in [-1, 1] (or ``(T, 3, H, W)`` for unbatched inputs).
 
-    ``conditions`` holds the batch keys of `hoi_cli.train.dataset` (pixel space, any T):
+    ``conditions`` holds the batch keys of `hoi_cli.conditions` (pixel space, any T):
     ``reference (B,3,H,W)``, ``layout``, ``hand_mask``, ``object_mask``, ``hand_render``,
     ``mlo_normals``, ``mlo_occlusion`` as the model's switches need them (``structure`` is
     ignored: the structure stream is dropped at inference). ``init_video (B,T,3,H,W)`` with
@@ -164,95 +278,42 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
     are resized to it (area for maps, bilinear for images) and, with ``resize_back``, the
     output is resized back to the input size. ``window``/``overlap`` default to the model's
     ``num_frames`` and half of it. On CUDA with ``amp`` the network runs under bf16 autocast
-    (the state and the Euler update stay float32).
+    (the state and the Euler update stay float32). ``shift``: the scheduler's time shift
+    (`FlowMatchEulerScheduler`; 1 = the uniform grid the models are trained for).
+
+    The steps: `prepare_inputs`; noise for the whole clip from ``seed`` on the CPU; the
+    scheduler's grid (and the SDEdit start); `WindowedSampler` down to ``t = 0``; decode.
     """
     cfg = model.config
     codec = codec or getattr(model, "codec", None) or LatentCodec()
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
-    conditions = {k: (torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v)
-                  for k, v in conditions.items()}
-    if isinstance(init_video, np.ndarray):
-        init_video = torch.from_numpy(init_video)
-    unbatched = conditions.get("reference") is not None and conditions["reference"].ndim == 3
-    if unbatched:
-        conditions = {k: (v.unsqueeze(0) if torch.is_tensor(v) else v) for k, v in conditions.items()}
-        if init_video is not None:
-            init_video = init_video.unsqueeze(0)
-    # run at the model's resolution
-    in_hw = None
     res = tuple(resolution) if resolution else (cfg.height, cfg.width)
-    for k, v in list(conditions.items()):
-        if not torch.is_tensor(v):
-            continue
-        if in_hw is None and v.ndim >= 4:
-            in_hw = tuple(v.shape[-2:])
-        if k in MAP_KEYS and tuple(v.shape[-2:]) != res:
-            conditions[k] = resize_maps(v.float(), res)
-        elif k == "reference" and tuple(v.shape[-2:]) != res:
-            conditions[k] = F.interpolate(v.float(), size=res, mode="bilinear", align_corners=False)
-    if init_video is not None:
-        in_hw = in_hw or tuple(init_video.shape[-2:])
-        if tuple(init_video.shape[-2:]) != res:
-            b0, t0 = init_video.shape[:2]
-            init_video = F.interpolate(init_video.flatten(0, 1).float(), size=res, mode="bilinear",
-                                       align_corners=False).unflatten(0, (b0, t0))
-    total = _frames_of(conditions) if init_video is None else init_video.shape[1]
-    b = next((v.shape[0] for v in conditions.values() if torch.is_tensor(v) and v.ndim >= 4),
-             init_video.shape[0] if init_video is not None else 1)
-    h, w = res[0] // cfg.vae_downsample, res[1] // cfg.vae_downsample
-    ref = conditions.get("reference")
-    shape = (b, total, cfg.latent_channels, h, w)
+    inputs = prepare_inputs(conditions, init_video, res)
     gen = torch.Generator().manual_seed(int(seed))
+    shape = (inputs.batch, inputs.frames, cfg.latent_channels, res[0] // cfg.vae_downsample, res[1] // cfg.vae_downsample)
     noise = torch.randn(shape, generator=gen).to(dev)
 
-    strength = float(min(max(strength, 0.0), 1.0))
-    if init_video is not None and strength < 1.0:
-        x0 = codec.encode(init_video.to(dev).float())
-        x = (1 - strength) * x0 + strength * noise
-        n_steps = max(1, round(steps * strength))
-        t_start = strength
-    else:
-        x, n_steps, t_start = noise, steps, 1.0
-    def finish(lat: torch.Tensor) -> torch.Tensor:
-        video = codec.decode(lat).clamp(-1, 1)
-        if resize_back and in_hw is not None and tuple(video.shape[-2:]) != in_hw:
-            bb, tt = video.shape[:2]
-            video = F.interpolate(video.flatten(0, 1), size=in_hw, mode="bilinear",
-                                  align_corners=False).unflatten(0, (bb, tt)).clamp(-1, 1)
-        return video[0] if unbatched else video
+    scheduler = FlowMatchEulerScheduler(shift)
+    sdedit = inputs.init_video is not None and float(min(max(strength, 0.0), 1.0)) < 1.0
+    scheduler.set_timesteps(steps, strength if sdedit else 1.0)
+    x = scheduler.add_noise(codec.encode(inputs.init_video.to(dev).float()), noise) if sdedit else noise
+    if scheduler.num_steps:
+        win = window or cfg.num_frames
+        sampler = WindowedSampler(model, scheduler, win, overlap if overlap is not None else win // 2, guidance, amp)
+        frame_conditions = {k: v.to(dev) for k, v in inputs.conditions.items() if torch.is_tensor(v) and k in MAP_KEYS}
+        x = sampler(x, frame_conditions, _reference_latent(inputs, codec, cfg.ref_tokens, dev), progress)
+    return _decode(x, inputs, codec, resize_back)
 
-    if t_start <= 0:
-        return finish(x)
-    ts = torch.linspace(t_start, 0.0, n_steps + 1)
 
-    win = window or cfg.num_frames
-    ov = overlap if overlap is not None else win // 2
-    ov = min(ov, win - 1)
-    starts = window_starts(total, win, ov)
-    frames_cond = {k: v.to(dev) for k, v in conditions.items() if torch.is_tensor(v) and k in MAP_KEYS}
-    ref_lat = codec.encode_images(ref.to(dev).float()) if ref is not None and cfg.ref_tokens else None
-    use_cfg = cfg.ref_tokens and ref_lat is not None and guidance != 1.0
+def _reference_latent(inputs: SamplingInputs, codec: LatentCodec, ref_tokens: bool, dev) -> torch.Tensor | None:
+    ref = inputs.conditions.get("reference")
+    return codec.encode_images(ref.to(dev).float()) if ref is not None and ref_tokens else None
 
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp and dev.type == "cuda" \
-        else contextlib.nullcontext
-    for i in range(n_steps):
-        t_cur, t_next = float(ts[i]), float(ts[i + 1])
-        acc = torch.zeros_like(x)
-        wsum = torch.zeros(total, device=dev)
-        for j, s0 in enumerate(starts):
-            sl = slice(s0, min(s0 + win, total))
-            xw = x[:, sl]
-            cond = {k: v[:, sl] for k, v in frames_cond.items()}
-            if ref_lat is not None:
-                cond["reference_latent"] = ref_lat
-            tvec = torch.full((b,), t_cur, device=dev)
-            with autocast():
-                v = _velocity(model, xw, tvec, cond, b, guidance, use_cfg)
-            ww = _ramp(xw.shape[1], ov if len(starts) > 1 else 0, j == 0, j == len(starts) - 1).to(dev)
-            acc[:, sl] += v.float() * ww.view(1, -1, 1, 1, 1)
-            wsum[sl] += ww
-        x = x + (t_next - t_cur) * (acc / wsum.view(1, -1, 1, 1, 1)).to(x.dtype)
-        if progress is not None:
-            progress(i + 1, n_steps)
-    return finish(x)
+
+def _decode(x: torch.Tensor, inputs: SamplingInputs, codec: LatentCodec, resize_back: bool) -> torch.Tensor:
+    """Pixels in [-1, 1], back at the callers' size with ``resize_back``, unbatched where the inputs were."""
+    video = codec.decode(x).clamp(-1, 1)
+    if resize_back and inputs.input_hw is not None and tuple(video.shape[-2:]) != inputs.input_hw:
+        video = _resize_video(video, inputs.input_hw).clamp(-1, 1)
+    return video[0] if inputs.unbatched else video

@@ -35,159 +35,27 @@ written last). A condition whose stage is missing is all zeros; the dataset rais
 `BadInputError` up front if the model configuration requires it
 (`ModelConfig.required_conditions`).
 
-Every file is read through its stage's own loader (``load_frames``, ``load_detections``,
-``load_masks``, ``load_mlo``, ``load_silhouette``, ``load_layout``), once per run, and
-turned into float maps at the training resolution by one ``read_*`` function per
-condition below; nothing here parses a stage's files itself.
+The conditions are built by `hoi_cli.conditions` (the module sampling uses too): every file
+is read through its stage's own loader, once per run, and turned into float maps at the
+training resolution by one ``read_*`` function per condition; nothing here parses a stage's
+files itself.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..conventions import MLO_LAYERS, box_from_mask, decode_normals
+from ..conditions import (HAND_RENDER_CHANNELS, N_MLO, STRUCTURE_CHANNELS, available_conditions, check_model_channels,
+                          check_required, frame_paths, reference_crop, run_conditions, window_maps)
+from ..conditions import rasterize_boxes  # noqa: F401  (kept importable from here)
 from ..errors import BadInputError
-from ..stages import detect as detect_stage
-from ..stages import frames as frames_stage
 from ..stages import layout as layout_stage
 from ..stages import mlo as mlo_stage
-from ..stages import segment as segment_stage
 from ..stages import silhouette as silhouette_stage
-
-N_MLO = len(MLO_LAYERS)
-HAND_RENDER_CHANNELS = 2  # left-hand shading, right-hand shading
-STRUCTURE_CHANNELS = 3  # 05_silhouette RGB
-
-# Which stage provides each condition (for error messages).
-CONDITION_STAGES = {
-    "video": "00_frames", "reference": "01_detect or 03_segment", "layout": "06_layout or 01_detect",
-    "hand_mask": "03_segment", "object_mask": "03_segment", "hand_render": "05_silhouette",
-    "structure": "05_silhouette", "mlo_normals": "04_mlo", "mlo_occlusion": "04_mlo",
-}
-
-
-def stage_done(run: Path, name: str) -> bool:
-    """A stage folder is complete when its manifest exists (DESIGN.md, "The run folder")."""
-    return (Path(run) / name / "manifest.json").exists()
-
-
-# ------------------------------------------------------------------ readers (one per condition)
-def read_meta(run: Path) -> dict:
-    return frames_stage.load_meta(run)
-
-
-def frame_paths(run: Path) -> list[Path]:
-    paths = frames_stage.frame_paths(run)
-    if not paths:
-        raise BadInputError(f"{run} has no frames in 00_frames/frames", "run `hoi preprocess` on it first")
-    return paths
-
-
-def read_frames(run: Path, indices: list[int] | None = None) -> np.ndarray:
-    """RGB uint8 ``(T, H0, W0, 3)`` from 00_frames."""
-    return frames_stage.load_frames(run, indices)
-
-
-def read_detections(run: Path) -> dict | None:
-    """``hand_boxes_square (T,2,4)`` and ``object_boxes (T,4)`` xyxy px (NaN = missing), or None."""
-    if not stage_done(run, detect_stage.NAME):
-        return None
-    det = detect_stage.load_detections(run)
-    return {k: np.asarray(det[k], np.float32) for k in ("hand_boxes_square", "object_boxes") if k in det}
-
-
-def read_masks(run: Path) -> dict | None:
-    """``hand``, ``object`` bool ``(T, H0, W0)`` from 03_segment, or None."""
-    if not stage_done(run, segment_stage.NAME):
-        return None
-    return segment_stage.load_masks(run)
-
-
-def read_layout(run: Path, hw: tuple[int, int]) -> np.ndarray | None:
-    """06_layout's maps ``(T, 3, h, w)`` in [0, 1] ([left, right, object]), or None."""
-    if not stage_done(run, layout_stage.NAME):
-        return None
-    lay = layout_stage.load_layout(run)["layout"].astype(np.float32) / 255.0
-    return _resize_stack(lay, hw)
-
-
-def read_silhouette(run: Path, hw: tuple[int, int]) -> dict | None:
-    """``hand_render (T, 2, h, w)`` and ``structure (T, 3, h, w)`` in [0, 1] from 05_silhouette, or None.
-
-    05_silhouette draws the hands grey (shaded by how much they face the camera) and the
-    object over them in a flat colour, with ``labels`` 1 = left hand, 2 = right hand. The hand
-    render keeps the grey of each hand in its own channel (hand pixels hidden by the object
-    mask are not in 05_silhouette's output, so they are 0 here too); the structure is the RGB.
-    """
-    if not stage_done(run, silhouette_stage.NAME):
-        return None
-    sil = silhouette_stage.load_silhouette(run)
-    rgb = sil["structure"].astype(np.float32) / 255.0  # (T, H, W, 3)
-    labels = sil["labels"]
-    grey = rgb[..., 0]
-    render = np.stack([np.where(labels == 1, grey, 0.0), np.where(labels == 2, grey, 0.0)], 1)
-    return {"hand_render": _resize_stack(render.astype(np.float32), hw),
-            "structure": _resize_stack(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)), hw)}
-
-
-def read_mlo(run: Path, hw: tuple[int, int], n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """MLO ``normals (T, 3L, h, w)`` in [-1, 1] and ``occlusion (T, L, h, w)`` in [0, 1], or None.
-
-    Read frame by frame through `hoi_cli.stages.mlo.load_mlo` (a whole clip of dense 13-layer
-    maps at the working resolution would not fit comfortably in memory) and resized at once.
-    A pixel where a layer is absent has normal code (0, 0, 0) on disk; it becomes 0 here (not
-    the -1 that decoding the code gives), and its confidence is 0.
-    """
-    if not stage_done(run, mlo_stage.NAME):
-        return None
-    n = len(mlo_stage.frame_files(run))
-    if n_frames is not None and n != n_frames:
-        raise BadInputError(f"{run.name}: 04_mlo has {n} frames, 00_frames {n_frames}", "rerun 04_mlo (hoi preprocess)")
-    normals, occ = [], []
-    for t in range(n):
-        f = mlo_stage.load_mlo(run, frames=[t])
-        code = f["normals"][0]  # (L, H, W, 3) uint8
-        if code.shape[0] != N_MLO:
-            raise BadInputError(f"{run.name}: 04_mlo has {code.shape[0]} layers, expected {N_MLO}",
-                                "rerun 04_mlo with this version (hoi preprocess --force 04_mlo)")
-        covered = (code != 0).any(-1, keepdims=True)
-        nrm = np.where(covered, decode_normals(code), 0.0).astype(np.float32)  # (L, H, W, 3)
-        nrm = np.ascontiguousarray(nrm.transpose(0, 3, 1, 2)).reshape(N_MLO * 3, *code.shape[1:3])
-        normals.append(_resize_stack(nrm[None], hw)[0])
-        occ.append(_resize_stack(f["confidence"][0][None].astype(np.float32) / 255.0, hw)[0])
-    return np.stack(normals), np.stack(occ)
-
-
-# ------------------------------------------------------------------ helpers
-def rasterize_boxes(boxes: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
-    """Binary maps ``(T, K, h, w)`` of xyxy boxes ``(T, K, 4)`` in source px (NaN -> empty)."""
-    t, k = boxes.shape[:2]
-    sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
-    ys = (np.arange(dst_hw[0]) + 0.5)[:, None]
-    xs = (np.arange(dst_hw[1]) + 0.5)[None, :]
-    out = np.zeros((t, k, *dst_hw), dtype=np.float32)
-    for i in range(t):
-        for j in range(k):
-            b = boxes[i, j]
-            if not np.isfinite(b).all():
-                continue
-            x0, y0, x1, y1 = b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy
-            out[i, j] = ((xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)).astype(np.float32)
-    return out
-
-
-def _resize_stack(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Resize ``(T, C, H0, W0)`` float maps to ``(T, C, h, w)`` (area when shrinking)."""
-    t, c = a.shape[:2]
-    interp = cv2.INTER_AREA if a.shape[-2] >= hw[0] else cv2.INTER_LINEAR
-    flat = a.reshape(t * c, *a.shape[-2:])
-    out = np.stack([cv2.resize(m, (hw[1], hw[0]), interpolation=interp) for m in flat])
-    return out.reshape(t, c, *hw).astype(np.float32)
 
 
 class HOIRunDataset(Dataset):
@@ -201,12 +69,7 @@ class HOIRunDataset(Dataset):
         self.runs = [Path(r) for r in runs]
         if not self.runs:
             raise BadInputError("no run folders given", "pass one or more runs/<clip-id> folders")
-        for name, got, want in (("hand_render_channels", hand_render_channels, HAND_RENDER_CHANNELS),
-                                ("structure_channels", structure_channels, STRUCTURE_CHANNELS),
-                                ("mlo_layers", mlo_layers, N_MLO)):
-            if got != want:
-                raise BadInputError(f"the model expects {name} = {got}; the run folders give {want}",
-                                    "train a new model with this version's config (hoi train)")
+        check_model_channels(hand_render_channels, structure_channels, mlo_layers)
         self.T, self.hw = num_frames, (height, width)
         self.stride, self.seed, self.margin = frame_stride, seed, ref_margin
         self.epoch = 0
@@ -222,12 +85,8 @@ class HOIRunDataset(Dataset):
                 raise BadInputError(f"{run} has {n} frames; a window needs {span}",
                                     "use fewer --frames or a smaller --frame-stride")
             self.items += [(ri, s) for s in range(0, n - span + 1, step)]
-            self.available[run] = self._available(run)
-            missing = set(required) - self.available[run]
-            if missing:
-                detail = ", ".join(f"{k} (from {CONDITION_STAGES.get(k, '?')})" for k in sorted(missing))
-                raise BadInputError(f"{run.name} lacks conditions the model requires: {detail}",
-                                    "run those stages with `hoi preprocess`, or pick a --system that does not need them")
+            self.available[run] = available_conditions(run)
+            check_required(run, self.available[run], required)
         self._cache: dict[int, dict] = {}
 
     @classmethod
@@ -238,23 +97,6 @@ class HOIRunDataset(Dataset):
         return cls(runs, height=cfg.height, width=cfg.width, hand_render_channels=cfg.hand_render_channels,
                    structure_channels=cfg.structure_channels, mlo_layers=cfg.mlo_layers, **kwargs)
 
-    @staticmethod
-    def _available(run: Path) -> set[str]:
-        have = {"video"}
-        det = stage_done(run, detect_stage.NAME)
-        seg = stage_done(run, segment_stage.NAME)
-        if det or seg:
-            have.add("reference")
-        if det or stage_done(run, layout_stage.NAME):
-            have.add("layout")
-        if seg:
-            have |= {"hand_mask", "object_mask"}
-        if stage_done(run, silhouette_stage.NAME):
-            have |= {"hand_render", "structure"}
-        if stage_done(run, mlo_stage.NAME):
-            have |= {"mlo_normals", "mlo_occlusion"}
-        return have
-
     def __len__(self) -> int:
         return len(self.items)
 
@@ -263,99 +105,17 @@ class HOIRunDataset(Dataset):
         self.epoch = epoch
 
     def _run_data(self, ri: int) -> dict:
-        if ri in self._cache:
-            return self._cache[ri]
-        run = self.runs[ri]
-        frames = read_frames(run)
-        n = len(frames)
-        src_hw = frames.shape[1:3]
-        h, w = self.hw
-        video = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
-        d: dict = {"n": n, "src_hw": src_hw, "frames": frames,
-                   "video": video.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0}
-        det = read_detections(run)
-        masks = read_masks(run)
-        d["det"], d["masks_full"] = det, masks
-
-        def check(name: str, a: np.ndarray) -> np.ndarray:
-            if a.shape[0] != n:
-                raise BadInputError(f"{run.name}: {name} has {a.shape[0]} frames, 00_frames {n}",
-                                    "rerun the stages (hoi preprocess); they are out of date")
-            return a
-
-        layout = read_layout(run, self.hw)
-        if layout is not None:
-            d["layout"] = check("06_layout", layout)
-        elif det is not None and "hand_boxes_square" in det and "object_boxes" in det:
-            boxes = np.concatenate([det["hand_boxes_square"], det["object_boxes"][:, None]], 1)
-            d["layout"] = check("01_detect", rasterize_boxes(boxes, src_hw, self.hw))
-        if masks is not None:
-            for k in ("hand", "object"):
-                d[f"{k}_mask"] = check("03_segment", _resize_stack(masks[k][:, None].astype(np.float32), self.hw))
-        sil = read_silhouette(run, self.hw)
-        if sil is not None:
-            d["hand_render"] = check("05_silhouette", sil["hand_render"])
-            d["structure"] = sil["structure"]
-        mlo = read_mlo(run, self.hw, n)
-        if mlo is not None:
-            d["mlo_normals"], d["mlo_occlusion"] = mlo
-        self._cache[ri] = d
-        return d
-
-    def _object_box(self, d: dict, i: int) -> np.ndarray | None:
-        if d["masks_full"] is not None and d["masks_full"]["object"][i].any():
-            return box_from_mask(d["masks_full"]["object"][i])
-        if d["det"] is not None:
-            b = d["det"]["object_boxes"][i]
-            if np.isfinite(b).all() and b[2] > b[0] and b[3] > b[1]:
-                return b
-        return None
-
-    def _reference(self, d: dict, window: list[int], rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-        h, w = self.hw
-        outside = [i for i in range(d["n"]) if i not in set(window)]
-        for pool in (outside, list(window)):
-            cands = [i for i in pool if self._object_box(d, i) is not None]
-            if cands:
-                i = int(rng.choice(cands))
-                break
-        else:
-            return np.zeros((3, h, w), np.float32), False
-        box = self._object_box(d, i)
-        img = d["frames"][i].astype(np.float32)
-        if d["masks_full"] is not None and d["masks_full"]["object"][i].any():
-            img = np.where(d["masks_full"]["object"][i][..., None], img, 255.0)
-        H0, W0 = d["src_hw"]
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        side = max(box[2] - box[0], box[3] - box[1]) * (1 + 2 * self.margin)
-        x0, y0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
-        s = max(2, int(np.ceil(side)))
-        canvas = np.full((s, s, 3), 255.0, np.float32)  # pad outside the frame with white
-        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(W0, x0 + s), min(H0, y0 + s)
-        canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = img[sy0:sy1, sx0:sx1]
-        crop = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
-        return crop.transpose(2, 0, 1) / 127.5 - 1.0, True
+        if ri not in self._cache:
+            self._cache[ri] = run_conditions(self.runs[ri], self.hw)
+        return self._cache[ri]
 
     def __getitem__(self, idx: int) -> dict:
         ri, start = self.items[idx]
         d = self._run_data(ri)
         window = list(range(start, start + self.T * self.stride, self.stride))
         rng = np.random.default_rng([self.seed, self.epoch, idx])
-        T, (h, w) = self.T, self.hw
-        zeros = lambda c: np.zeros((T, c, h, w), np.float32)  # noqa: E731
-        ref, ref_ok = self._reference(d, window, rng)
-        item = {
-            "video": d["video"][window],
-            "reference": ref.astype(np.float32),
-            "reference_valid": np.bool_(ref_ok),
-            "layout": d["layout"][window] if "layout" in d else zeros(3),
-            "hand_mask": d["hand_mask"][window] if "hand_mask" in d else zeros(1),
-            "object_mask": d["object_mask"][window] if "object_mask" in d else zeros(1),
-            "hand_render": d["hand_render"][window] if "hand_render" in d else zeros(HAND_RENDER_CHANNELS),
-            "structure": d["structure"][window] if "structure" in d else zeros(STRUCTURE_CHANNELS),
-            "mlo_normals": d["mlo_normals"][window] if "mlo_normals" in d else zeros(3 * N_MLO),
-            "mlo_occlusion": d["mlo_occlusion"][window] if "mlo_occlusion" in d else zeros(N_MLO),
-            "start": np.int64(start),
-        }
+        ref, ref_ok = reference_crop(d, window, rng, self.hw, self.margin)
+        item = {"video": d["video"][window], "reference": ref.astype(np.float32), "reference_valid": np.bool_(ref_ok),
+                **window_maps(d, window, self.hw), "start": np.int64(start)}
         return {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else torch.tensor(v)
                 for k, v in item.items()}

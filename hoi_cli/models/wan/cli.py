@@ -100,12 +100,12 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
 
     from ...conventions import box_from_mask
     from ...stages.base import resolve_device
-    from ...train.dataset import rasterize_boxes
+    from ...conditions import rasterize_boxes
+    from ...conditions import square_reference as _square_reference
     from ...video import write_video
     from ..wan.dataset import WanRunDataset
     from .sample import sample_clip
     from .train import load_wan_checkpoint, resolve_wan_checkpoint
-    from ...generate.diffusion import _square_reference
     from ...generate.layout import adjust_layout
 
     if not opts.checkpoint:

@@ -29,6 +29,7 @@ See `hoi_cli.detect.hands` and `hoi_cli.detect.objects` for the methods.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,12 +158,12 @@ def _working_prompts(p: Params, mapping: PromptFrame, notes: list[str]) -> dict:
 
 
 def run(ctx: StageContext) -> dict:
-    from .frames import load_frames, load_meta
+    from . import frames as frames_stage
 
-    ctx.input_dir("00_frames")
     p: Params = ctx.params
-    meta = load_meta(ctx.run_dir)
-    frames = load_frames(ctx.run_dir)
+    source = ctx.read(frames_stage)
+    meta = source.meta
+    frames = source.load()
     arrays, summary = detect(frames, p, progress=ctx.progress, clip_name=ctx.run_dir.name, meta=meta)
     np.savez_compressed(ctx.out_dir / "detections.npz", **arrays)
     if p.preview:
@@ -176,9 +177,35 @@ def run(ctx: StageContext) -> dict:
     return summary
 
 
-def load_detections(run_dir: str | Path) -> dict[str, np.ndarray]:
+class Detections(dict):
+    """The arrays of ``detections.npz`` (a dict), and ``prompts``: the one record of the user's
+    prompts as this stage used them, in working pixels and working frame indices (its
+    manifest's ``summary.prompts_working``: ``{"object": {"box", "point", "frame"}, "hands":
+    [...]}``, each only where given; {} in automatic mode)."""
+
+    def __init__(self, arrays: dict, prompts: dict | None = None):
+        super().__init__(arrays)
+        self.prompts = dict(prompts or {})
+
+    @property
+    def object_prompt(self) -> dict | None:
+        """``{"box", "point", "frame"}`` of the user's object prompt, or None without one."""
+        return self.prompts.get("object") or None
+
+
+def load_prompts(run_dir: str | Path) -> dict:
+    """The prompt record of a run's 01_detect (`Detections.prompts`); {} without a manifest or prompt."""
+    try:
+        manifest = json.loads((Path(run_dir) / NAME / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict((manifest.get("summary") or {}).get("prompts_working") or {})
+
+
+def load_detections(run_dir: str | Path) -> Detections:
     """The arrays of ``01_detect/detections.npz`` (contract keys; ``object_seed`` unpacked to
-    bool ``(T,H,W)`` where present; ``hand_box_only`` all False for runs made before it existed)."""
+    bool ``(T,H,W)`` where present; ``hand_box_only`` all False for runs made before it existed),
+    with the prompt record (`Detections.prompts`)."""
     path = Path(run_dir) / NAME / "detections.npz"
     if not path.exists():
         raise BadInputError(f"no detections in {run_dir} ({path} missing)", "run `hoi preprocess` through 01_detect")
@@ -190,4 +217,7 @@ def load_detections(run_dir: str | Path) -> dict[str, np.ndarray]:
         from ..conventions import unpack_masks
 
         out["object_seed"] = unpack_masks(out["object_seed"], out.pop("object_seed_shape"))
-    return out
+    return Detections(out, load_prompts(run_dir))
+
+
+load = load_detections  # the stage's loader (`StageContext.read`)

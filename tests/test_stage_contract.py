@@ -1,0 +1,184 @@
+"""The stage contract: a stage reads only the stages it declares (with its parameters), through
+its context and the owning stage's loader, and goes stale when any of them reruns."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hoi_cli import pipeline as pl
+from hoi_cli.render.testing import make_synthetic_run
+from hoi_cli.stages import detect, frames, genhoi, hands, layout, mlo, segment, silhouette
+from hoi_cli.stages.base import RunReader, StageContext, UndeclaredInputError, stage_dependencies
+from hoi_cli.store import RunStore
+
+T, H, W = 4, 64, 96
+
+
+@pytest.fixture
+def run(tmp_path) -> Path:
+    """00_frames..03_segment in the real formats, with manifests (`hoi_cli.render.testing`)."""
+    run = tmp_path / "run"
+    make_synthetic_run(run, n_frames=T, width=W, height=H, object_radius_px=12.0)
+    return run
+
+
+# ---------------------------------------------------------------- the door
+def test_reading_an_undeclared_stage_is_refused(run, tmp_path):
+    ctx = StageContext(run, tmp_path, layout.Params())  # the stage is the module of its Params
+    assert ctx.stage is layout and ctx.depends_on == ("00_frames", "01_detect")
+    assert ctx.read(detect)["object_boxes"].shape == (T, 4)  # the owning loader's arrays
+    for attempt in (lambda: ctx.read(segment), lambda: ctx.path(segment, "masks.npz"),
+                    lambda: ctx.input_dir("03_segment"), lambda: ctx.read("03_segment")):
+        with pytest.raises(UndeclaredInputError, match=r"06_layout reads 03_segment but declares only "
+                                                       r"\(00_frames, 01_detect\)"):
+            attempt()
+    masked = StageContext(run, tmp_path, layout.Params(object_box_from="mask"))
+    assert masked.read(segment)["object"].shape == (T, H, W)
+    assert masked.path(segment, "masks.npz") == run / "03_segment" / "masks.npz"
+
+
+def test_a_declared_stage_that_has_not_run_is_a_bad_input_not_a_crash(run, tmp_path):
+    from hoi_cli.errors import BadInputError
+
+    ctx = StageContext(run, tmp_path, genhoi.Params())
+    (run / "03_segment" / "manifest.json").unlink()
+    with pytest.raises(BadInputError, match="stage 03_segment has not been run"):
+        ctx.read(segment)
+    assert ctx.read(segment, optional=True) is None
+
+
+def test_every_stage_module_has_one_loader_that_the_reader_calls(run):
+    reader = RunReader(run)
+    for name in pl.STAGES:
+        assert callable(pl.get_stage(name).load), name
+    assert reader.read(frames).meta["n_frames"] == T and reader.read(frames).load([1]).shape == (1, H, W, 3)
+    assert reader.read(hands)["slot_faces"].shape[0] == 2  # filled in for runs made before it existed
+    assert reader.read(layout, optional=True) is None and not reader.has(layout)
+
+
+# ---------------------------------------------------------------- reads, audited
+class _OpenedPaths:
+    """Run-folder stage names of the files and folders opened while ``active`` (a process-wide
+    audit hook: it sees raw ``open``/``np.load``/``glob`` reads that bypass the context too)."""
+
+    hook_installed = False
+    current: "_OpenedPaths | None" = None
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = str(run_dir.resolve())
+        self.stages: set[str] = set()
+        if not _OpenedPaths.hook_installed:
+            sys.addaudithook(_OpenedPaths._hook)
+            _OpenedPaths.hook_installed = True
+
+    @staticmethod
+    def _hook(event: str, args: tuple) -> None:
+        me = _OpenedPaths.current
+        if me is None or event not in ("open", "os.listdir", "os.scandir") or not args:
+            return
+        path = args[0]
+        if isinstance(path, int) or path is None:
+            return
+        path = str(Path(path).resolve()) if not str(path).startswith("/") else str(path)
+        if path.startswith(me.run_dir + "/"):
+            top = path[len(me.run_dir) + 1:].split("/")[0]
+            if top in pl.STAGES:
+                me.stages.add(top)
+
+
+def _audited(stage: types.ModuleType, seen: dict[str, set[str]], run_dir: Path) -> types.SimpleNamespace:
+    """``stage`` with its ``run`` wrapped to record the stage folders it opens."""
+    def run(ctx):
+        rec = _OpenedPaths(run_dir)
+        _OpenedPaths.current = rec
+        try:
+            return stage.run(ctx)
+        finally:
+            _OpenedPaths.current = None
+            seen[stage.NAME] = rec.stages
+
+    attrs = {k: getattr(stage, k) for k in ("NAME", "VERSION", "DEPENDS_ON", "Params", "depends_on", "model_files")
+             if hasattr(stage, k)}
+    return types.SimpleNamespace(**attrs, run=run)
+
+
+def test_every_stage_reads_only_what_it_declares(run):
+    """Each real stage, run by the store on a tiny run, opens no stage folder it does not declare
+    (with its parameters); 06_layout in both object modes."""
+    steps = [(detect, detect.Params(preview=False, object_auto=False, redetect=False)),
+             (hands, hands.Params(iters=5, preview=False)),
+             (segment, segment.Params(preview=False)),
+             (mlo, mlo.Params(workers=1)),
+             (silhouette, silhouette.Params(write_video=False)),
+             (layout, layout.Params(write_video=False)),
+             (layout, layout.Params(object_box_from="mask", write_video=False)),
+             (genhoi, genhoi.Params())]
+    seen: dict[str, set[str]] = {}
+    with RunStore(run) as store:
+        for stage, params in steps:
+            store.run_stage(_audited(stage, seen, run), params)
+            declared = set(stage_dependencies(stage, params))
+            assert seen[stage.NAME] - {stage.NAME}, f"{stage.NAME} read no upstream stage"
+            assert seen[stage.NAME] <= declared, (f"{stage.NAME} read {sorted(seen[stage.NAME] - declared)} "
+                                                  f"without declaring it (declares {sorted(declared)})")
+    assert "03_segment" in seen["06_layout"]  # the last 06_layout run was the mask mode
+
+
+def test_the_audit_catches_a_raw_read_of_an_undeclared_stage(run):
+    """The check above can fail: a stage that opens 03_segment's file itself is caught."""
+    def sneaky_run(ctx):
+        with np.load(ctx.run_dir / "03_segment" / "masks.npz") as z:
+            (ctx.out_dir / "n.txt").write_text(str(len(z.files)))
+        return {}
+
+    sneaky = types.SimpleNamespace(NAME="06_layout", VERSION="x", DEPENDS_ON=("00_frames", "01_detect"),
+                                   Params=layout.Params, run=sneaky_run)
+    seen: dict[str, set[str]] = {}
+    with RunStore(run) as store:
+        store.run_stage(_audited(sneaky, seen, run), layout.Params())
+    assert seen["06_layout"] == {"03_segment"}
+
+
+# ---------------------------------------------------------------- dependencies that follow the params
+def test_layout_mask_mode_selects_and_fingerprints_03_segment():
+    assert stage_dependencies(layout, layout.Params()) == ("00_frames", "01_detect")
+    assert stage_dependencies(layout, layout.Params(object_box_from="mask")) == ("00_frames", "01_detect",
+                                                                                 "03_segment")
+    recipe = pl.load_recipe("rehold")  # 00_frames, 01_detect, 02_hands, 06_layout
+    plain, _ = pl.select_stages(recipe.stages, params_of=lambda s: pl.resolve_params(s, recipe, {}))
+    assert "03_segment" not in plain
+    sets = {"06_layout": {"object_box_from": "mask"}}
+    masked, _ = pl.select_stages(recipe.stages, params_of=lambda s: pl.resolve_params(s, recipe, sets))
+    assert masked == ["00_frames", "01_detect", "02_hands", "03_segment", "06_layout"]
+
+
+def test_layout_from_masks_goes_stale_when_03_segment_reruns(run):
+    """The stale-cache bug of issue 15: 06_layout with object_box_from = "mask" stayed "ok" after
+    03_segment reran. Now its fingerprint covers 03_segment, for the store and `hoi status`."""
+    p = layout.Params(object_box_from="mask", write_video=False)
+    with RunStore(run) as store:
+        made = store.run_stage(layout, p)
+        assert set(made["inputs"]["upstream"]) == {"00_frames", "01_detect", "03_segment"}
+        assert store.state(layout, p).status == "ok"
+        before = store.manifest("03_segment")["output_digest"]
+        store.run_stage(segment, segment.Params(preview=False))  # GrabCut replaces the synthetic masks
+        assert store.manifest("03_segment")["output_digest"] != before
+        state = store.state(layout, p)
+        assert state.status == "stale" and "upstream 03_segment changed" in state.reason
+        # the detect mode does not read the masks: a 03_segment rerun leaves it alone
+        plain = layout.Params(write_video=False)
+        store.run_stage(layout, plain)
+        store.run_stage(segment, segment.Params(preview=True))
+        assert store.state(layout, plain).status == "ok"
+        store.run_stage(layout, p)
+    status = pl.run_status(run)  # `hoi status`: each stage judged with its recorded parameters
+    assert status["06_layout"]["status"] == "ok"
+    with RunStore(run) as store:
+        store.run_stage(segment, segment.Params(preview=False))
+    status = pl.run_status(run)
+    assert status["06_layout"] == {"status": "stale", "reason": "upstream 03_segment changed"}

@@ -59,6 +59,11 @@ def test_every_stage_module_has_one_loader_that_the_reader_calls(run):
     assert reader.read(frames).meta["n_frames"] == T and reader.read(frames).load([1]).shape == (1, H, W, 3)
     assert reader.read(hands)["slot_faces"].shape[0] == 2  # filled in for runs made before it existed
     assert reader.read(layout, optional=True) is None and not reader.has(layout)
+    from hoi_cli.metrics.objects import load_masks  # `hoi eval` on a run folder: the same loader
+
+    masks = reader.read(segment)
+    assert masks["object"].any() and (load_masks(run) == masks["object"]).all()
+    assert (load_masks(run, key="hand") == masks["hand"]).all()
 
 
 # ---------------------------------------------------------------- reads, audited
@@ -182,3 +187,28 @@ def test_layout_from_masks_goes_stale_when_03_segment_reruns(run):
         store.run_stage(segment, segment.Params(preview=False))
     status = pl.run_status(run)
     assert status["06_layout"] == {"status": "stale", "reason": "upstream 03_segment changed"}
+
+
+# ---------------------------------------------------------------- 01_detect's prompt record
+def test_03_segment_takes_the_object_prompt_from_01_detect_record_for_every_backend(run):
+    """One record (01_detect's ``prompts_working``, on the detections its loader returns) tells
+    03_segment's mask propagation and its SAM 2 prompt where the user's object prompt is."""
+    from hoi_cli.stages.detect import Detections
+
+    arrays = {"object_boxes": np.tile(np.array([10, 10, 40, 30], np.float32), (T, 1)),
+              "object_score": np.full(T, 0.8, np.float32)}
+    arrays["object_score"][2] = 1.0
+    prompted = Detections(arrays, {"object": {"box": [11, 12, 39, 29], "point": None, "frame": 1}})
+    assert segment.prompt_frame(prompted) == 1  # the record, not the score
+    assert segment._sam2_prompt(prompted) == {"object_box": [11, 12, 39, 29], "object_point": None,
+                                              "object_frame": 1}
+    automatic = Detections(arrays, {})
+    assert segment.prompt_frame(automatic) is None and segment._sam2_prompt(automatic) == {}
+    assert segment.prompt_frame(dict(arrays)) == 2  # hand-made arrays without a record: by the score
+    # through the loader: the record of the run's 01_detect manifest
+    with RunStore(run) as store:
+        store.run_stage(detect, detect.Params(preview=False, object_auto=False, redetect=False,
+                                              object_box=(30, 20, 60, 44), object_frame=2))
+    det = RunReader(run).read(detect)
+    assert det.object_prompt == {"box": [30.0, 20.0, 60.0, 44.0], "point": None, "frame": 2}
+    assert segment.prompt_frame(det) == 2 and np.flatnonzero(det["object_score"] == 1.0).tolist() == [2]

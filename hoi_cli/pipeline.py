@@ -119,8 +119,8 @@ def with_dependencies(stages: list[str], params_of: Callable[[str], Any] | None 
     return [s for s in STAGES if s in needed]
 
 
-def select_stages(recipe_stages: list[str], *, from_stage: str | None = None,
-                  until: str | None = None, params_of: Callable[[str], Any] | None = None) -> tuple[list[str], set[str]]:
+def select_stages(recipe_stages: list[str], *, from_stage: str | None = None, until: str | None = None,
+                  params_of: Callable[[str], Any] | None = None) -> tuple[list[str], set[str]]:
     """Stages to consider (up to ``until``) and those forced by ``from_stage``; dependencies are
     judged with ``params_of(stage)`` (see `with_dependencies`)."""
     order = [s for s in STAGES if s in set(recipe_stages)]
@@ -270,7 +270,7 @@ def _check_strict(outcome: StageOutcome, strict: bool) -> None:
 def run_status(run_dir: Path, recipe: Recipe | None = None, *, verify: bool = False,
                weights_dir: str | None = None) -> dict[str, dict]:
     """Per-stage state of a run, judged with each stage's recorded parameters (or the recipe's)."""
-    from .stages.base import params_from_dict, stage_dependencies
+    from .stages.base import params_from_dict
     from .store import RunStore
 
     store = RunStore(run_dir)

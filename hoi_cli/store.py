@@ -45,10 +45,9 @@ import numpy as np
 from . import __version__
 from .conventions import CONVENTIONS_VERSION
 from .errors import ExitCode, HoiError, OutputError, RunLockedError, known_error
-from .stages.base import StageContext, _json_default, params_to_dict, stage_dependencies
+from .stages.base import MANIFEST, RunReader, StageContext, _json_default, params_to_dict, stage_dependencies
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 LOCK_FILE = ".lock"
 FAILED_DIR = ".failed"
 TRACKED_PACKAGES = ("numpy", "opencv-contrib-python", "av", "mediapipe", "torch", "smplx", "trimesh",
@@ -142,13 +141,7 @@ class RunStore:
         return self.run_dir / name
 
     def manifest(self, name: str) -> dict | None:
-        path = self.stage_dir(name) / MANIFEST
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, OSError):
-            return None
+        return RunReader(self.run_dir).manifest(name)
 
     def failure(self, name: str) -> dict | None:
         path = self.run_dir / FAILED_DIR / f"{name}.json"

@@ -72,7 +72,7 @@ class _OpenedPaths:
     audit hook: it sees raw ``open``/``np.load``/``glob`` reads that bypass the context too)."""
 
     hook_installed = False
-    current: "_OpenedPaths | None" = None
+    current: _OpenedPaths | None = None
 
     def __init__(self, run_dir: Path):
         self.run_dir = str(run_dir.resolve())

@@ -236,7 +236,8 @@ def _sam2_prompt(det: dict) -> dict:
     prompt = object_prompt(det)
     if prompt is None:
         return {}
-    return {"object_box": prompt.get("box"), "object_point": prompt.get("point"), "object_frame": prompt.get("frame", 0)}
+    return {"object_box": prompt.get("box"), "object_point": prompt.get("point"),
+            "object_frame": prompt.get("frame", 0)}
 
 
 def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *, sam_model=None,

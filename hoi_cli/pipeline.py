@@ -269,15 +269,18 @@ def _check_strict(outcome: StageOutcome, strict: bool) -> None:
 
 def run_status(run_dir: Path, recipe: Recipe | None = None, *, verify: bool = False,
                weights_dir: str | None = None) -> dict[str, dict]:
-    """Per-stage state of a run, judged with each stage's recorded parameters (or the recipe's)."""
+    """Per-stage state of a run, judged with each stage's recorded parameters, or the recipe's
+    (then for the stages `hoi preprocess` would run: the recipe's and their dependencies)."""
     from .stages.base import params_from_dict
     from .store import RunStore
 
     store = RunStore(run_dir)
     states: dict = {}
     out: dict[str, dict] = {}
-    names = recipe.stages if recipe else [s for s in STAGES if (run_dir / s).exists()
-                                          or store.failure(s) is not None]
+    if recipe:
+        names = with_dependencies(recipe.stages, lambda name: resolve_params(name, recipe, {}))
+    else:
+        names = [s for s in STAGES if (run_dir / s).exists() or store.failure(s) is not None]
     for name in names:
         try:
             stage = get_stage(name)

@@ -187,6 +187,12 @@ def test_layout_from_masks_goes_stale_when_03_segment_reruns(run):
         store.run_stage(segment, segment.Params(preview=False))
     status = pl.run_status(run)
     assert status["06_layout"] == {"status": "stale", "reason": "upstream 03_segment changed"}
+    # `hoi status --pipeline`: a recipe whose 06_layout takes the masks lists 03_segment too
+    recipe = pl.load_recipe("rehold")
+    recipe.params["06_layout"] = {"object_box_from": "mask", "write_video": False}
+    status = pl.run_status(run, recipe)
+    assert list(status) == ["00_frames", "01_detect", "02_hands", "03_segment", "06_layout"]
+    assert status["06_layout"]["status"] == "stale" and "upstream 03_segment" in status["06_layout"]["reason"]
 
 
 # ---------------------------------------------------------------- 01_detect's prompt record

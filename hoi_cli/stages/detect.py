@@ -38,12 +38,13 @@ import numpy as np
 from ..errors import BadInputError
 from ..prompts import PromptFrame, parse_hand_boxes, parse_numbers
 from .base import StageContext
+from . import frames as frames_stage
 
 NAME = "01_detect"
 VERSION = "8"  # 4: seed search for clips with no first detection; 5: auto object boxes from segment candidates;
 # 6: object_seed (the auto object's coarse mask, for 03_segment); 7: no abort without hands (warnings),
 # hand prompts, prompts in source pixels, hand_box_only; 8: hands followed into lost frames (box-only tracks)
-DEPENDS_ON: tuple[str, ...] = ("00_frames",)
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME,)
 
 CONTRACT_KEYS = ("hand_keypoints", "hand_world", "hand_score", "hand_interpolated", "hand_boxes",
                  "hand_boxes_square", "object_boxes", "object_score")
@@ -158,8 +159,6 @@ def _working_prompts(p: Params, mapping: PromptFrame, notes: list[str]) -> dict:
 
 
 def run(ctx: StageContext) -> dict:
-    from . import frames as frames_stage
-
     p: Params = ctx.params
     source = ctx.read(frames_stage)
     meta = source.meta

@@ -33,10 +33,11 @@ import numpy as np
 from ..conventions import pack_masks, unpack_masks
 from ..errors import BadInputError
 from .base import StageContext
+from . import frames as frames_stage, segment as segment_stage
 
 NAME = "07_genhoi"
 VERSION = "5"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "03_segment")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, segment_stage.NAME)
 
 
 @dataclass
@@ -59,14 +60,13 @@ def object_removal(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.
 def run(ctx: StageContext) -> dict:
     from ..conventions import box_from_mask
     from ..video import write_image, write_video
-    from . import frames as frames_stage, segment
 
     p: Params = ctx.params
     source = ctx.read(frames_stage)
     meta = source.meta
     fps = float(meta.get("fps") or 10.0)
     frames = source.load()
-    masks = ctx.read(segment)
+    masks = ctx.read(segment_stage)
     obj = np.asarray(masks["object"], bool)
     if obj.shape != frames.shape[:3]:
         raise BadInputError(f"object masks {obj.shape} do not match the frames {frames.shape[:3]}", "rerun 03_segment")

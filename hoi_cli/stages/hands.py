@@ -47,10 +47,11 @@ import numpy as np
 from ..conventions import HAND_SLOTS, default_intrinsics
 from ..errors import BadInputError
 from .base import StageContext
+from . import detect as detect_stage, frames as frames_stage
 
 NAME = "02_hands"
 VERSION = "3"  # 2: smoothness in physical units, world weight 0.1, slot_faces; 3: no abort without hands, slot_status
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME)
 MANO_FILE = "mano.npz"
 
 
@@ -75,9 +76,7 @@ def model_files(params: Params, weights_dir=None) -> dict[str, Path]:
 def fit_run(run_dir: Path, params: Params, log=print) -> tuple[dict, dict]:
     """Fit both slots of a run folder (`fit_detections` on its 01_detect and 00_frames' meta,
     read by their loaders whether or not the stages have manifests: benches make such folders)."""
-    from . import detect, frames
-
-    return fit_detections(dict(detect.load(run_dir)), frames.load(run_dir).meta, params, log=log)
+    return fit_detections(dict(detect_stage.load(run_dir)), frames_stage.load(run_dir).meta, params, log=log)
 
 
 def fit_detections(det: dict, meta: dict, params: Params, log=print) -> tuple[dict, dict]:
@@ -171,11 +170,9 @@ def write_preview(frames, res: dict, path: Path, fps: float) -> None:
 
 
 def run(ctx: StageContext) -> dict:
-    from . import detect, frames
-
     p: Params = ctx.params
-    source = ctx.read(frames)
-    res, summary = fit_detections(dict(ctx.read(detect)), source.meta, p, log=ctx.log)
+    source = ctx.read(frames_stage)
+    res, summary = fit_detections(dict(ctx.read(detect_stage)), source.meta, p, log=ctx.log)
     np.savez_compressed(ctx.out_dir / MANO_FILE, **res)
     if p.preview:
         write_preview(source.iter(), res, ctx.out_dir / "preview.mp4", float(source.meta.get("fps") or 30.0))

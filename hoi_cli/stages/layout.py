@@ -30,10 +30,11 @@ import numpy as np
 
 from ..errors import BadInputError
 from .base import StageContext
+from . import detect as detect_stage, frames as frames_stage, segment as segment_stage
 
 NAME = "06_layout"
 VERSION = "1"
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")  # plus 03_segment with object_box_from = "mask"
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME)  # plus 03_segment with object_box_from = "mask"
 CHANNELS = ("left_hand", "right_hand", "object")
 
 
@@ -46,7 +47,7 @@ class Params:
 
 def depends_on(p: Params) -> tuple[str, ...]:
     """The stages read with ``p``: the mask mode reads 03_segment's masks, so it is stale when they change."""
-    return DEPENDS_ON + (("03_segment",) if p.object_box_from == "mask" else ())
+    return DEPENDS_ON + ((segment_stage.NAME,) if p.object_box_from == "mask" else ())
 
 
 def box_pixels(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
@@ -73,20 +74,18 @@ def draw_layout(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def run(ctx: StageContext) -> dict:
-    from . import detect, frames, segment
-
     p: Params = ctx.params
     if p.object_box_from not in ("detect", "mask"):
         raise BadInputError(f"unknown object_box_from {p.object_box_from!r}", "use detect or mask")
-    meta = ctx.read(frames).meta
+    meta = ctx.read(frames_stage).meta
     T, H, W = int(meta["n_frames"]), int(meta["height"]), int(meta["width"])
-    det = ctx.read(detect)
+    det = ctx.read(detect_stage)
     hand_sq = np.asarray(det["hand_boxes_square"], np.float32)
     obj = np.asarray(det["object_boxes"], np.float32)
     if p.object_box_from == "mask":
         from ..conventions import box_from_mask
 
-        obj = np.stack([box_from_mask(m) for m in ctx.read(segment)["object"]])
+        obj = np.stack([box_from_mask(m) for m in ctx.read(segment_stage)["object"]])
     if hand_sq.shape[0] != T or obj.shape[0] != T:
         raise BadInputError(f"01_detect has {hand_sq.shape[0]} frames, 00_frames {T}", "rerun 01_detect")
     boxes = np.concatenate([hand_sq, obj[:, None]], axis=1).astype(np.float32)  # (T,3,4)

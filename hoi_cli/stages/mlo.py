@@ -58,10 +58,11 @@ import numpy as np
 from ..conventions import HAND_PARTS, MLO_LAYERS, decode_normals, encode_normals
 from ..errors import BadInputError
 from .base import StageContext
+from . import frames as frames_stage, hands as hands_stage, segment as segment_stage
 
 NAME = "04_mlo"
 VERSION = "2"
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "02_hands", "03_segment")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, hands_stage.NAME, segment_stage.NAME)
 N_LAYERS = len(MLO_LAYERS)
 OBJECT_LAYER = 0
 
@@ -332,17 +333,15 @@ class FrameScenes:
 
 
 def run(ctx: StageContext) -> dict:
-    from . import frames, hands, segment
-
     p: Params = ctx.params
     if p.backend not in ("raster", "pyrender"):
         raise BadInputError(f"unknown mlo backend {p.backend!r}", "use raster or pyrender")
     if p.margin < 0 or p.tau <= 0:
         raise BadInputError("mlo needs margin >= 0 and tau > 0", "e.g. margin=0.01 tau=0.002 (metres)")
-    meta = ctx.read(frames).meta
+    meta = ctx.read(frames_stage).meta
     T, H, W = int(meta["n_frames"]), int(meta["height"]), int(meta["width"])
-    masks = None if p.object_mesh else ctx.read(segment, optional=True)
-    scenes = FrameScenes(ctx.read(hands), masks, p, T, H, W)
+    masks = None if p.object_mesh else ctx.read(segment_stage, optional=True)
+    scenes = FrameScenes(ctx.read(hands_stage), masks, p, T, H, W)
     out = ctx.out_dir / "mlo"
     out.mkdir()
     def finish(t: int, lp: LayerPixels) -> None:

@@ -57,12 +57,13 @@ import numpy as np
 from ..conventions import pack_masks, unpack_masks
 from ..errors import BadInputError
 from .base import StageContext, resolve_device
+from . import detect as detect_stage, frames as frames_stage, hands as hands_stage
 
 NAME = "03_segment"
 VERSION = "6"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect", "02_hands")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 BACKENDS = ("grabcut", "sam", "sam2")
 
 
@@ -303,15 +304,15 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
 
 def run(ctx: StageContext) -> dict:
     from ..segment.grabcut import flicker
-    from . import detect, frames as frames_stage, hands
 
     p: Params = ctx.params
     if p.backend not in BACKENDS:
         raise BadInputError(f"unknown 03_segment backend {p.backend!r}", f"known: {', '.join(BACKENDS)}")
     source = ctx.read(frames_stage)
     frames, meta = source.load(), source.meta
-    det = ctx.read(detect)  # with its prompt record (`object_prompt`)
-    mano = ctx.read(hands) if ctx.path(hands, hands.MANO_FILE).exists() else None  # a fake 02_hands may write none
+    det = ctx.read(detect_stage)  # with its prompt record (`object_prompt`)
+    has_fits = ctx.path(hands_stage, hands_stage.MANO_FILE).exists()  # a fake 02_hands in tests may write none
+    mano = ctx.read(hands_stage) if has_fits else None
     sam_model = None
     if p.backend == "sam":
         from ..segment.sam import load_sam

@@ -29,10 +29,11 @@ import numpy as np
 
 from ..errors import BadInputError
 from .base import StageContext
+from . import frames as frames_stage, hands as hands_stage, segment as segment_stage
 
 NAME = "05_silhouette"
 VERSION = "1"
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "02_hands", "03_segment")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, hands_stage.NAME, segment_stage.NAME)
 LABELS = ("background", "left_hand", "right_hand", "object")
 
 
@@ -72,13 +73,12 @@ def render_structure(hand_vertices: np.ndarray, hand_valid: np.ndarray, faces: n
 
 
 def run(ctx: StageContext) -> dict:
-    from . import frames, hands as hands_stage, segment
 
     p: Params = ctx.params
-    meta = ctx.read(frames).meta
+    meta = ctx.read(frames_stage).meta
     T, H, W = int(meta["n_frames"]), int(meta["height"]), int(meta["width"])
     hands = ctx.read(hands_stage)
-    masks = ctx.read(segment, optional=True)
+    masks = ctx.read(segment_stage, optional=True)
     obj = None if masks is None else masks.get("object")
     if obj is not None and obj.shape != (T, H, W):
         raise BadInputError(f"03_segment masks have shape {obj.shape}, expected {(T, H, W)}", "rerun 03_segment")

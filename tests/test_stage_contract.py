@@ -218,3 +218,42 @@ def test_03_segment_takes_the_object_prompt_from_01_detect_record_for_every_back
     det = RunReader(run).read(detect)
     assert det.object_prompt == {"box": [30.0, 20.0, 60.0, 44.0], "point": None, "frame": 2}
     assert segment.prompt_frame(det) == 2 and np.flatnonzero(det["object_score"] == 1.0).tolist() == [2]
+
+
+# ---------------------------------------------------------------- no path around the loaders
+# Functions outside the stage modules that may still build a path from a stage folder name: they
+# write synthetic runs for tests, or take a run folder as one of several input kinds.
+PATH_BUILDERS_ALLOWED = {"make_synthetic_run", "read_frames_any", "_find_mask"}
+
+
+def test_no_module_builds_a_path_into_another_stage_folder():
+    """``run_dir / "03_segment" / ...`` outside 03_segment's own module bypasses its loader and the
+    declared dependencies: read through ``ctx.read`` (a stage) or `RunReader` (anything else)."""
+    import ast
+
+    import hoi_cli
+
+    root = Path(hoi_cli.__file__).parent
+    owners = {name: module.rsplit(".", 1)[1] for name, module in pl.STAGES.items()}
+    offenders = []
+
+    class Finder(ast.NodeVisitor):
+        def __init__(self, path: Path):
+            self.path, self.functions = path, ["<module>"]
+
+        def visit_FunctionDef(self, node):
+            self.functions.append(node.name)
+            self.generic_visit(node)
+            self.functions.pop()
+
+        def visit_BinOp(self, node):
+            for side in (node.left, node.right) if isinstance(node.op, ast.Div) else ():
+                stage = side.value if isinstance(side, ast.Constant) and isinstance(side.value, str) else None
+                own = stage in owners and self.path.parent.name == "stages" and self.path.stem == owners[stage]
+                if stage in owners and not own and self.functions[-1] not in PATH_BUILDERS_ALLOWED:
+                    offenders.append(f"{self.path.relative_to(root)}:{node.lineno} {self.functions[-1]}() / {stage!r}")
+            self.generic_visit(node)
+
+    for path in sorted(root.rglob("*.py")):
+        Finder(path).visit(ast.parse(path.read_text()))
+    assert not sorted(set(offenders)), "\n".join(sorted(set(offenders)))

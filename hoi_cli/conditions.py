@@ -31,8 +31,7 @@ written last). A condition whose stage is missing is all zeros; `check_required`
 `BadInputError` up front where the model configuration requires it
 (`ModelConfig.required_conditions`).
 
-Every file is read through its stage's own loader (``load_frames``, ``load_detections``,
-``load_masks``, ``load_mlo``, ``load_silhouette``, ``load_layout``), once per run
+Every file is read through its stage's own loader (via `hoi_cli.stages.base.RunReader`), once per run
 (`run_conditions`), and turned into float maps at the model's resolution by one ``read_*``
 function per condition; nothing here parses a stage's files itself. `window_maps` cuts a
 window of frames out of them (zeros for a missing condition), `reference_crop` makes the
@@ -55,6 +54,7 @@ from .stages import layout as layout_stage
 from .stages import mlo as mlo_stage
 from .stages import segment as segment_stage
 from .stages import silhouette as silhouette_stage
+from .stages.base import RunReader
 
 N_MLO = len(MLO_LAYERS)
 HAND_RENDER_CHANNELS = 2  # left-hand shading, right-hand shading
@@ -62,9 +62,10 @@ STRUCTURE_CHANNELS = 3  # 05_silhouette RGB
 
 # Which stage provides each condition (for error messages).
 CONDITION_STAGES = {
-    "video": "00_frames", "reference": "01_detect or 03_segment", "layout": "06_layout or 01_detect",
-    "hand_mask": "03_segment", "object_mask": "03_segment", "hand_render": "05_silhouette",
-    "structure": "05_silhouette", "mlo_normals": "04_mlo", "mlo_occlusion": "04_mlo",
+    "video": frames_stage.NAME, "reference": f"{detect_stage.NAME} or {segment_stage.NAME}",
+    "layout": f"{layout_stage.NAME} or {detect_stage.NAME}", "hand_mask": segment_stage.NAME,
+    "object_mask": segment_stage.NAME, "hand_render": silhouette_stage.NAME, "structure": silhouette_stage.NAME,
+    "mlo_normals": mlo_stage.NAME, "mlo_occlusion": mlo_stage.NAME,
 }
 MAP_CHANNELS = {  # the per-frame maps besides the video, in batch order: their channels
     "layout": 3, "hand_mask": 1, "object_mask": 1, "hand_render": HAND_RENDER_CHANNELS,
@@ -74,16 +75,16 @@ MAP_CHANNELS = {  # the per-frame maps besides the video, in batch order: their 
 
 def stage_done(run: Path, name: str) -> bool:
     """A stage folder is complete when its manifest exists (DESIGN.md, "The run folder")."""
-    return (Path(run) / name / "manifest.json").exists()
+    return RunReader(run).has(name)
 
 
 # ------------------------------------------------------------------ readers (one per condition)
 def read_meta(run: Path) -> dict:
-    return frames_stage.load_meta(run)
+    return RunReader(run).read(frames_stage).meta
 
 
 def frame_paths(run: Path) -> list[Path]:
-    paths = frames_stage.frame_paths(run)
+    paths = frames_stage.load(run).paths  # listed whether or not 00_frames has its manifest yet
     if not paths:
         raise BadInputError(f"{run} has no frames in 00_frames/frames", "run `hoi preprocess` on it first")
     return paths
@@ -91,30 +92,28 @@ def frame_paths(run: Path) -> list[Path]:
 
 def read_frames(run: Path, indices: list[int] | None = None) -> np.ndarray:
     """RGB uint8 ``(T, H0, W0, 3)`` from 00_frames."""
-    return frames_stage.load_frames(run, indices)
+    return frames_stage.load(run).load(indices)
 
 
 def read_detections(run: Path) -> dict | None:
     """``hand_boxes_square (T,2,4)`` and ``object_boxes (T,4)`` xyxy px (NaN = missing), or None."""
-    if not stage_done(run, detect_stage.NAME):
+    det = RunReader(run).read(detect_stage, optional=True)
+    if det is None:
         return None
-    det = detect_stage.load_detections(run)
     return {k: np.asarray(det[k], np.float32) for k in ("hand_boxes_square", "object_boxes") if k in det}
 
 
 def read_masks(run: Path) -> dict | None:
     """``hand``, ``object`` bool ``(T, H0, W0)`` from 03_segment, or None."""
-    if not stage_done(run, segment_stage.NAME):
-        return None
-    return segment_stage.load_masks(run)
+    return RunReader(run).read(segment_stage, optional=True)
 
 
 def read_layout(run: Path, hw: tuple[int, int]) -> np.ndarray | None:
     """06_layout's maps ``(T, 3, h, w)`` in [0, 1] ([left, right, object]), or None."""
-    if not stage_done(run, layout_stage.NAME):
+    lay = RunReader(run).read(layout_stage, optional=True)
+    if lay is None:
         return None
-    lay = layout_stage.load_layout(run)["layout"].astype(np.float32) / 255.0
-    return _resize_stack(lay, hw)
+    return _resize_stack(lay["layout"].astype(np.float32) / 255.0, hw)
 
 
 def read_silhouette(run: Path, hw: tuple[int, int]) -> dict | None:
@@ -125,9 +124,9 @@ def read_silhouette(run: Path, hw: tuple[int, int]) -> dict | None:
     render keeps the grey of each hand in its own channel (hand pixels hidden by the object
     mask are not in 05_silhouette's output, so they are 0 here too); the structure is the RGB.
     """
-    if not stage_done(run, silhouette_stage.NAME):
+    sil = RunReader(run).read(silhouette_stage, optional=True)
+    if sil is None:
         return None
-    sil = silhouette_stage.load_silhouette(run)
     rgb = sil["structure"].astype(np.float32) / 255.0  # (T, H, W, 3)
     labels = sil["labels"]
     grey = rgb[..., 0]
@@ -144,14 +143,15 @@ def read_mlo(run: Path, hw: tuple[int, int], n_frames: int | None = None) -> tup
     A pixel where a layer is absent has normal code (0, 0, 0) on disk; it becomes 0 here (not
     the -1 that decoding the code gives), and its confidence is 0.
     """
-    if not stage_done(run, mlo_stage.NAME):
+    reader = RunReader(run)
+    if not reader.has(mlo_stage):
         return None
     n = len(mlo_stage.frame_files(run))
     if n_frames is not None and n != n_frames:
         raise BadInputError(f"{run.name}: 04_mlo has {n} frames, 00_frames {n_frames}", "rerun 04_mlo (hoi preprocess)")
     normals, occ = [], []
     for t in range(n):
-        f = mlo_stage.load_mlo(run, frames=[t])
+        f = reader.read(mlo_stage, frames=[t])
         code = f["normals"][0]  # (L, H, W, 3) uint8
         if code.shape[0] != N_MLO:
             raise BadInputError(f"{run.name}: 04_mlo has {code.shape[0]} layers, expected {N_MLO}",
@@ -254,16 +254,16 @@ def run_conditions(run: Path, hw: tuple[int, int]) -> dict:
 
     layout = read_layout(run, hw)
     if layout is not None:
-        d["layout"] = check("06_layout", layout)
+        d["layout"] = check(layout_stage.NAME, layout)
     elif det is not None and "hand_boxes_square" in det and "object_boxes" in det:
         boxes = np.concatenate([det["hand_boxes_square"], det["object_boxes"][:, None]], 1)
-        d["layout"] = check("01_detect", rasterize_boxes(boxes, src_hw, hw))
+        d["layout"] = check(detect_stage.NAME, rasterize_boxes(boxes, src_hw, hw))
     if masks is not None:
         for k in ("hand", "object"):
-            d[f"{k}_mask"] = check("03_segment", _resize_stack(masks[k][:, None].astype(np.float32), hw))
+            d[f"{k}_mask"] = check(segment_stage.NAME, _resize_stack(masks[k][:, None].astype(np.float32), hw))
     sil = read_silhouette(run, hw)
     if sil is not None:
-        d["hand_render"] = check("05_silhouette", sil["hand_render"])
+        d["hand_render"] = check(silhouette_stage.NAME, sil["hand_render"])
         d["structure"] = sil["structure"]
     mlo = read_mlo(run, hw, n)
     if mlo is not None:

@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from .errors import BadInputError, HoiError, NoHandsError
-from .stages.base import params_from_dict
+from .stages.base import params_from_dict, stage_dependencies
 
 # Stage folder name -> module. The order here is the pipeline order.
 STAGES: dict[str, str] = {
@@ -103,30 +103,33 @@ def load_recipe(name_or_path: str) -> Recipe:
                   data.get("description", ""), path)
 
 
-def with_dependencies(stages: list[str]) -> list[str]:
-    """The stages plus everything they depend on, in pipeline order."""
+def with_dependencies(stages: list[str], params_of: Callable[[str], Any] | None = None) -> list[str]:
+    """The stages plus everything they depend on with their parameters (``params_of(stage)``,
+    default: the stage's defaults; `stage_dependencies`), in pipeline order."""
     needed = set(stages)
     changed = True
     while changed:
         changed = False
         for s in list(needed):
-            for dep in getattr(get_stage(s), "DEPENDS_ON", ()):
+            params = params_of(s) if params_of is not None else None
+            for dep in stage_dependencies(get_stage(s), params):
                 if dep not in needed:
                     needed.add(dep)
                     changed = True
     return [s for s in STAGES if s in needed]
 
 
-def select_stages(recipe_stages: list[str], *, from_stage: str | None = None,
-                  until: str | None = None) -> tuple[list[str], set[str]]:
-    """Stages to consider (up to ``until``) and those forced by ``from_stage``."""
+def select_stages(recipe_stages: list[str], *, from_stage: str | None = None, until: str | None = None,
+                  params_of: Callable[[str], Any] | None = None) -> tuple[list[str], set[str]]:
+    """Stages to consider (up to ``until``) and those forced by ``from_stage``; dependencies are
+    judged with ``params_of(stage)`` (see `with_dependencies`)."""
     order = [s for s in STAGES if s in set(recipe_stages)]
     if until:
         u = stage_name(until)
         order = [s for s in order if list(STAGES).index(s) <= list(STAGES).index(u)]
         if u not in order:
             order.append(u)
-    order = with_dependencies(order)
+    order = with_dependencies(order, params_of)
     forced: set[str] = set()
     if from_stage:
         f = stage_name(from_stage)
@@ -226,7 +229,8 @@ def preprocess_clip(clip: Path, run_dir: Path, recipe: Recipe, *, overrides: dic
     from .store import RunStore
 
     overrides = overrides or {}
-    order, forced = select_stages(recipe.stages, from_stage=from_stage, until=until)
+    order, forced = select_stages(recipe.stages, from_stage=from_stage, until=until,
+                                  params_of=lambda name: resolve_params(name, recipe, overrides))
     forced |= {stage_name(s) for s in (force or set())}
     if not clip.exists():
         raise BadInputError(f"clip not found: {clip}", "check the path")
@@ -269,15 +273,18 @@ def _check_strict(outcome: StageOutcome, strict: bool) -> None:
 
 def run_status(run_dir: Path, recipe: Recipe | None = None, *, verify: bool = False,
                weights_dir: str | None = None) -> dict[str, dict]:
-    """Per-stage state of a run, judged with each stage's recorded parameters (or the recipe's)."""
+    """Per-stage state of a run, judged with each stage's recorded parameters, or the recipe's
+    (then for the stages `hoi preprocess` would run: the recipe's and their dependencies)."""
     from .stages.base import params_from_dict
     from .store import RunStore
 
     store = RunStore(run_dir)
     states: dict = {}
     out: dict[str, dict] = {}
-    names = recipe.stages if recipe else [s for s in STAGES if (run_dir / s).exists()
-                                          or store.failure(s) is not None]
+    if recipe:
+        names = with_dependencies(recipe.stages, lambda name: resolve_params(name, recipe, {}))
+    else:
+        names = [s for s in STAGES if (run_dir / s).exists() or store.failure(s) is not None]
     for name in names:
         try:
             stage = get_stage(name)

@@ -47,10 +47,9 @@ from .conventions import CONVENTIONS_VERSION
 from .digest import file_digest
 from .errors import ExitCode, HoiError, OutputError, RunLockedError, known_error
 from .params import params_changes
-from .stages.base import StageContext, _json_default, params_to_dict
+from .stages.base import MANIFEST, RunReader, StageContext, _json_default, params_to_dict, stage_dependencies
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 LOCK_FILE = ".lock"
 FAILED_DIR = ".failed"
 TRACKED_PACKAGES = ("numpy", "opencv-contrib-python", "av", "mediapipe", "torch", "smplx", "trimesh",
@@ -127,13 +126,7 @@ class RunStore:
         return self.run_dir / name
 
     def manifest(self, name: str) -> dict | None:
-        path = self.stage_dir(name) / MANIFEST
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, OSError):
-            return None
+        return RunReader(self.run_dir).manifest(name)
 
     def failure(self, name: str) -> dict | None:
         path = self.run_dir / FAILED_DIR / f"{name}.json"
@@ -229,7 +222,7 @@ class RunStore:
                         weights_dir: str | None = None) -> dict:
         """The fingerprinted inputs of ``stage`` as it would run now."""
         upstream = {}
-        for dep in getattr(stage, "DEPENDS_ON", ()):
+        for dep in stage_dependencies(stage, params):
             m = self.manifest(dep)
             upstream[dep] = m["output_digest"] if m else None
         inputs: dict[str, Any] = {
@@ -259,7 +252,7 @@ class RunStore:
             return StageState(name, "missing")
         if failure and failure.get("time", 0) > manifest.get("finished_unix", 0):
             return StageState(name, "failed", f"last run failed ({failure.get('error', '')}); previous output kept")
-        for dep in getattr(stage, "DEPENDS_ON", ()):
+        for dep in stage_dependencies(stage, params):
             dep_state = (upstream_states or {}).get(dep)
             if self.manifest(dep) is None:
                 return StageState(name, "stale", f"upstream {dep} is missing")
@@ -340,7 +333,7 @@ class RunStore:
                 raise
             raise OutputError(f"cannot write in {self.run_dir}: {exc.strerror}", "check permissions and disk space") from None
         ctx = StageContext(run_dir=self.run_dir, out_dir=tmp, params=params, source=source,
-                           weights_dir=weights_dir, device=device,
+                           weights_dir=weights_dir, device=device, stage=stage,
                            **({"progress": progress} if progress else {}), **({"log": log} if log else {}))
         started = time.time()
         try:

@@ -56,17 +56,19 @@ class _Stages:
 
     def __init__(self, run_dir: Path, generated: Path | None = None):
         from ..pipeline import STAGES
+        from ..stages.base import RunReader
 
         self.run_dir = run_dir
+        self.run = RunReader(run_dir)  # every stage output is read through its stage's loader
         self.generated = generated
-        present = [s for s in STAGES if (run_dir / s / "manifest.json").exists()] + (["generated"] if generated else [])
+        present = [s for s in STAGES if self.run.has(s)] + (["generated"] if generated else [])
         self.names = [s for s in STORY if s in present] + [s for s in present if s not in STORY]
         self.cache: dict = {}
 
     def frame(self, t: int):
-        from ..stages.frames import load_frames
+        from ..stages import frames
 
-        return load_frames(self.run_dir, [t])[0]
+        return self.run.read(frames).load([t])[0]
 
     def _get(self, key, fn):
         if key not in self.cache:
@@ -81,7 +83,9 @@ class _Stages:
         if name == "00_frames":
             return base
         if name == "01_detect":
-            d = self._get("det", lambda: dict(np.load(self.run_dir / "01_detect" / "detections.npz")))
+            from ..stages import detect
+
+            d = self._get("det", lambda: self.run.read(detect))
             colors = ((60, 120, 255), (255, 140, 40))
             for s in range(2):
                 for key, th in (("hand_boxes", 1), ("hand_boxes_square", 2)):
@@ -101,18 +105,18 @@ class _Stages:
             return base
         if name == "02_hands":
             from ..handmodel.render import SLOT_COLORS, draw_mesh
-            from ..render.scene import read_hands
+            from ..stages import hands
 
-            h = self._get("hands", lambda: read_hands(self.run_dir))
+            h = self._get("hands", lambda: self.run.read(hands))
             for s in range(2):
                 if h["valid"][t, s]:
                     base = draw_mesh(base, np.asarray(h["vertices"][t, s], np.float64), h["faces"], h["K"],
                                      color=SLOT_COLORS[s])
             return base
         if name == "03_segment":
-            from ..render.scene import read_masks
+            from ..stages import segment
 
-            m = self._get("masks", lambda: read_masks(self.run_dir))
+            m = self._get("masks", lambda: self.run.read(segment))
             out = base.astype(np.float32)
             for key, col in (("object", (40, 220, 60)), ("hand", (60, 120, 255))):
                 if m is not None and key in m:
@@ -120,9 +124,9 @@ class _Stages:
                     out[sel] = 0.5 * out[sel] + 0.5 * np.array(col, np.float32)
             return out.astype(np.uint8)
         if name == "04_mlo":
-            from ..stages.mlo import load_mlo_frame
+            from ..stages import mlo
 
-            f = load_mlo_frame(self.run_dir, t)
+            f = {k: v[0] for k, v in self.run.read(mlo, frames=[t]).items() if k != "layers"}
             conf = f["confidence"].astype(np.int32)
             present = f["depth"] > 0
             conf[~present] = -1
@@ -132,13 +136,13 @@ class _Stages:
             n[~any_] = 0
             return n
         if name == "05_silhouette":
-            from ..stages.silhouette import load_silhouette
+            from ..stages import silhouette
 
-            return self._get("sil", lambda: load_silhouette(self.run_dir))["structure"][t]
+            return self._get("sil", lambda: self.run.read(silhouette))["structure"][t]
         if name == "06_layout":
-            from ..stages.layout import load_layout
+            from ..stages import layout
 
-            lay = self._get("lay", lambda: load_layout(self.run_dir))["layout"][t]
+            lay = self._get("lay", lambda: self.run.read(layout))["layout"][t]
             rgb = np.moveaxis(lay, 0, -1)
             if rgb.shape[:2] != base.shape[:2]:
                 rgb = cv2.resize(rgb, (base.shape[1], base.shape[0]), interpolation=cv2.INTER_NEAREST)
@@ -149,9 +153,10 @@ class _Stages:
             v = self._get("generated", lambda: read_video(self.generated)[0])
             return np.asarray(v[min(t, len(v) - 1)])[: base.shape[0], : base.shape[1]]
         if name == "07_genhoi":
+            from ..stages import genhoi
             from ..video import read_video
 
-            v = self._get("gen", lambda: read_video(self.run_dir / "07_genhoi" / "object_removed.mp4"))
+            v = self._get("gen", lambda: read_video(self.run.read(genhoi)["object_removed_video"]))
             v = v[0] if isinstance(v, tuple) else v
             return np.asarray(v[t])[: base.shape[0], : base.shape[1]]
         return base
@@ -227,7 +232,7 @@ def make_show(run_dir: Path, out_dir: Path, n_frames: int = 4, tile_width: int =
     import numpy as np
 
     from ..errors import BadInputError
-    from ..stages.frames import load_meta
+    from ..stages import frames
     from ..video import write_image, write_video
 
     run_dir = Path(run_dir)
@@ -235,9 +240,9 @@ def make_show(run_dir: Path, out_dir: Path, n_frames: int = 4, tile_width: int =
     if generated is not None and not generated.exists():
         raise BadInputError(f"generated video not found: {generated}", "pass the .mp4 that `hoi generate` wrote")
     st = _Stages(run_dir, generated)
-    if "00_frames" not in st.names:
+    if frames.NAME not in st.names:
         raise BadInputError(f"{run_dir} has no complete 00_frames", "run `hoi preprocess` on the clip first")
-    meta = load_meta(run_dir)
+    meta = st.run.read(frames).meta
     T = int(meta["n_frames"])
     W, H = int(meta.get("width") or 0), int(meta.get("height") or 0)
     if W <= 0 or H <= 0:

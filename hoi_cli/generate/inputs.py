@@ -1,4 +1,5 @@
-"""What `hoi generate` reads from a run folder, through the stages' own loaders."""
+"""What `hoi generate` reads from a run folder beyond the frames, masks and detections: each
+through its stage's own loader (`hoi_cli.stages.base.RunReader`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import MLO_LAYERS
-from ..stages.detect import load_detections  # noqa: F401  (re-exported for the generator)
-from ..stages.segment import load_masks  # noqa: F401
+from ..stages import mlo
+from ..stages.base import RunReader
 
 
 def load_hand_in_front(run_dir: Path, shape: tuple[int, int, int], log=lambda m: None,
@@ -19,11 +20,10 @@ def load_hand_in_front(run_dir: Path, shape: tuple[int, int, int], log=lambda m:
     hand layer are rendered there and the object is nearer by more than ``margin_m`` metres.
     Returns None when 04_mlo has not been run or its outputs carry no per-layer depth.
     """
-    if not (Path(run_dir) / "04_mlo" / "manifest.json").exists():
+    layers = RunReader(run_dir).read(mlo, optional=True, keys=("depth",))
+    if layers is None:
         return None
-    from ..stages.mlo import load_mlo
-
-    depth = load_mlo(run_dir, keys=("depth",))["depth"]  # (T, L, H, W) float16 metres, 0 = layer absent
+    depth = layers["depth"]  # (T, L, H, W) float16 metres, 0 = layer absent
     oi = MLO_LAYERS.index("object")
     obj = depth[:, oi]
     hand_layers = depth[:, [i for i in range(len(MLO_LAYERS)) if i != oi]]

@@ -21,14 +21,16 @@ from typing import Callable
 import numpy as np
 
 from ..errors import BadInputError, HoiError, OutputError, known_error
+from ..stages import detect, frames as frames_stage, genhoi, hands, layout, mlo, segment, silhouette
+from ..stages.base import RunReader
 from .composite import CompositeParams
 from .layout import LayoutParams
 from .reference import Reference, ReferenceParams
 
 # every stage either backend reads (diffusion also reads 02, 05 and 06): the sidecar fingerprints them all
-STAGES_READ = ("00_frames", "01_detect", "02_hands", "03_segment", "04_mlo", "05_silhouette", "06_layout")
+STAGES_READ = tuple(s.NAME for s in (frames_stage, detect, hands, segment, mlo, silhouette, layout))
 # read where it is fresh (the composite backend reuses its object removal); fingerprinted too
-OPTIONAL_STAGES = ("07_genhoi",)
+OPTIONAL_STAGES = (genhoi.NAME,)
 
 
 @dataclass
@@ -50,12 +52,10 @@ class GenerateOptions:
 
 def run_fingerprint(run_dir: Path) -> dict:
     """Fingerprints and output digests of the stages `hoi generate` reads, and one digest over them."""
-    from ..store import RunStore
-
-    store = RunStore(run_dir)
+    reader = RunReader(run_dir)
     stages = {}
     for name in STAGES_READ + OPTIONAL_STAGES:
-        m = store.manifest(name)
+        m = reader.manifest(name)
         if m is not None:
             stages[name] = {"fingerprint": m.get("fingerprint"), "output_digest": m.get("output_digest")}
     text = json.dumps(stages, sort_keys=True, separators=(",", ":"))
@@ -89,8 +89,10 @@ def check_run(run_dir: Path, allow_stale: bool = False) -> dict:
         raise BadInputError(f"{run_dir.name}: stage {first} {blocking[first]}{more}",
                             "bring the run up to date with `hoi preprocess` (see `hoi status`), "
                             "or pass --allow-stale to generate from it as it is")
-    return {"allow_stale": allow_stale, "stale": stale, "genhoi_fresh": (run_dir / "07_genhoi").is_dir()
-            and "07_genhoi" not in stale}
+    # 07_genhoi's removal is reused only when `hoi status` would call it ok: its recorded
+    # parameters, its fingerprint over 03_segment's current outputs, and its files on disk
+    return {"allow_stale": allow_stale, "stale": stale,
+            "genhoi_fresh": RunReader(run_dir).has(genhoi) and genhoi.NAME not in stale}
 
 
 def prepare_reference(run_dir: Path, reference: str | Path | None, from_frame: int | None,
@@ -159,7 +161,6 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
               log: Callable[[str], None] = lambda m: None,
               progress: Callable[[int, int], None] | None = None, checks: dict | None = None) -> dict:
     from .. import __version__
-    from ..stages.frames import load_frames, load_meta
     from ..store import file_digest
     from ..video import VideoWriter
     from . import inputs
@@ -180,10 +181,11 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
     if opts.composite.anchor_frame is None and reference_from_frame is not None:
         opts.composite.anchor_frame = reference_from_frame
 
-    meta = load_meta(run_dir)
-    frames = load_frames(run_dir)
-    masks = inputs.load_masks(run_dir)
-    det = inputs.load_detections(run_dir)
+    run = RunReader(run_dir)
+    source = run.read(frames_stage)
+    meta, frames = source.meta, source.load()
+    masks = run.read(segment)
+    det = run.read(detect)
     T = len(frames)
     for k in ("object", "hand"):
         if masks[k].shape[0] != T or masks[k].shape[1:] != frames.shape[1:3]:
@@ -202,12 +204,13 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
 
     tmp = out.with_name(f".{out.stem}.partial.mp4")
     if opts.backend == "composite":
-        from ..stages.genhoi import load_object_removed
         from .composite import composite_clip
 
         # 07_genhoi already removed the object (same operation: dilated mask, hands kept): reuse it
+        # where it is fresh (`check_run`) and made with the same dilation
         background = None
-        cached = load_object_removed(run_dir, frames) if (checks or {}).get("genhoi_fresh", True) else None
+        fresh = (checks or {}).get("genhoi_fresh", run.has(genhoi))
+        cached = run.read(genhoi, frames=frames)["object_removed"] if fresh else None
         if cached is not None and cached[2] == opts.composite.remove_dilate_px:
             background = cached[0]
             log("object removal: reused from 07_genhoi")
@@ -240,8 +243,8 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
         "backend": opts.backend,
         "run": {"path": str(run_dir.resolve()), **run_fingerprint(run_dir),
                 "allow_stale": (checks or {}).get("allow_stale", False), "stale": (checks or {}).get("stale", {}),
-                "object_removal": "07_genhoi" if opts.backend == "composite" and background is not None else "computed",
-                "hand_depth_order": "04_mlo" if hand_in_front is not None else "visible hand pixels in front"},
+                "object_removal": genhoi.NAME if opts.backend == "composite" and background is not None else "computed",
+                "hand_depth_order": mlo.NAME if hand_in_front is not None else "visible hand pixels in front"},
         "reference": ref.to_json(),
         "params": {"layout": opts.layout.to_json(), "composite": opts.composite.to_json(),
                    "reference": {k: v for k, v in vars(opts.reference).items()}, "crf": opts.crf,

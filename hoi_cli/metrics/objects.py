@@ -19,19 +19,26 @@ def load_masks(path: str | Path, size: tuple[int, int] | None = None, key: str =
       (white or coloured masks on black);
     - ``.npz``: the bit-packed ``object`` (or first ``object_*``) key with its ``shape``
       (03_segment's format), or a plain boolean array;
-    - run folder: ``03_segment/masks.npz``.
+    - run folder: 03_segment's masks (``object`` or ``hand``), read by its loader.
     ``size=(w, h)`` resizes (nearest neighbour) when the masks' size differs.
     """
     import cv2
 
     from ..conventions import unpack_masks
     from ..errors import BadInputError
+    from ..stages import segment
+    from ..stages.base import RunReader
     from ..video import read_frames_any
 
     path = Path(path)
-    if path.is_dir() and (path / "03_segment" / "masks.npz").exists():
-        path = path / "03_segment" / "masks.npz"
-    if path.suffix == ".npz":
+    run = RunReader(path) if path.is_dir() else None
+    if run is not None and run.has(segment):
+        run_masks = run.read(segment)
+        if key not in run_masks:
+            raise BadInputError(f"no '{key}' masks in {path} (03_segment has {', '.join(run_masks)})",
+                                "use key object or hand")
+        masks = run_masks[key]
+    elif path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             names = [key] if key in z.files else [k for k in z.files if k.startswith(key + "_")]
             if not names:

@@ -4,8 +4,8 @@ Convention: vertices in the OpenCV camera frame (x right, y down, z forward), me
 pixels; masks ``(H,W)`` bool at the working resolution; pixel (i, j) has its centre at
 (j + 0.5, i + 0.5).
 
-Upstream files are read through their stage's loader where that module exists, otherwise
-straight from the artifact contract (DESIGN.md), which is the same data.
+Arrays in, arrays out: the stages read their upstream outputs through their context
+(`hoi_cli.stages.base.StageContext.read`) and hand them here; nothing here reads a run folder.
 """
 
 from __future__ import annotations
@@ -16,31 +16,6 @@ import numpy as np
 
 from ..conventions import HAND_PARTS
 from ..errors import BadInputError
-
-
-
-def read_hands(run_dir: str | Path) -> dict:
-    """02_hands: ``vertices (T,2,V,3)``, ``faces (F,3)``, ``K (3,3)``, ``valid (T,2)``, ``joints (T,2,21,3)``."""
-    from ..stages.hands import load_mano
-
-    d = dict(load_mano(Path(run_dir)))
-    for key in ("vertices", "faces", "K", "valid"):
-        if key not in d:
-            raise BadInputError(f"02_hands output lacks {key!r}", "rerun 02_hands")
-    if "slot_faces" not in d:  # 02_hands before version 2: one winding for both hands
-        d["slot_faces"] = np.stack([d["faces"], d["faces"]])
-    return d
-
-
-def read_masks(run_dir: str | Path) -> dict | None:
-    """03_segment: ``object``, ``hand`` ``(T,H,W)`` bool, or None when the stage has not run."""
-    run_dir = Path(run_dir)
-    path = run_dir / "03_segment" / "masks.npz"
-    if not path.exists():
-        return None
-    from ..stages.segment import load_masks
-
-    return dict(load_masks(run_dir))
 
 
 def _builtin_weights(n_vertices: int) -> np.ndarray | None:

@@ -36,7 +36,6 @@ The SAM 2 hand masks also cover frames where MediaPipe lost the hand; their boxe
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import tempfile
@@ -239,13 +238,11 @@ class Prompt:
 def detect_params_of_run(run_dir: str | Path) -> dict:
     """The user's object prompt as 01_detect used it, in working pixels and working frame indices:
     ``{"object_box", "object_point", "object_frame"}`` from its manifest's ``prompts_working``
-    (01_detect's params are in source-video pixels); empty without a prompt."""
-    path = Path(run_dir) / "01_detect" / "manifest.json"
-    try:
-        summary = json.loads(path.read_text()).get("summary", {}) or {}
-    except (OSError, ValueError):
-        return {}
-    obj = (summary.get("prompts_working") or {}).get("object") or {}
+    (01_detect's params are in source-video pixels; its record, `hoi_cli.stages.detect.load_prompts`);
+    empty without a prompt. 03_segment takes the same record from the detections it reads."""
+    from ..stages.detect import load_prompts
+
+    obj = load_prompts(run_dir).get("object") or {}
     if not obj:
         return {}
     return {"object_box": obj.get("box"), "object_point": obj.get("point"), "object_frame": obj.get("frame", 0)}

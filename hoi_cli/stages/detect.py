@@ -29,6 +29,7 @@ See `hoi_cli.detect.hands` and `hoi_cli.detect.objects` for the methods.
 
 from __future__ import annotations
 
+import json
 from dataclasses import field
 from pathlib import Path
 from typing import Literal
@@ -41,12 +42,13 @@ from ..errors import BadInputError
 from ..params import config_from, typed
 from ..prompts import PromptFrame, parse_hand_boxes, parse_numbers
 from .base import StageContext
+from . import frames as frames_stage
 
 NAME = "01_detect"
 VERSION = "8"  # 4: seed search for clips with no first detection; 5: auto object boxes from segment candidates;
 # 6: object_seed (the auto object's coarse mask, for 03_segment); 7: no abort without hands (warnings),
 # hand prompts, prompts in source pixels, hand_box_only; 8: hands followed into lost frames (box-only tracks)
-DEPENDS_ON: tuple[str, ...] = ("00_frames",)
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME,)
 
 CONTRACT_KEYS = ("hand_keypoints", "hand_world", "hand_score", "hand_interpolated", "hand_boxes",
                  "hand_boxes_square", "object_boxes", "object_score")
@@ -181,12 +183,10 @@ def _working_prompts(p: Params, mapping: PromptFrame, notes: list[str]) -> dict:
 
 
 def run(ctx: StageContext) -> dict:
-    from .frames import load_frames, load_meta
-
-    ctx.input_dir("00_frames")
     p: Params = ctx.params
-    meta = load_meta(ctx.run_dir)
-    frames = load_frames(ctx.run_dir)
+    source = ctx.read(frames_stage)
+    meta = source.meta
+    frames = source.load()
     arrays, summary = detect(frames, p, progress=ctx.progress, clip_name=ctx.run_dir.name, meta=meta)
     np.savez_compressed(ctx.out_dir / "detections.npz", **arrays)
     if p.preview:
@@ -200,9 +200,35 @@ def run(ctx: StageContext) -> dict:
     return summary
 
 
-def load_detections(run_dir: str | Path) -> dict[str, np.ndarray]:
+class Detections(dict):
+    """The arrays of ``detections.npz`` (a dict), and ``prompts``: the one record of the user's
+    prompts as this stage used them, in working pixels and working frame indices (its
+    manifest's ``summary.prompts_working``: ``{"object": {"box", "point", "frame"}, "hands":
+    [...]}``, each only where given; {} in automatic mode)."""
+
+    def __init__(self, arrays: dict, prompts: dict | None = None):
+        super().__init__(arrays)
+        self.prompts = dict(prompts or {})
+
+    @property
+    def object_prompt(self) -> dict | None:
+        """``{"box", "point", "frame"}`` of the user's object prompt, or None without one."""
+        return self.prompts.get("object") or None
+
+
+def load_prompts(run_dir: str | Path) -> dict:
+    """The prompt record of a run's 01_detect (`Detections.prompts`); {} without a manifest or prompt."""
+    try:
+        manifest = json.loads((Path(run_dir) / NAME / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict((manifest.get("summary") or {}).get("prompts_working") or {})
+
+
+def load_detections(run_dir: str | Path) -> Detections:
     """The arrays of ``01_detect/detections.npz`` (contract keys; ``object_seed`` unpacked to
-    bool ``(T,H,W)`` where present; ``hand_box_only`` all False for runs made before it existed)."""
+    bool ``(T,H,W)`` where present; ``hand_box_only`` all False for runs made before it existed),
+    with the prompt record (`Detections.prompts`)."""
     path = Path(run_dir) / NAME / "detections.npz"
     if not path.exists():
         raise BadInputError(f"no detections in {run_dir} ({path} missing)", "run `hoi preprocess` through 01_detect")
@@ -214,4 +240,7 @@ def load_detections(run_dir: str | Path) -> dict[str, np.ndarray]:
         from ..conventions import unpack_masks
 
         out["object_seed"] = unpack_masks(out["object_seed"], out.pop("object_seed_shape"))
-    return out
+    return Detections(out, load_prompts(run_dir))
+
+
+load = load_detections  # the stage's loader (`StageContext.read`)

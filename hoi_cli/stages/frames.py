@@ -150,3 +150,34 @@ def iter_frames_of_run(run_dir: str | Path):
     """Yield the run's frames one at a time (for long clips)."""
     for p in frame_paths(run_dir):
         yield read_image(p)[..., :3]
+
+
+class Frames:
+    """00_frames of one run, read lazily: ``meta`` (meta.json), ``paths``, ``load(indices)``, ``iter()``."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self._meta: dict | None = None
+
+    @property
+    def meta(self) -> dict:
+        if self._meta is None:
+            self._meta = load_meta(self.run_dir)
+        return self._meta
+
+    @property
+    def paths(self) -> list[Path]:
+        return frame_paths(self.run_dir)
+
+    def load(self, indices=None) -> np.ndarray:
+        """``(T, H, W, 3)`` uint8 RGB (all frames, or those at ``indices``)."""
+        return load_frames(self.run_dir, indices)
+
+    def iter(self):
+        """The frames one at a time (for long clips)."""
+        return iter_frames_of_run(self.run_dir)
+
+
+def load(run_dir: str | Path) -> Frames:
+    """The stage's loader (`StageContext.read`): its frames and meta, read when asked for."""
+    return Frames(run_dir)

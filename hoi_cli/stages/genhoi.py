@@ -33,10 +33,11 @@ from ..conventions import pack_masks, unpack_masks
 from ..errors import BadInputError
 from ..params import typed
 from .base import StageContext
+from . import frames as frames_stage, segment as segment_stage
 
 NAME = "07_genhoi"
 VERSION = "5"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "03_segment")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, segment_stage.NAME)
 
 
 @typed
@@ -61,18 +62,14 @@ def object_removal(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.
 
 def run(ctx: StageContext) -> dict:
     from ..conventions import box_from_mask
-    from ..render.scene import read_masks
     from ..video import write_image, write_video
-    from .frames import load_frames, load_meta
 
     p: Params = ctx.params
-    ctx.input_dir("03_segment")
-    meta = load_meta(ctx.run_dir)
+    source = ctx.read(frames_stage)
+    meta = source.meta
     fps = float(meta.get("fps") or 10.0)
-    frames = load_frames(ctx.run_dir)
-    masks = read_masks(ctx.run_dir)
-    if masks is None or "object" not in masks:
-        raise BadInputError("03_segment has no object masks", "rerun 03_segment")
+    frames = source.load()
+    masks = ctx.read(segment_stage)
     obj = np.asarray(masks["object"], bool)
     if obj.shape != frames.shape[:3]:
         raise BadInputError(f"object masks {obj.shape} do not match the frames {frames.shape[:3]}", "rerun 03_segment")
@@ -123,6 +120,15 @@ def load_object_removed(run_dir: str | Path, frames: np.ndarray) -> tuple[np.nda
     background[mask] = fill
     dilate_px = json.loads((d / "manifest.json").read_text())["params"]["dilate_px"]
     return background, mask, int(dilate_px)
+
+
+def load(run_dir: str | Path, frames: np.ndarray | None = None) -> dict:
+    """The stage's loader (`StageContext.read`): `load_genhoi`'s paths and arrays; given the run's
+    ``frames``, also ``object_removed``, `load_object_removed`'s exact removal (or None)."""
+    out = load_genhoi(run_dir)
+    if frames is not None:
+        out["object_removed"] = load_object_removed(run_dir, frames)
+    return out
 
 
 def load_genhoi(run_dir: str | Path) -> dict:

@@ -39,7 +39,6 @@ with ``valid`` all False and the summary carries a warning.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +47,12 @@ from ..conventions import HAND_SLOTS, default_intrinsics
 from ..errors import BadInputError
 from ..params import typed
 from .base import StageContext
+from . import detect as detect_stage, frames as frames_stage
 
 NAME = "02_hands"
 VERSION = "3"  # 2: smoothness in physical units, world weight 0.1, slot_faces; 3: no abort without hands, slot_status
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME)
+MANO_FILE = "mano.npz"
 
 
 @typed
@@ -80,21 +81,15 @@ def model_files(params: Params, weights_dir=None) -> dict[str, Path]:
     return {f"hand_{side}": resolve_model_file(side, params.mano_dir or None)[0] for side in ("left", "right")}
 
 
-def _load_detections(run_dir: Path) -> dict:
-    from .detect import load_detections
-
-    return dict(load_detections(run_dir))
-
-
-def _meta(run_dir: Path) -> dict:
-    path = Path(run_dir) / "00_frames" / "meta.json"
-    if not path.exists():
-        raise BadInputError(f"no frames in {run_dir} ({path} missing)", "run 00_frames first")
-    return json.loads(path.read_text())
+def fit_run(run_dir: Path, params: Params, log=print) -> tuple[dict, dict]:
+    """Fit both slots of a run folder (`fit_detections` on its 01_detect and 00_frames' meta,
+    read by their loaders whether or not the stages have manifests: benches make such folders)."""
+    return fit_detections(dict(detect_stage.load(run_dir)), frames_stage.load(run_dir).meta, params, log=log)
 
 
-def fit_run(run_dir: Path, params: Params, log=print) -> dict:
-    """Fit both slots of a run; returns the arrays of mano.npz (no files written)."""
+def fit_detections(det: dict, meta: dict, params: Params, log=print) -> tuple[dict, dict]:
+    """Fit both slots of a clip from 01_detect's arrays and 00_frames' meta; returns the arrays of
+    mano.npz and the summary (no files written)."""
     import torch
 
     from ..handmodel.fit import FitConfig, KeypointModel, fit_track, mesh_vertices
@@ -102,8 +97,6 @@ def fit_run(run_dir: Path, params: Params, log=print) -> dict:
 
     if params.threads:
         torch.set_num_threads(int(params.threads))
-    det = _load_detections(run_dir)
-    meta = _meta(run_dir)
     W, H = int(meta["width"]), int(meta["height"])
     fps = float(meta.get("fps") or 30.0)
     K = default_intrinsics(W, H, params.focal or None)
@@ -170,14 +163,13 @@ def fit_run(run_dir: Path, params: Params, log=print) -> dict:
     return out, summary
 
 
-def write_preview(run_dir: Path, res: dict, path: Path, fps: float) -> None:
+def write_preview(frames, res: dict, path: Path, fps: float) -> None:
+    """``frames``: the clip's frames in order (an iterable of RGB images)."""
     from ..handmodel.render import SLOT_COLORS, draw_mesh
-    from ..video import VideoWriter, read_image
+    from ..video import VideoWriter
 
-    frames = sorted((Path(run_dir) / "00_frames" / "frames").glob("*.png"))
     with VideoWriter(path, fps, crf=23) as w:
-        for t, fp in enumerate(frames):
-            img = read_image(fp)[..., :3]
+        for t, img in enumerate(frames):
             for s in range(2):
                 if t < len(res["valid"]) and np.isfinite(res["vertices"][t, s]).all():
                     img = draw_mesh(img, res["vertices"][t, s], res["slot_faces"][s], res["K"], SLOT_COLORS[s],
@@ -187,12 +179,11 @@ def write_preview(run_dir: Path, res: dict, path: Path, fps: float) -> None:
 
 def run(ctx: StageContext) -> dict:
     p: Params = ctx.params
-    ctx.input_dir("00_frames")
-    ctx.input_dir("01_detect")
-    res, summary = fit_run(ctx.run_dir, p, log=ctx.log)
-    np.savez_compressed(ctx.out_dir / "mano.npz", **res)
+    source = ctx.read(frames_stage)
+    res, summary = fit_detections(dict(ctx.read(detect_stage)), source.meta, p, log=ctx.log)
+    np.savez_compressed(ctx.out_dir / MANO_FILE, **res)
     if p.preview:
-        write_preview(ctx.run_dir, res, ctx.out_dir / "preview.mp4", float(_meta(ctx.run_dir).get("fps") or 30.0))
+        write_preview(source.iter(), res, ctx.out_dir / "preview.mp4", float(source.meta.get("fps") or 30.0))
     summary["mean_reproj_error_px"] = float(np.nanmean(res["reproj_error_px"])) if res["valid"].any() else None
     for warning in summary["warnings"]:
         ctx.log(f"02_hands: warning: {warning}")
@@ -200,9 +191,19 @@ def run(ctx: StageContext) -> dict:
 
 
 def load_mano(run_dir: str | Path) -> dict:
-    """The arrays of ``02_hands/mano.npz`` (see the module docstring for keys and units)."""
-    path = Path(run_dir) / NAME / "mano.npz"
+    """The arrays of ``02_hands/mano.npz`` (see the module docstring for keys and units);
+    ``slot_faces`` is ``faces`` for both slots in runs made before VERSION 2."""
+    path = Path(run_dir) / NAME / MANO_FILE
     if not path.exists():
         raise BadInputError(f"no hand fits in {run_dir} ({path} missing)", "run 02_hands first")
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        out = {k: z[k] for k in z.files}
+    for key in ("vertices", "faces", "K", "valid"):
+        if key not in out:
+            raise BadInputError(f"02_hands output lacks {key!r}", "rerun 02_hands")
+    if "slot_faces" not in out:  # 02_hands before version 2: one winding for both hands
+        out["slot_faces"] = np.stack([out["faces"], out["faces"]])
+    return out
+
+
+load = load_mano  # the stage's loader (`StageContext.read`)

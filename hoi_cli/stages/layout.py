@@ -8,7 +8,8 @@ empty channel. Boxes are clipped to the image.
 
 Hand boxes are 01_detect's ``hand_boxes_square`` (Re-HOLD's fixed-size squares); the object
 box is ``object_boxes``, or, with ``object_box_from = "mask"``, the tight box of 03_segment's
-object mask (which must then have been run).
+object mask: the stage then depends on 03_segment (`depends_on`), so the pipeline runs it first
+and a rerun of it makes this stage stale.
 
 Outputs (``06_layout/``):
     ``layout.npz``  ``layout (T,3,H,W) uint8`` with 0 / 255 (channels-first, ready for a conv
@@ -30,10 +31,11 @@ import numpy as np
 from ..errors import BadInputError
 from ..params import typed
 from .base import StageContext
+from . import detect as detect_stage, frames as frames_stage, segment as segment_stage
 
 NAME = "06_layout"
 VERSION = "1"
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME)  # plus 03_segment with object_box_from = "mask"
 CHANNELS = ("left_hand", "right_hand", "object")
 
 
@@ -45,6 +47,11 @@ class Params:
     """Map size: 0 = the working resolution, else square maps of size x size px."""
     write_video: bool = True
     """Write the layout video next to the arrays."""
+
+
+def depends_on(p: Params) -> tuple[str, ...]:
+    """The stages read with ``p``: the mask mode reads 03_segment's masks, so it is stale when they change."""
+    return DEPENDS_ON + ((segment_stage.NAME,) if p.object_box_from == "mask" else ())
 
 
 def box_pixels(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
@@ -71,23 +78,18 @@ def draw_layout(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def run(ctx: StageContext) -> dict:
-    from .frames import load_meta
-
     p: Params = ctx.params
-    ctx.input_dir("01_detect")
-    meta = load_meta(ctx.run_dir)
+    if p.object_box_from not in ("detect", "mask"):
+        raise BadInputError(f"unknown object_box_from {p.object_box_from!r}", "use detect or mask")
+    meta = ctx.read(frames_stage).meta
     T, H, W = int(meta["n_frames"]), int(meta["height"]), int(meta["width"])
-    with np.load(ctx.run_dir / "01_detect" / "detections.npz", allow_pickle=False) as z:
-        hand_sq = np.asarray(z["hand_boxes_square"], np.float32)
-        obj = np.asarray(z["object_boxes"], np.float32)
+    det = ctx.read(detect_stage)
+    hand_sq = np.asarray(det["hand_boxes_square"], np.float32)
+    obj = np.asarray(det["object_boxes"], np.float32)
     if p.object_box_from == "mask":
         from ..conventions import box_from_mask
-        from ..render.scene import read_masks
 
-        masks = read_masks(ctx.run_dir)
-        if masks is None:
-            raise BadInputError("object_box_from=mask needs 03_segment", "run 03_segment or use object_box_from=detect")
-        obj = np.stack([box_from_mask(m) for m in masks["object"]])
+        obj = np.stack([box_from_mask(m) for m in ctx.read(segment_stage)["object"]])
     if hand_sq.shape[0] != T or obj.shape[0] != T:
         raise BadInputError(f"01_detect has {hand_sq.shape[0]} frames, 00_frames {T}", "rerun 01_detect")
     boxes = np.concatenate([hand_sq, obj[:, None]], axis=1).astype(np.float32)  # (T,3,4)
@@ -113,3 +115,6 @@ def load_layout(run_dir: str | Path) -> dict[str, np.ndarray]:
         raise BadInputError(f"no layout maps in {run_dir}", "run 06_layout first (--pipeline rehold)")
     with np.load(path, allow_pickle=False) as z:
         return {"layout": z["layout"], "boxes": z["boxes"]}
+
+
+load = load_layout  # the stage's loader (`StageContext.read`)

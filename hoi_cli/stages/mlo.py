@@ -60,10 +60,11 @@ from ..conventions import HAND_PARTS, MLO_LAYERS, decode_normals, encode_normals
 from ..errors import BadInputError
 from ..params import typed
 from .base import StageContext
+from . import frames as frames_stage, hands as hands_stage, segment as segment_stage
 
 NAME = "04_mlo"
 VERSION = "2"
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "02_hands", "03_segment")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, hands_stage.NAME, segment_stage.NAME)
 N_LAYERS = len(MLO_LAYERS)
 OBJECT_LAYER = 0
 
@@ -285,11 +286,12 @@ def decode_frame(arrays, keys=ALL_KEYS) -> dict[str, np.ndarray]:
 class FrameScenes:
     """Builds the components (hands + object) of each frame from the upstream outputs."""
 
-    def __init__(self, run_dir: Path, p: Params, n_frames: int, height: int, width: int):
+    def __init__(self, hands: dict, masks: dict | None, p: Params, n_frames: int, height: int, width: int):
+        """``hands``: 02_hands' arrays; ``masks``: 03_segment's, or None where it has not run."""
         from ..render import scene as sc
 
         self.p = p
-        self.hands = sc.read_hands(run_dir)
+        self.hands = hands
         self.K = np.asarray(self.hands["K"], np.float64)
         verts = np.asarray(self.hands["vertices"])
         if verts.shape[0] != n_frames:
@@ -317,7 +319,6 @@ class FrameScenes:
             self.obj_mesh = sc.load_object_mesh(p.object_mesh)
             self.obj_poses = sc.load_object_poses(p.object_poses, n_frames)
         else:
-            masks = sc.read_masks(run_dir)
             self.masks = None if masks is None else masks.get("object")
 
     def components(self, t: int) -> list[Component]:
@@ -346,16 +347,13 @@ class FrameScenes:
 
 
 def run(ctx: StageContext) -> dict:
-    from .frames import load_meta
-
     p: Params = ctx.params
     if p.margin < 0 or p.tau <= 0:
         raise BadInputError("mlo needs margin >= 0 and tau > 0", "e.g. margin=0.01 tau=0.002 (metres)")
-    for dep in ("00_frames", "02_hands"):
-        ctx.input_dir(dep)
-    meta = load_meta(ctx.run_dir)
+    meta = ctx.read(frames_stage).meta
     T, H, W = int(meta["n_frames"]), int(meta["height"]), int(meta["width"])
-    scenes = FrameScenes(ctx.run_dir, p, T, H, W)
+    masks = None if p.object_mesh else ctx.read(segment_stage, optional=True)
+    scenes = FrameScenes(ctx.read(hands_stage), masks, p, T, H, W)
     out = ctx.out_dir / "mlo"
     out.mkdir()
     def finish(t: int, lp: LayerPixels) -> None:
@@ -423,4 +421,6 @@ def load_mlo(run_dir: str | Path, frames=None, keys=ALL_KEYS) -> dict[str, np.nd
     return out
 
 
-__all__ = ["Params", "run", "load_mlo", "load_mlo_frame", "occlusion_confidence", "decode_normals"]
+load = load_mlo  # the stage's loader (`StageContext.read`)
+
+__all__ = ["Params", "run", "load", "load_mlo", "load_mlo_frame", "occlusion_confidence", "decode_normals"]

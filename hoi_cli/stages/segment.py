@@ -13,7 +13,7 @@ Outputs:
                     take them (``object_box_from = "mask"``).
     ``preview.mp4`` the frames with the object (green) and hand (red) masks and the object box.
 
-Prompted object (01_detect ran with ``object_box`` / ``object_point``; `prompt_frame`): with the
+Prompted object (01_detect ran with ``object_box`` / ``object_point``; its record, `object_prompt`): with the
 GrabCut backend the object's mask is cut out on the prompt frame and propagated through the clip in
 both directions by dense optical flow, refined by GrabCut around the warped mask, the hand kept
 out, and found again by its colour after it was lost (`hoi_cli.segment.propagate`;
@@ -60,12 +60,13 @@ from ..errors import BadInputError
 from ..params import typed
 from ..segment.grabcut import GrabCutParams
 from .base import StageContext, resolve_device
+from . import detect as detect_stage, frames as frames_stage, hands as hands_stage
 
 NAME = "03_segment"
 VERSION = "6"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect", "02_hands")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 
 
 def _pipeline_grabcut() -> GrabCutParams:
@@ -208,24 +209,50 @@ def object_boxes_from_detections(det: dict, p: Params) -> np.ndarray:
     return fill_missing_boxes(boxes, p.max_box_gap)
 
 
-def prompt_frame(det: dict) -> int | None:
-    """The frame 01_detect's object prompt was given on (its ``object_score`` is 1.0 there and only
-    there, `hoi_cli.detect.objects`), or None in automatic mode (no frame, or several, at 1.0)."""
+def object_prompt(det: dict) -> dict | None:
+    """The user's object prompt to 01_detect, ``{"box", "point", "frame"}`` in working px and
+    frames, or None in automatic mode: its one record, ``det.prompts`` of the detections its loader
+    returns (`hoi_cli.stages.detect.Detections`). Hand-made detections without a record (tests,
+    benches) are read by what 01_detect writes for a prompt (`hoi_cli.detect.objects`): an
+    ``object_score`` of 1.0 on the prompt frame and only there."""
+    prompts = getattr(det, "prompts", None)
+    if prompts is not None:
+        return prompts.get("object") or None
     score = det.get("object_score")
     boxes = det.get("object_boxes")
     if score is None or boxes is None:
         return None
     hit = np.flatnonzero((np.nan_to_num(np.asarray(score, np.float64)) >= 1.0)
                          & np.isfinite(np.asarray(boxes, np.float64)).all(axis=1))
-    return int(hit[0]) if len(hit) == 1 else None
+    return {"box": np.asarray(boxes, np.float64)[hit[0]].tolist(), "point": None, "frame": int(hit[0])} \
+        if len(hit) == 1 else None
+
+
+def prompt_frame(det: dict) -> int | None:
+    """The frame of the user's object prompt (`object_prompt`) where 01_detect has its box there, else None."""
+    prompt = object_prompt(det)
+    boxes = det.get("object_boxes")
+    if prompt is None or boxes is None or not len(boxes):
+        return None
+    f = int(np.clip(int(prompt.get("frame") or 0), 0, len(boxes) - 1))
+    return f if np.isfinite(np.asarray(boxes[f], np.float64)).all() else None
+
+
+def _sam2_prompt(det: dict) -> dict:
+    """`object_prompt` in the keys `hoi_cli.segment.sam2_video.object_prompt` takes; {} without one."""
+    prompt = object_prompt(det)
+    if prompt is None:
+        return {}
+    return {"object_box": prompt.get("box"), "object_point": prompt.get("point"),
+            "object_frame": prompt.get("frame", 0)}
 
 
 def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *, sam_model=None,
-                 progress=None, propagate_params=None, detect_params: dict | None = None,
-                 device: str = "cpu") -> dict:
+                 progress=None, propagate_params=None, device: str = "cpu") -> dict:
     """The stage's work on arrays: ``{"object": (T,H,W) bool, "hand": (T,H,W) bool, "boxes": (T,4),
     "object_boxes": (T,4)}`` (``boxes``: the boxes the object was segmented in; ``object_boxes``: the
-    object mask's tight box per frame, NaN where empty). ``propagate_params``: a
+    object mask's tight box per frame, NaN where empty). ``det``: 01_detect's detections, with
+    their prompt record (`object_prompt`). ``propagate_params``: a
     `hoi_cli.segment.propagate.PropagateParams` for a prompted object (default: its defaults)."""
     from ..segment.propagate import boxes_from_masks
     from ..segment.grabcut import segment_sequence
@@ -235,7 +262,7 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
     if p.backend == "sam2" and sam_model is not None:
         from ..segment.sam2_video import segment_video_sam2
 
-        res = segment_video_sam2(sam_model, frames, det, detect_params=detect_params, object_boxes=boxes,
+        res = segment_video_sam2(sam_model, frames, det, detect_params=_sam2_prompt(det), object_boxes=boxes,
                                  hands=p.sam2_hands, hand_prompts_per_chunk=p.sam2_hand_prompts,
                                  chunk=p.sam2_chunk, device=device, progress=progress)
         obj = res["object"]
@@ -275,36 +302,30 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
 
 def run(ctx: StageContext) -> dict:
     from ..segment.grabcut import flicker
-    from .detect import load_detections
-    from .frames import load_frames, load_meta
 
     p: Params = ctx.params
-    frames = load_frames(ctx.run_dir)
-    meta = load_meta(ctx.run_dir)
-    det = load_detections(ctx.run_dir)
-    mano = None
-    if (ctx.run_dir / "02_hands" / "mano.npz").exists():
-        from .hands import load_mano
-
-        mano = load_mano(ctx.run_dir)
+    source = ctx.read(frames_stage)
+    frames, meta = source.load(), source.meta
+    det = ctx.read(detect_stage)  # with its prompt record (`object_prompt`)
+    has_fits = ctx.path(hands_stage, hands_stage.MANO_FILE).exists()  # a fake 02_hands in tests may write none
+    mano = ctx.read(hands_stage) if has_fits else None
     sam_model = None
     if p.backend == "sam":
         from ..segment.sam import load_sam
 
         sam_model = load_sam(sam_checkpoint_path(p, ctx.weights_dir), p.sam_model_type,
                              resolve_device(ctx.device))
-    detect_params, sam2_model = None, None
+    sam2_model = None
     if p.backend == "sam2":
-        from ..segment.sam2_video import checkpoint_path, describe_model, detect_params_of_run, load_predictor
+        from ..segment.sam2_video import checkpoint_path, describe_model, load_predictor
 
         ckpt = checkpoint_path(p.sam2_checkpoint, ctx.weights_dir)
         sam_model = load_predictor(ckpt, p.sam2_config, p.sam2_overrides, resolve_device(ctx.device))
-        detect_params = detect_params_of_run(ctx.run_dir)
         sam2_model = describe_model(ckpt, p.sam2_config, p.sam2_overrides)  # config and overrides, for the manifest
         ctx.log(f"03_segment: SAM 2 {sam2_model['config']} from {ckpt}")
     started = time.perf_counter()
     res = segment_clip(frames, det, mano, p, sam_model=sam_model, progress=ctx.progress,
-                       detect_params=detect_params, device=str(getattr(sam_model, "device", "cpu")))
+                       device=str(getattr(sam_model, "device", "cpu")))
     seconds = time.perf_counter() - started
     save_masks(ctx.out_dir / "masks.npz", res["object"], res["hand"], res["object_boxes"], **res.get("arrays", {}))
     if p.preview:
@@ -378,3 +399,6 @@ def load_masks(run_dir: str | Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
         shape = z["shape"]
         return {"object": unpack_masks(z["object"], shape), "hand": unpack_masks(z["hand"], shape)}
+
+
+load = load_masks  # the stage's loader (`StageContext.read`)

@@ -29,10 +29,11 @@ import numpy as np
 from ..errors import BadInputError
 from ..params import typed
 from .base import StageContext
+from . import frames as frames_stage, hands as hands_stage, segment as segment_stage
 
 NAME = "05_silhouette"
 VERSION = "1"
-DEPENDS_ON: tuple[str, ...] = ("00_frames", "02_hands", "03_segment")
+DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, hands_stage.NAME, segment_stage.NAME)
 LABELS = ("background", "left_hand", "right_hand", "object")
 
 
@@ -75,15 +76,12 @@ def render_structure(hand_vertices: np.ndarray, hand_valid: np.ndarray, faces: n
 
 
 def run(ctx: StageContext) -> dict:
-    from ..render.scene import read_hands, read_masks
-    from .frames import load_meta
 
     p: Params = ctx.params
-    ctx.input_dir("02_hands")
-    meta = load_meta(ctx.run_dir)
+    meta = ctx.read(frames_stage).meta
     T, H, W = int(meta["n_frames"]), int(meta["height"]), int(meta["width"])
-    hands = read_hands(ctx.run_dir)
-    masks = read_masks(ctx.run_dir)
+    hands = ctx.read(hands_stage)
+    masks = ctx.read(segment_stage, optional=True)
     obj = None if masks is None else masks.get("object")
     if obj is not None and obj.shape != (T, H, W):
         raise BadInputError(f"03_segment masks have shape {obj.shape}, expected {(T, H, W)}", "rerun 03_segment")
@@ -112,3 +110,6 @@ def load_silhouette(run_dir: str | Path) -> dict[str, np.ndarray]:
         raise BadInputError(f"no HOI structure in {run_dir}", "run 05_silhouette first (--pipeline cointeract)")
     with np.load(path, allow_pickle=False) as z:
         return {"structure": z["structure"], "labels": z["labels"]}
+
+
+load = load_silhouette  # the stage's loader (`StageContext.read`)

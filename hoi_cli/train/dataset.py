@@ -53,9 +53,6 @@ from ..conditions import (HAND_RENDER_CHANNELS, N_MLO, STRUCTURE_CHANNELS, avail
                           check_required, frame_paths, reference_crop, run_conditions, window_maps)
 from ..conditions import rasterize_boxes  # noqa: F401  (kept importable from here)
 from ..errors import BadInputError
-from ..stages import layout as layout_stage
-from ..stages import mlo as mlo_stage
-from ..stages import silhouette as silhouette_stage
 
 
 class HOIRunDataset(Dataset):

@@ -1,7 +1,7 @@
 """`WanRunDataset`: `hoi_cli.train.dataset.HOIRunDataset` + 07_genhoi's object-removed video.
 
 Items gain ``run_index`` (the window's run in ``runs``) and ``source_video (T, 3, H, W)`` in [-1, 1]: the exact stored removal
-(`hoi_cli.stages.genhoi.load_object_removed`) resized like ``video``, where 07_genhoi has run;
+(`hoi_cli.stages.genhoi.load`'s ``object_removed``) resized like ``video``, where 07_genhoi has run;
 elsewhere the key is absent and `hoi_cli.models.wan.conditions.source_video` falls back to the
 frames with the generation mask at 0.
 """
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ...stages import genhoi as genhoi_stage
+from ...stages.base import RunReader
 from ...train.dataset import HOIRunDataset
 
 
@@ -20,7 +21,8 @@ class WanRunDataset(HOIRunDataset):
     def _run_data(self, ri: int) -> dict:
         d = super()._run_data(ri)
         if "source_video" not in d:
-            removed = genhoi_stage.load_object_removed(self.runs[ri], d["frames"])
+            outputs = RunReader(self.runs[ri]).read(genhoi_stage, optional=True, frames=d["frames"])
+            removed = None if outputs is None else outputs["object_removed"]
             d["source_video"] = None
             if removed is not None:
                 h, w = self.hw

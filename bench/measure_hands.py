@@ -32,10 +32,11 @@ Causes of misses (per reference hand, automatic heuristics, several may apply):
            from the camera (back); "unseen" when the model finds no hand in the reference crop.
 
 Also printed: the fraction of detected boxes that carry keypoints (not box-only).
-Detections are cached per variant under /tmp/h12_measure_hands/ (``--fresh`` recomputes).
+Detections are cached per variant under /tmp/h12_measure_hands/ (``--cache DIR`` elsewhere, e.g.
+one folder per code version; ``--fresh`` recomputes).
 
 Usage: python bench/measure_hands.py [--variants baseline,default] [--modes auto,prompted]
-       [--clips 243,2] [--causes] [--fresh] [--json out.json]
+       [--clips 243,2] [--causes] [--fresh] [--cache DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -333,10 +334,12 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", default="")
     ap.add_argument("--causes", action="store_true", help="print the per-cause table")
     ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--cache", default=str(CACHE), help=f"folder of cached detections (default {CACHE})")
     ap.add_argument("--json", default="")
     ap.add_argument("--speed", action="store_true",
                     help="only time bare MediaPipe, baseline and default (auto) on 33576 and 22983, same run")
     args = ap.parse_args(argv)
+    globals()["CACHE"] = Path(args.cache)
     if args.speed:
         return speed()
     want = set(filter(None, args.clips.split(",")))

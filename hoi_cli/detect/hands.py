@@ -41,11 +41,16 @@ small, blurry, partly occluded hand-object clips. This module raises recall with
    neither finds the hand the tracked box is kept without keypoints ("box-only", at most
    ``track_max_box_only`` frames in a row); the follow stops where the flow loses the box or
    the box leaves the frame or runs into the other hand;
-7. hand prompts (``hand_prompts``, at most two boxes, each on its frame): each prompted hand
-   is followed through the whole clip in both directions (no box-only limit), runs of the
-   automatic result that land on it join it (keypoints before box-only), its slot is the
+7. hand prompts (``hand_prompts``, at most two boxes, each on its frame): the prompted hands
+   are followed through the whole clip in both directions together, with exclusive
+   identities (no box-only limit; `hoi_cli.detect.track.follow_together`: in each frame the
+   detections near the two predicted boxes are assigned jointly by overlap, keypoint
+   continuity and handedness, and a hand hidden behind the other keeps a box held in place);
+   runs of the automatic result that land on one prompted hand join it (keypoints before
+   box-only; a run on both alike goes with its automatic slot's hand), its slot is the
    landmark model's handedness vote where it was found, else the image side; hands no
-   prompt reaches are dropped.
+   prompt reaches are dropped. A follow from a weak detection (< 0.8) keeps box-only boxes
+   only where they move (a weak detection beside static red cups was followed back over them).
 
 Everything is deterministic (no random numbers; fixed order of passes).
 
@@ -888,13 +893,16 @@ def _make_redetect(frames, per_frame, model, cfg: HandDetectorConfig, fcfg, bloc
     """Finder of the followed hand in frame t near a predicted box: a detection of the
     full-frame passes that overlaps it (IoU >= 0.3 or >= 60% inside it), else the landmark
     model in a crop around it (presence >= ``min_presence``, near the prediction); never one
-    on the other hand (``blocked(t, box)``)."""
+    on the other hand (``blocked(t, box)``, or ``exclude(box)`` given per call)."""
     from .track import consistent
 
-    def redetect(t, pred, seed_kp):
+    def redetect(t, pred, seed_kp, exclude=None):
+        def off(box):  # on the other hand
+            return (blocked is not None and blocked(t, box)) or (exclude is not None and exclude(box))
+
         best, best_iou = None, 0.0
         for d in per_frame[t]:
-            if blocked is not None and blocked(t, d.box):
+            if off(d.box):
                 continue
             iou = float(box_iou(d.box, pred))
             if (iou >= 0.3 or _contains(pred, d.box, 0.6)) and max(iou, 0.3) > best_iou:
@@ -902,7 +910,7 @@ def _make_redetect(frames, per_frame, model, cfg: HandDetectorConfig, fcfg, bloc
         if best is not None:
             return best
         d = redetect_in_crop(frames[t], pred, model, cfg, seed_kp)
-        if d is None or not consistent(d.box, pred, fcfg) or (blocked is not None and blocked(t, d.box)):
+        if d is None or not consistent(d.box, pred, fcfg) or off(d.box):
             return None
         d.source = d.origin = "follow"
         return d
@@ -934,6 +942,10 @@ def _extend_slots(frames, per_frame, slots: list[dict], model, cfg: HandDetector
         return slots
     grays = gray_frames(frames)
     fcfg = _follow_config(cfg, prompted=prompted)
+
+    def anchor(st):  # how sure the start is a hand: its keypoints' score; a prompted hand's box: sure
+        return float(st.det.score) if st.det is not None else (1.0 if prompted else float(st.score))
+
     for s in range(2):
         if not slots[s]:
             continue
@@ -953,13 +965,13 @@ def _extend_slots(frames, per_frame, slots: list[dict], model, cfg: HandDetector
             if a > 0 and (a - 1) in slots[s]:
                 st = slots[s][a - 1]
                 got = follow(frames, grays, a - 1, st.box, st.det.kp if st.det is not None else None, +1,
-                             redetect, fcfg, stop_at=b, blocked=blocked)
+                             redetect, fcfg, stop_at=b, blocked=blocked, start_score=anchor(st))
                 slots[s].update(got)
                 reached_to = max(got) + 1 if got else a
             if b < T and b in slots[s] and reached_to < b:
                 st = slots[s][b]
                 got = follow(frames, grays, b, st.box, st.det.kp if st.det is not None else None, -1,
-                             redetect, fcfg, stop_at=reached_to - 1, blocked=blocked)
+                             redetect, fcfg, stop_at=reached_to - 1, blocked=blocked, start_score=anchor(st))
                 slots[s].update(got)
     return slots
 
@@ -998,47 +1010,70 @@ def _near(steps: dict, seg: dict, max_dt: int = 2) -> bool:
     return False
 
 
-def _owner(tracks: list[dict], seg: dict) -> int | None:
+def _owner(tracks: list[dict], seg: dict) -> tuple[int | None, bool]:
     """The prompted hand a run of automatic detections belongs to: the most same-frame overlaps
-    (a clear winner), else the only one it is near; None when on none or ambiguous."""
+    (a clear winner), else the only one it is near. Returns (hand or None, ambiguous): None
+    and ambiguous where it is on (or near) both equally, None alone where it is on none."""
     n = [_overlaps(steps, seg) for steps in tracks]
     if max(n, default=0) > 0:
         best = [k for k, v in enumerate(n) if v == max(n)]
-        return best[0] if len(best) == 1 else None
+        return (best[0], False) if len(best) == 1 else (None, True)
     near = [k for k, steps in enumerate(tracks) if _near(steps, seg)]
-    return near[0] if len(near) == 1 else None
+    return (near[0], False) if len(near) == 1 else (None, len(near) > 1)
+
+
+def _join_auto_runs(tracks: list[dict], auto_slots: list[dict]) -> None:
+    """Runs of the automatic result join the prompted hand they land on (`_owner`), keypoints
+    before box-only, never in a frame where the other prompted hand holds that hand with
+    keypoints. A run on both prompted hands alike (overlapping hands) goes with its automatic
+    slot's hand: the prompted hand that owns most of that slot's other runs, where the two
+    slots map to different prompted hands (the automatic slots keep one identity per hand by
+    their handedness votes)."""
+    runs = [(s, g) for s in range(2) for g in _segments(auto_slots[s])]
+    owners = [_owner(tracks, g) for _, g in runs]
+    slot_hand: dict[int, int] = {}
+    for s in range(2):
+        frames_of = [sum(len(g) for (s2, g), (k2, _) in zip(runs, owners) if s2 == s and k2 == k)
+                     for k in range(len(tracks))]
+        if max(frames_of, default=0) > 0 and frames_of.count(max(frames_of)) == 1:
+            slot_hand[s] = int(np.argmax(frames_of))
+    if len(slot_hand) == 2 and slot_hand[0] == slot_hand[1]:
+        slot_hand = {}  # both slots on one prompted hand: no identity to borrow
+    for (s, seg), (k, ambiguous) in zip(runs, owners):
+        if k is None and ambiguous:
+            k = slot_hand.get(s)
+        if k is None:  # on no prompted hand
+            continue
+        steps = tracks[k]
+        others = [tr for j, tr in enumerate(tracks) if j != k]
+        for t, st in seg.items():
+            if any(t in o and o[t].det is not None and _same_hand(o[t].box, st.box) for o in others):
+                continue  # the other prompted hand holds it
+            if t not in steps or (steps[t].det is None and st.det is not None):
+                steps[t] = st
 
 
 def _follow_prompts(frames, per_frame, prompts, auto_slots: list[dict], model, cfg: HandDetectorConfig) -> list[dict]:
-    """Each prompted hand followed through the clip from its frame, both directions
-    (`hoi_cli.detect.track.follow`); runs of the automatic result (``auto_slots``) that land on
-    a prompted hand in some frame join it, keypoints before box-only (so a follow lost early,
-    e.g. from a sliver of a hand entering at the frame edge, picks the hand up again); hands
-    no prompt reaches are dropped. A prompted hand's slot: the landmark model's handedness
-    where it found the hand, else the image side."""
-    from .track import follow, gray_frames
+    """The prompted hands followed through the clip from their frames, both directions, with
+    exclusive identities (`hoi_cli.detect.track.follow_together`: in each frame a detection
+    goes to one prompted hand, the one it continues best); runs of the automatic result
+    (``auto_slots``) that land on a prompted hand join it (`_join_auto_runs`; so a follow lost
+    early, e.g. from a sliver of a hand entering at the frame edge, picks the hand up again);
+    hands no prompt reaches are dropped. A prompted hand's slot: the landmark model's
+    handedness where it found the hand, else the image side."""
+    from .track import follow_together, gray_frames
 
-    T = len(frames)
     H, W = frames[0].shape[:2]
     grays = gray_frames(frames)
     fcfg = _follow_config(cfg, prompted=True)
     redetect = _make_redetect(frames, per_frame, model, cfg, fcfg)
-    tracks = []
-    for t0, box in prompts:
-        start = _prompt_start(frames[t0], per_frame[t0], box, model, cfg)
-        steps = {t0: start}
-        for direction in (+1, -1):
-            steps.update(follow(frames, grays, t0, start.box, start.det.kp if start.det is not None else None,
-                                direction, redetect, fcfg))
-        tracks.append(steps)
-    for seg in [g for s in range(2) for g in _segments(auto_slots[s])]:
-        k = _owner(tracks, seg)
-        if k is None:  # on no prompted hand, or on both: ambiguous
-            continue
-        steps = tracks[k]
-        for t, st in seg.items():
-            if t not in steps or (steps[t].det is None and st.det is not None):
-                steps[t] = st
+    starts = [(t0, _prompt_start(frames[t0], per_frame[t0], box, model, cfg)) for t0, box in prompts]
+    tracks = [{t0: st} for t0, st in starts]
+    for direction in (+1, -1):
+        for steps, got in zip(tracks, follow_together(frames, grays, starts, direction, redetect, fcfg)):
+            for t, st in got.items():
+                steps.setdefault(t, st)
+    _join_auto_runs(tracks, auto_slots)
     # slots: handedness vote over the frames with keypoints; no keypoints: the image side
     votes = []
     for steps in tracks:
@@ -1065,13 +1100,12 @@ def _follow_prompts(frames, per_frame, prompts, auto_slots: list[dict], model, c
                 pref = [LEFT, RIGHT] if left_first else [RIGHT, LEFT]
         for k in (0, 1):
             slots[pref[k]] = tracks[k]
-        # where both boxes land on one hand, the other prompt's hand keeps it (the one with keypoints)
+        # two boxes of one kind on one hand (the two directions' follows met there): the better
+        # one stays; a box-only box on a hand with keypoints is the other hand, hidden behind it
         for t in set(tracks[0]) & set(tracks[1]):
             a, b = slots[LEFT][t], slots[RIGHT][t]
-            if box_iou(a.box, b.box) >= 0.5:
-                drop = RIGHT if (a.det is not None and b.det is None) or (
-                    (a.det is None) == (b.det is None) and a.score >= b.score) else LEFT
-                del slots[drop][t]
+            if box_iou(a.box, b.box) >= 0.5 and (a.det is None) == (b.det is None):
+                del slots[RIGHT if a.score >= b.score else LEFT][t]
     return slots
 
 

@@ -68,6 +68,11 @@ class PropagateParams:
     uncover: bool = True  # previous hand pixels next to the object are "maybe object" in the warp
     vote: int = 1  # temporal majority vote window (1 = off)
     max_hole_frac: float | None = 0.02  # holes this large (x the mask's area) stay open: a mug's handle
+    # the anchor is trusted when its tight box covers the prompt box (IoU >= this): a cut that fills a
+    # fraction of the user's box failed (a motion-blurred frame, a glass that shows the background)
+    anchor_min_box_iou: float = 0.5
+    anchor_search: int = 6  # ...else cut the object out of the box track on the sharpest frames this near
+    box_fallback: bool = True  # ...and where no cut fills its box, the prompt box itself (off the hand) is the anchor
     anchor: GrabCutParams = field(default_factory=lambda: GrabCutParams(
         max_side=200, iterations=3, use_prior=False, reuse_models=False, vote=1, grow_frac=0.0, max_hole_frac=0.02))
 
@@ -266,14 +271,80 @@ def anchor_mask(image: np.ndarray, box, hand: np.ndarray | None, p: PropagatePar
     return m
 
 
+def sharpness(image: np.ndarray, box) -> float:
+    """Variance of the Laplacian of the grey image inside ``box`` (higher = sharper; 0 for no box)."""
+    H, W = image.shape[:2]
+    if box is None or not np.all(np.isfinite(box)):
+        return 0.0
+    x0, y0 = int(max(0, np.floor(box[0]))), int(max(0, np.floor(box[1])))
+    x1, y1 = int(min(W, np.ceil(box[2]))), int(min(H, np.ceil(box[3])))
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return 0.0
+    g = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(g, cv2.CV_64F).var())
+
+
+def _fills_box(mask: np.ndarray, box, min_iou: float) -> bool:
+    from ..conventions import box_from_mask, box_iou
+
+    if not mask.any():
+        return False
+    return bool(box_iou(box_from_mask(mask)[None], np.asarray(box, np.float64)[None])[0] >= min_iou)
+
+
+def box_mask(shape, box, hand: np.ndarray | None) -> np.ndarray:
+    """The pixels of ``box`` (xyxy) off the hand."""
+    H, W = shape
+    m = np.zeros((H, W), bool)
+    x0, y0 = int(max(0, round(box[0]))), int(max(0, round(box[1])))
+    x1, y1 = int(min(W, round(box[2]))), int(min(H, round(box[3])))
+    m[y0:y1, x0:x1] = True
+    return m & ~hand if hand is not None else m
+
+
+def confident_anchor(frames: np.ndarray, box, frame: int, hand_at, p: PropagateParams,
+                     track_boxes: np.ndarray | None = None, full_hand: np.ndarray | None = None
+                     ) -> tuple[int, np.ndarray, str]:
+    """``(frame, mask, how)``: the anchor to propagate from. GrabCut in the prompt box (``how`` =
+    "cut") when its mask's box covers the prompt box (``anchor_min_box_iou``); else the same cut on
+    the frames of the box track within ``anchor_search`` of the prompt, sharpest first ("near"); else
+    the prompt box itself off the hand ("box"; with ``box_fallback``, where the hand leaves at least half
+    of the box), else the failed cut."""
+    m = anchor_mask(frames[frame], box, hand_at(frame), p)
+    if p.anchor_min_box_iou <= 0 or _fills_box(m, box, p.anchor_min_box_iou):
+        return frame, m, "cut"
+    if track_boxes is not None and p.anchor_search > 0:
+        T = len(frames)
+        near = [t for t in range(max(0, frame - p.anchor_search), min(T, frame + p.anchor_search + 1))
+                if t != frame and np.all(np.isfinite(track_boxes[t]))]
+        base = sharpness(frames[frame], box)
+        ranked = sorted(((sharpness(frames[t], track_boxes[t]), t) for t in near), reverse=True)
+        for sharp, t in ranked[:3]:
+            if sharp <= base:
+                break
+            mt = anchor_mask(frames[t], track_boxes[t], hand_at(t), p)
+            if _fills_box(mt, track_boxes[t], p.anchor_min_box_iou):
+                return t, mt, "near"
+    if p.box_fallback:
+        bm = box_mask(m.shape, box, hand_at(frame))
+        # a box mostly under the hand (``full_hand``: the widest hand mask there) would be mostly
+        # background: the object is behind the fingers
+        seen = box_mask(m.shape, box, full_hand if full_hand is not None else hand_at(frame))
+        if seen.sum() >= 0.5 * box_mask(m.shape, box, None).sum():
+            return frame, bm, "box"
+    return frame, m, "cut"
+
+
 def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarray | None = None,
                     soft_hand_masks: np.ndarray | None = None, params: PropagateParams | None = None,
-                    init_mask: np.ndarray | None = None, progress=None) -> tuple[np.ndarray, dict]:
+                    init_mask: np.ndarray | None = None, track_boxes: np.ndarray | None = None,
+                    progress=None) -> tuple[np.ndarray, dict]:
     """Object masks ``(T, H, W)`` from one prompt: ``box`` (xyxy) on ``frame`` (or ``init_mask``,
     the object's mask there), propagated forward and backward (see the module docstring).
     ``hand_masks`` ``(T, H, W)``: the hands, in front of the object (never object);
     ``soft_hand_masks``: a looser hand mask (e.g. with the 2-D keypoints' thick bones), only
-    probable background (``soft_hand`` in `refine_mask`).
+    probable background (``soft_hand`` in `refine_mask`); ``track_boxes`` ``(T, 4)``: the prompt's
+    box track, where a failed cut on the prompt frame looks for a sharper frame (`confident_anchor`).
 
     Returns ``(masks, info)``; ``info``: ``state`` per frame (``anchor``, ``refined``, ``warped``:
     refinement rejected, ``lost``, ``found``: re-acquired by colour)."""
@@ -286,9 +357,16 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
     f = int(np.clip(frame, 0, T - 1))
     hand_at = (lambda t: None) if hand_masks is None else (lambda t: hand_masks[t])
     soft_at = (lambda t: None) if soft_hand_masks is None or not p.soft_hand else (lambda t: soft_hand_masks[t])
-    m0 = init_mask.astype(bool) if init_mask is not None else anchor_mask(frames[f], box, hand_at(f), p)
+    how = "mask"
+    if init_mask is not None:
+        m0 = init_mask.astype(bool)
+    else:
+        full = None
+        if soft_hand_masks is not None:
+            full = soft_hand_masks[f] | (hand_masks[f] if hand_masks is not None else False)
+        f, m0, how = confident_anchor(frames, box, f, hand_at, p, track_boxes, full)
     if not m0.any():
-        return masks, {"state": state}
+        return masks, {"state": state, "anchor": how}
     masks[f], state[f] = m0, "anchor"
     colour = ColourModel(frames[f], m0)
     anchor_area = float(m0.sum())
@@ -348,7 +426,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
         from .grabcut import temporal_vote
 
         masks = temporal_vote(masks, p.vote)
-    return masks, {"state": state}
+    return masks, {"state": state, "anchor": how, "anchor_frame": f}
 
 
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:

@@ -254,7 +254,7 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)
         f = prompt_frame(det)
         obj, _ = propagate_masks(frames, boxes[f], f, hand_masks=hand_bg, soft_hand_masks=hand,
-                                 params=propagate_params, progress=progress)
+                                 params=propagate_params, track_boxes=boxes, progress=progress)
         boxes = boxes_from_masks(obj)
     else:
         hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)

@@ -60,6 +60,7 @@ class PropagateParams:
     reacquire: bool = True  # search the frame for a lost object by its colour model
     reacquire_min_prob: float = 0.7  # a find's mean object probability must reach this
     reacquire_area: tuple = (0.15, 3.0)  # ... and its area this range x the anchor area
+    reacquire_near: float = 1.0  # ... and it lies within this x the object's size of a hand or where it was last seen
     hand_erode_px: int = 2  # the hand mask shrunk by this is sure background
     # use ``soft_hand_masks`` as probable background where given. Off: it took the thumb out of the sponge
     # (tuning 141667 0.785 -> 0.815, mean of 7 tuning rows +0.007) but also the yellow half of a ball, skin-like
@@ -238,10 +239,10 @@ def refine_mask(image: np.ndarray, warped: np.ndarray, maybe: np.ndarray | None,
 
 
 def reacquire(image: np.ndarray, colour: ColourModel, anchor_area: float, hand: np.ndarray | None,
-              p: PropagateParams) -> np.ndarray | None:
+              p: PropagateParams, near: np.ndarray | None = None) -> np.ndarray | None:
     """The lost object found again by its colour: the connected region (object probability > 0.5,
     off the hand, area within ``reacquire_area`` x the anchor's) with the best mean probability,
-    if that reaches ``reacquire_min_prob``; None otherwise."""
+    if that reaches ``reacquire_min_prob`` (and it touches ``near``, where given); None otherwise."""
     prob = colour.prob(image)
     cand = prob > 0.5
     if hand is not None:
@@ -263,7 +264,7 @@ def reacquire(image: np.ndarray, colour: ColourModel, anchor_area: float, hand: 
     best, best_score = None, -1.0
     for g in range(1, ng):
         m = pieces & (groups == g)
-        if not lo * anchor_area <= m.sum() <= hi * anchor_area:
+        if not lo * anchor_area <= m.sum() <= hi * anchor_area or (near is not None and not (m & near).any()):
             continue
         sc = float(prob[m].mean())
         if sc > best_score:
@@ -300,6 +301,21 @@ def motion_consistent(refined: np.ndarray, warped: np.ndarray, flow: np.ndarray,
     if hand is not None:
         out &= ~hand
     return out
+
+
+def _where_it_can_be(last: np.ndarray, hand: np.ndarray | None, soft_hand_masks: np.ndarray | None, t: int,
+                     anchor_area: float, p: PropagateParams) -> np.ndarray | None:
+    """Where a lost object may be found again: within ``reacquire_near`` x its size of where it was
+    last seen or of a hand (objects move with hands); None (anywhere) with ``reacquire_near`` <= 0."""
+    if p.reacquire_near <= 0:
+        return None
+    seen = last.copy()
+    if hand is not None:
+        seen |= hand
+    if soft_hand_masks is not None:
+        seen |= soft_hand_masks[t]
+    r = max(2, int(round(p.reacquire_near * np.sqrt(anchor_area))))
+    return cv2.dilate(seen.astype(np.uint8), _disk(r)).astype(bool)
 
 
 # ------------------------------------------------------------------ through the clip
@@ -424,7 +440,10 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
             hand = hand_at(t)
             image = frames[t]
             if lost:
-                found = reacquire(image, colour, anchor_area, hand, p) if p.reacquire else None
+                found = None
+                if p.reacquire:
+                    found = reacquire(image, colour, anchor_area, hand, p,
+                                      _where_it_can_be(prev, hand_at(t), soft_hand_masks, t, anchor_area, p))
                 if found is None:
                     tick()
                     continue

@@ -59,9 +59,10 @@ from ..errors import BadInputError
 from .base import StageContext, resolve_device
 
 NAME = "03_segment"
-VERSION = "7"  # 7: a prompt whose cut fails is anchored on a sharper frame or the box; finds near a hand; 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
+VERSION = "7"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
+# 7: a prompt whose cut misses its box is anchored on a sharper frame or the box; a lost object is found near a hand
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "01_detect", "02_hands")
 BACKENDS = ("grabcut", "sam", "sam2")
 

@@ -124,7 +124,7 @@ def _held_book(T: int = 6, H: int = 96, W: int = 160, seed: int = 5):
     arm = np.zeros((T, H, W), bool)
     right = np.zeros((T, H, W), bool)
     for t in range(T):
-        x = 40 + 2 * t
+        x = 10 + 2 * t  # near the left edge: the colour growth's reach (half the book's size) gets there
         obj[t, 30:70, x:x + 60] = True
         arm[t, 44:56, 0:x] = True  # the arm reaches the book from the frame's left edge
         right[t, 36:64, x + 60:x + 80] = True
@@ -133,7 +133,7 @@ def _held_book(T: int = 6, H: int = 96, W: int = 160, seed: int = 5):
         frames[t][right[t]] = (110, 70, 50)  # dark skin
     hand_mask = right.copy()
     for t in range(T):  # the detector's mask misses the 3 px of the hand next to the book
-        x = 40 + 2 * t
+        x = 10 + 2 * t
         hand_mask[t, :, x + 60:x + 63] = False
     return frames, obj, arm, right, hand_mask
 
@@ -145,11 +145,11 @@ def test_removal_never_takes_an_arm_entering_from_a_border_the_object_does_not_r
     remove, keep = removal_masks(frames, obj, hand_mask, 3)
     assert remove[obj & ~right].all()  # the book goes
     far_arm = arm.copy()
-    far_arm[:, :, 30:] = False  # beyond the removal's dilation of the book
+    far_arm[:, :, 5:] = False  # beyond the removal's dilation of the book
     assert not (remove & far_arm).any()
     # an object that runs out of the frame itself still grows to the border
     obj2 = obj.copy()
-    obj2[:, 30:70, 0:40] = True
+    obj2[:, 30:70, 0:12] = True
     frames2 = frames.copy()
     frames2[obj2] = (215, 190, 150)
     remove2, _ = removal_masks(frames2, obj2, hand_mask, 3)

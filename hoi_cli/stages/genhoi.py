@@ -35,7 +35,8 @@ from ..errors import BadInputError
 from .base import StageContext
 
 NAME = "07_genhoi"
-VERSION = "5"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
+VERSION = "6"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
+# 6: the colour growth does not run out of an image edge the object does not reach; the hands' missed rim is kept
 DEPENDS_ON: tuple[str, ...] = ("00_frames", "03_segment")
 
 

@@ -217,3 +217,21 @@ def box_mask(box):
     m = np.zeros((H, W), bool)
     m[int(box[1]):int(box[3]), int(box[0]):int(box[2])] = True
     return m
+
+
+def test_a_lost_object_is_not_found_again_in_a_look_alike_far_from_hands_and_from_where_it_was():
+    from hoi_cli.segment.propagate import PropagateParams
+
+    frames, obj, hand = moving_clip(leave=(8, 12))
+    frames = frames.copy()
+    look_alike = np.zeros((H, W), bool)
+    draw_object(frames_f := frames[0].astype(np.float32), look_alike, 200, 130, 0, h=14, w=60)
+    for t in range(8, 12):  # the same stripes in the far corner while the bar is away
+        frames[t][look_alike] = frames_f[look_alike].astype(np.uint8)
+    masks, info = propagate_masks(frames, box_from_mask(obj[16]), 16, hand_masks=hand)
+    assert not (masks[8:12] & look_alike).any()
+    assert list(info["state"][8:12]) == ["lost"] * 4
+    # with the search over the whole frame the look-alike is taken for the object
+    masks2, info2 = propagate_masks(frames, box_from_mask(obj[16]), 16, hand_masks=hand,
+                                    params=PropagateParams(reacquire_near=0))
+    assert (masks2[8:12] & look_alike).any()

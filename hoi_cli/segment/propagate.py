@@ -6,8 +6,11 @@ float px, NaN = missing (see `hoi_cli.conventions`).
 How (`propagate_masks`):
 
 1. **Anchor.** On the prompted frame the object is cut out of its box by GrabCut
-   (`hoi_cli.segment.grabcut.grabcut_box`, the hand as background). A colour model of the
-   object against its surroundings (`ColourModel`: Lab histograms) is learnt there.
+   (`hoi_cli.segment.grabcut.grabcut_box`, the hand as background). A cut whose tight box covers
+   little of the prompt box failed (motion blur, a clear glass): it is redone on the sharpest
+   nearby frames of the prompt's box track, and failing that the prompt box itself (off the hand)
+   is the anchor (`confident_anchor`). A colour model of the object against its surroundings
+   (`ColourModel`: Lab histograms) is learnt there.
 2. **Warp.** Each next frame (forward to the end, then backward to the start, both from the
    anchor) takes the previous mask moved by dense optical flow (OpenCV DIS, computed from the
    new frame to the previous one, so every new pixel looks up where it came from). Where the
@@ -24,9 +27,9 @@ How (`propagate_masks`):
    colour score below ``lost_colour`` of the anchor's, or (optional) it grows past ``max_growth``
    x the anchor's area (the object left the frame, was taken away or is hidden: the warped mask now
    covers background), the frame gets no mask and following frames search the
-   whole frame for it (`reacquire`): connected regions where the anchor colour model says
-   "object", off the hand, of a plausible area, best mean probability; a find is refined as
-   above and propagation restarts from it.
+   frame for it (`reacquire`) near a hand or where it was last seen: connected regions where the
+   anchor colour model says "object", off the hand, of a plausible area, best mean probability; a
+   find is refined as above and propagation restarts from it.
 
 Speed: DIS flow (preset ``fast``) at <= ``flow_max_side`` px plus one small GrabCut per frame.
 """

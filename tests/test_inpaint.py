@@ -142,7 +142,7 @@ def test_removal_never_takes_an_arm_entering_from_a_border_the_object_does_not_r
     from hoi_cli.inpaint import removal_masks
 
     frames, obj, arm, right, hand_mask = _held_book()
-    remove, keep = removal_masks(frames, obj, hand_mask, 3)
+    remove, _ = removal_masks(frames, obj, hand_mask, 3)
     assert remove[obj & ~right].all()  # the book goes
     far_arm = arm.copy()
     far_arm[:, :, 5:] = False  # beyond the removal's dilation of the book
@@ -159,7 +159,7 @@ def test_removal_never_takes_an_arm_entering_from_a_border_the_object_does_not_r
 def test_the_hand_rim_its_mask_missed_next_to_the_object_is_kept():
     from hoi_cli.inpaint import removal_masks
 
-    frames, obj, arm, right, hand_mask = _held_book()
+    frames, obj, _, right, hand_mask = _held_book()
     remove, keep = removal_masks(frames, obj, hand_mask, 4)
     assert not (remove & right).any()  # the dark fingers stay, their missed rim included
     assert keep[right].all()

@@ -232,6 +232,6 @@ def test_a_lost_object_is_not_found_again_in_a_look_alike_far_from_hands_and_fro
     assert not (masks[8:12] & look_alike).any()
     assert list(info["state"][8:12]) == ["lost"] * 4
     # with the search over the whole frame the look-alike is taken for the object
-    masks2, info2 = propagate_masks(frames, box_from_mask(obj[16]), 16, hand_masks=hand,
+    masks2, _ = propagate_masks(frames, box_from_mask(obj[16]), 16, hand_masks=hand,
                                     params=PropagateParams(reacquire_near=0))
     assert (masks2[8:12] & look_alike).any()

@@ -286,7 +286,7 @@ def motion_consistent(refined: np.ndarray, warped: np.ndarray, flow: np.ndarray,
     if not warped.any():
         return refined
     size = np.sqrt(warped.sum())
-    r = max(3, int(round(0.3 * size)))
+    r = max(3, round(0.3 * size))
     ring = cv2.dilate(warped.astype(np.uint8), _disk(r)).astype(bool) & ~cv2.dilate(
         warped.astype(np.uint8), _disk(max(2, r // 3))).astype(bool)
     if hand is not None:
@@ -317,7 +317,7 @@ def _where_it_can_be(last: np.ndarray, hand: np.ndarray | None, soft_hand_masks:
         seen |= hand
     if soft_hand_masks is not None:
         seen |= soft_hand_masks[t]
-    r = max(2, int(round(p.reacquire_near * np.sqrt(anchor_area))))
+    r = max(2, round(p.reacquire_near * np.sqrt(anchor_area)))
     return cv2.dilate(seen.astype(np.uint8), _disk(r)).astype(bool)
 
 

@@ -6,7 +6,8 @@ Two measurements per clip, both scored against the reference (SAM2) masks:
   merged), removed by 07_genhoi's `object_removal` with the reference hand as the hands;
 - ``b`` (the real figure): the pipeline's own masks, from ``RUNS/<clip>/03_segment`` (made with
   ``hoi preprocess CLIP --until 03_segment --object-box <reference box on its first frame>
-  --object-frame <that frame>``), exactly what 07_genhoi removes.
+  --object-frame <that frame>``), exactly what 07_genhoi removes; for a run only through 02_hands
+  (bench/measure_objects.py's) the same prompt is run here (`prompted_masks`).
 
 Each is run with the current `hoi_cli.inpaint.remove_object` and, with ``--peer REV``, with the
 one at git revision REV of this repository (the old removal) in the same process, for the
@@ -60,6 +61,33 @@ def reference_masks(clip: str, T: int):
     return obj[:T], m["hand"].astype(bool)[:T]
 
 
+def prompted_masks(run: Path, ref_obj: np.ndarray) -> dict:
+    """03_segment's masks for a run through 02_hands (as bench/measure_objects.py makes them), prompted
+    as a user would: the reference objects' box on their first frame (01_detect's object step, then
+    `segment_clip` with the default params: what ``hoi preprocess --object-box B --object-frame F``
+    stores). Cached next to the run as ``prompted_masks.npz`` (delete it after changing the code)."""
+    from hoi_cli.conventions import box_from_mask
+    from hoi_cli.detect.objects import ObjectConfig, detect_objects
+    from hoi_cli.stages import segment as seg
+    from hoi_cli.stages.detect import load_detections
+    from hoi_cli.stages.frames import load_frames
+    from hoi_cli.stages.hands import load_mano
+
+    cache = run / "prompted_masks.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return {"object": z["object"], "hand": z["hand"]}
+    frames, det = load_frames(run), load_detections(run)
+    mano = load_mano(run) if (run / "02_hands" / "mano.npz").exists() else None
+    t = int(np.flatnonzero(ref_obj.reshape(len(ref_obj), -1).any(1))[0])
+    prompt = ObjectConfig(object_box=tuple(float(v) for v in box_from_mask(ref_obj[t])), object_frame=t)
+    det = {**det, **detect_objects(frames, det, prompt)}
+    det.pop("object_seed", None)
+    res = seg.segment_clip(frames, det, mano, seg.Params())
+    np.savez_compressed(cache, object=res["object"], hand=res["hand"])
+    return {"object": res["object"], "hand": res["hand"]}
+
+
 def clip_inputs(clip: str, mode: str, runs: Path | None):
     """``(frames, object mask to remove, hands to keep, reference object, reference hand)``."""
     from hoi_cli.video import read_video
@@ -73,8 +101,9 @@ def clip_inputs(clip: str, mode: str, runs: Path | None):
 
     run = runs / clip
     frames = load_frames(run)
-    masks = load_masks(run)
     ref_obj, ref_hand = reference_masks(clip, len(frames))
+    # a run through 03_segment, or one through 02_hands that is prompted here
+    masks = load_masks(run) if (run / "03_segment" / "masks.npz").exists() else prompted_masks(run, ref_obj)
     if ref_obj.shape != frames.shape[:3]:
         raise SystemExit(f"{clip}: run frames {frames.shape[:3]} differ from the reference masks {ref_obj.shape}")
     return frames, masks["object"], masks["hand"], ref_obj, ref_hand

@@ -112,3 +112,55 @@ def cv2_erode(mask: np.ndarray, r: int) -> np.ndarray:
     import cv2
 
     return cv2.erode(mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+
+
+def _held_book(T: int = 6, H: int = 96, W: int = 160, seed: int = 5):
+    """A beige book held by a light hand entering from the left edge (never detected) and a dark
+    hand on its right whose mask stops 3 px short of the book (the detector's hand)."""
+    bg = np.full((H, W, 3), (70, 110, 90), np.uint8)
+    bg = np.clip(bg.astype(int) + _texture(H, W, seed) // 8 - 16, 0, 255).astype(np.uint8)
+    frames = np.repeat(bg[None], T, axis=0)
+    obj = np.zeros((T, H, W), bool)
+    arm = np.zeros((T, H, W), bool)
+    right = np.zeros((T, H, W), bool)
+    for t in range(T):
+        x = 10 + 2 * t  # near the left edge: the colour growth's reach (half the book's size) gets there
+        obj[t, 30:70, x:x + 60] = True
+        arm[t, 44:56, 0:x] = True  # the arm reaches the book from the frame's left edge
+        right[t, 36:64, x + 60:x + 80] = True
+        frames[t][obj[t]] = (215, 190, 150)
+        frames[t][arm[t]] = (222, 186, 150)  # light skin: coloured like the book
+        frames[t][right[t]] = (110, 70, 50)  # dark skin
+    hand_mask = right.copy()
+    for t in range(T):  # the detector's mask misses the 3 px of the hand next to the book
+        x = 10 + 2 * t
+        hand_mask[t, :, x + 60:x + 63] = False
+    return frames, obj, arm, right, hand_mask
+
+
+def test_removal_never_takes_an_arm_entering_from_a_border_the_object_does_not_reach():
+    from hoi_cli.inpaint import removal_masks
+
+    frames, obj, arm, right, hand_mask = _held_book()
+    remove, _ = removal_masks(frames, obj, hand_mask, 3)
+    assert remove[obj & ~right].all()  # the book goes
+    far_arm = arm.copy()
+    far_arm[:, :, 5:] = False  # beyond the removal's dilation of the book
+    assert not (remove & far_arm).any()
+    # an object that runs out of the frame itself still grows to the border
+    obj2 = obj.copy()
+    obj2[:, 30:70, 0:12] = True
+    frames2 = frames.copy()
+    frames2[obj2] = (215, 190, 150)
+    remove2, _ = removal_masks(frames2, obj2, hand_mask, 3)
+    assert remove2[obj2 & ~right].all()
+
+
+def test_the_hand_rim_its_mask_missed_next_to_the_object_is_kept():
+    from hoi_cli.inpaint import removal_masks
+
+    frames, obj, _, right, hand_mask = _held_book()
+    remove, keep = removal_masks(frames, obj, hand_mask, 4)
+    assert not (remove & right).any()  # the dark fingers stay, their missed rim included
+    assert keep[right].all()
+    assert remove[obj].mean() > 0.99

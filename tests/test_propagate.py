@@ -171,3 +171,65 @@ def test_prompt_frame_needs_exactly_one_frame_at_score_one():
     assert segment.prompt_frame(det) == 2
     det["object_score"][:] = 1.0  # hand-written detections with every score at 1: not a prompt
     assert segment.prompt_frame(det) is None
+
+
+def test_a_cut_that_misses_the_prompt_box_falls_back_to_the_box_unless_the_hand_covers_it():
+    from hoi_cli.segment.propagate import PropagateParams, confident_anchor
+
+    # clear glass: inside the prompt box the frame shows the same table as around it, nothing to cut out
+    frames = np.stack([textured_background(3).astype(np.uint8)] * 3)
+    box = np.array([80, 40, 160, 110], np.float32)
+    p = PropagateParams()
+    f, m, how = confident_anchor(frames, box, 1, lambda t: None, p)
+    assert (f, how) == (1, "box")
+    assert iou(m, box_mask(box)) == 1.0
+    # a hand over most of the box: its rest is no better a guess than the failed cut
+    hand = box_mask(np.array([70, 30, 170, 100]))
+    f, m, how = confident_anchor(frames, box, 1, lambda t: hand, p, full_hand=hand)
+    assert how == "cut"
+    # a fair cut of a thin bar lying across its box, short at one end (box IoU 0.49), is kept
+    frames2, obj, hand2 = moving_clip()
+    f, m, how = confident_anchor(frames2, box_from_mask(obj[5]), 5, lambda t: hand2[t], p)
+    assert how == "cut" and iou(m, obj[5]) > 0.8
+
+
+def test_a_motion_blurred_prompt_frame_is_anchored_on_a_sharp_neighbour_of_the_box_track():
+    from hoi_cli.segment.propagate import PropagateParams, confident_anchor
+
+    frames, obj, hand = moving_clip()
+    f = 12
+    blurred = frames.copy()
+    blurred[f] = cv2.blur(frames[f], (41, 41))  # the bar smeared into the table
+    track = np.stack([box_from_mask(m | h) for m, h in zip(obj, hand)])
+    p = PropagateParams()
+    g, m, how = confident_anchor(blurred, box_from_mask(obj[f]), f, lambda t: hand[t], p, track_boxes=track)
+    assert how == "near" and g != f and abs(g - f) <= p.anchor_search
+    assert iou(m, obj[g]) > 0.7
+    masks, info = propagate_masks(blurred, box_from_mask(obj[f]), f, hand_masks=hand, track_boxes=track)
+    assert info["anchor"] == "near"
+    ious = [iou(a, b) for t, (a, b) in enumerate(zip(masks, obj)) if t != f]
+    assert np.mean(ious) > 0.8, ious
+
+
+def box_mask(box):
+    m = np.zeros((H, W), bool)
+    m[int(box[1]):int(box[3]), int(box[0]):int(box[2])] = True
+    return m
+
+
+def test_a_lost_object_is_not_found_again_in_a_look_alike_far_from_hands_and_from_where_it_was():
+    from hoi_cli.segment.propagate import PropagateParams
+
+    frames, obj, hand = moving_clip(leave=(8, 12))
+    frames = frames.copy()
+    look_alike = np.zeros((H, W), bool)
+    draw_object(frames_f := frames[0].astype(np.float32), look_alike, 200, 130, 0, h=14, w=60)
+    for t in range(8, 12):  # the same stripes in the far corner while the bar is away
+        frames[t][look_alike] = frames_f[look_alike].astype(np.uint8)
+    masks, info = propagate_masks(frames, box_from_mask(obj[16]), 16, hand_masks=hand)
+    assert not (masks[8:12] & look_alike).any()
+    assert list(info["state"][8:12]) == ["lost"] * 4
+    # with the search over the whole frame the look-alike is taken for the object
+    masks2, _ = propagate_masks(frames, box_from_mask(obj[16]), 16, hand_masks=hand,
+                                    params=PropagateParams(reacquire_near=0))
+    assert (masks2[8:12] & look_alike).any()

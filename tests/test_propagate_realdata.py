@@ -18,9 +18,10 @@ VALIDATION = ("204076", "208810", "243", "24815", "33576", "35671")
 @pytest.mark.realdata
 def test_prompted_object_masks_on_the_validation_clips(shared_data, tmp_path):
     """Prompt = the reference object's box on its first frame; object IoU against the reference,
-    mean over the 6 validation clips. Measured 0.707 (per clip 0.93 / 0.81 / 0.74 / 0.21 / 0.67 / 0.89:
-    the transparent glass 24815 is not separable by colour); the old CSRT box track + GrabCut path
-    gave 0.58 on the same prompts (`bench/measure_objects.py --splits val`)."""
+    mean over the 6 validation clips. Measured 0.814 (per clip 0.93 / 0.81 / 0.74 / 0.85 / 0.67 / 0.89;
+    0.707 before the failed cut of the transparent glass 24815 (0.21) fell back to its prompt box);
+    the old CSRT box track + GrabCut path gave 0.58 on the same prompts
+    (`bench/measure_objects.py --splits val`)."""
     from hoi_cli.stages.segment import load_masks, load_object_boxes
 
     per_clip = {}
@@ -43,4 +44,5 @@ def test_prompted_object_masks_on_the_validation_clips(shared_data, tmp_path):
         boxes = load_object_boxes(tmp_path / clip)
         assert boxes.shape == (len(obj), 4)
         assert np.allclose(boxes[first], box_from_mask(obj[first]))
-    assert np.mean(list(per_clip.values())) >= 0.65, per_clip
+    assert np.mean(list(per_clip.values())) >= 0.78, per_clip
+    assert per_clip["24815"] >= 0.7, per_clip  # the glass: anchored on its box

@@ -63,9 +63,10 @@ from .base import StageContext, resolve_device
 from . import detect as detect_stage, frames as frames_stage, hands as hands_stage
 
 NAME = "03_segment"
-VERSION = "6"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
+VERSION = "7"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
+# 7: a prompt whose cut misses its box is anchored on a sharper frame or the box; a lost object is found near a hand
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 
 
@@ -285,7 +286,7 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)
         f = prompt_frame(det)
         obj, _ = propagate_masks(frames, boxes[f], f, hand_masks=hand_bg, soft_hand_masks=hand,
-                                 params=propagate_params, progress=progress)
+                                 params=propagate_params, track_boxes=boxes, progress=progress)
         boxes = boxes_from_masks(obj)
     else:
         hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)

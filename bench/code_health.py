@@ -12,7 +12,8 @@ Counts, each computed from the source alone (nothing is imported):
 - import cycles: strongly connected components of size > 1 in the graph of hoi_cli modules, once
   with every import (top-level and in-function) and once with top-level imports only (the cycles
   Python actually has to resolve at import time), and once more with modules collapsed to
-  hoi_cli's first level (stages, render, store, ...: the layering view). `from pkg import name` counts as an edge to
+  hoi_cli's first level (stages, render, store, ...: the layering view). Imports under
+  `if TYPE_CHECKING:` are left out: annotations only, erased at run time. `from pkg import name` counts as an edge to
   `pkg.name` where that is a module, else to `pkg`; a package's `__init__` is its own node.
 - stage_literals: stage-folder names (`00_frames` .. `07_genhoi`) written outside the stage module
   that owns them (stages/<name>.py owns `0N_<name>`): every occurrence, and those inside string
@@ -117,13 +118,16 @@ def import_edges(modules):
     top, inner, sites = defaultdict(set), defaultdict(set), []
     for name, (path, tree, _) in modules.items():
         is_package = path.name == "__init__.py"
-        function_imports = set()
+        function_imports, type_only = set(), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                type_only.update(id(n) for child in node.body for n in ast.walk(child))
         for fn in iter_functions(tree):
             for node in ast.walk(fn):
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     function_imports.add(id(node))
         for node in ast.walk(tree):
-            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in type_only:
                 continue
             targets = [t for t in resolve_import(node, name, is_package, known) if t != name]
             is_hoi = bool(targets) or (isinstance(node, ast.ImportFrom) and node.level > 0) or (

@@ -15,30 +15,17 @@ overrides (``--set STAGE.PARAM=VALUE`` and the named flags) win over the recipe.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable
 
 from .errors import BadInputError, HoiError, NoHandsError
 from .stages.base import params_from_dict, stage_dependencies
+from .stages.registry import STAGES, available_stages, get_stage, stage_name  # noqa: F401  (re-exported)
 
-# Stage folder name -> module. The order here is the pipeline order.
-STAGES: dict[str, str] = {
-    "00_frames": "hoi_cli.stages.frames",
-    "01_detect": "hoi_cli.stages.detect",
-    "02_hands": "hoi_cli.stages.hands",
-    "03_segment": "hoi_cli.stages.segment",
-    "04_mlo": "hoi_cli.stages.mlo",
-    "05_silhouette": "hoi_cli.stages.silhouette",
-    "06_layout": "hoi_cli.stages.layout",
-    "07_genhoi": "hoi_cli.stages.genhoi",
-}
 DEFAULT_PIPELINE = "full"
 GENERIC_STEMS = {"video", "clip", "input", "source", "raw", "rgb", "movie", "frames", "images", "img"}
 
@@ -47,29 +34,6 @@ def pipelines_dir() -> Path:
     from .resources import recipes_dir
 
     return recipes_dir()
-
-
-def stage_name(name: str) -> str:
-    """Resolve ``"detect"``, ``"01"`` or ``"01_detect"`` to the folder name."""
-    for full in STAGES:
-        if name in (full, full[:2], full[3:]):
-            return full
-    raise BadInputError(f"unknown stage {name!r}", f"stages: {', '.join(STAGES)}")
-
-
-def available_stages() -> list[str]:
-    return [name for name, mod in STAGES.items() if importlib.util.find_spec(mod) is not None]
-
-
-def get_stage(name: str) -> ModuleType:
-    full = stage_name(name)
-    try:
-        return importlib.import_module(STAGES[full])
-    except ModuleNotFoundError as exc:
-        if exc.name == STAGES[full]:
-            raise HoiError(f"stage {full} is not available in this version of hoi",
-                           f"available: {', '.join(available_stages())}") from None
-        raise
 
 
 @dataclass

@@ -89,9 +89,13 @@ def test_user_prompt_is_read_from_01_detect_manifest(tmp_path):
     (tmp_path / "01_detect" / "manifest.json").write_text(json.dumps(
         {"params": {"object_box": "10,12,100,120@4"},  # source px: 01_detect converts them
          "summary": {"prompts_working": {"object": {"box": [5, 6, 50, 60], "point": None, "frame": 2}}}}))
-    p = sv.object_prompt(_detections(), sv.detect_params_of_run(tmp_path))
+    from hoi_cli.stages import segment as segment_stage
+    from hoi_cli.stages.detect import Detections, load_prompts
+
+    det = Detections(_detections(), load_prompts(tmp_path))
+    p = sv.object_prompt(det, segment_stage._sam2_prompt(det))
     assert (p.frame, p.box.tolist()) == (2, [5, 6, 50, 60])
-    assert sv.detect_params_of_run(tmp_path / "nowhere") == {}
+    assert load_prompts(tmp_path / "nowhere") == {}
 
 
 def test_build_prompts_per_chunk_and_without_hands():

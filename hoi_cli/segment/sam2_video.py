@@ -235,21 +235,9 @@ class Prompt:
         return out
 
 
-def detect_params_of_run(run_dir: str | Path) -> dict:
-    """The user's object prompt as 01_detect used it, in working pixels and working frame indices:
-    ``{"object_box", "object_point", "object_frame"}`` from its manifest's ``prompts_working``
-    (01_detect's params are in source-video pixels; its record, `hoi_cli.stages.detect.load_prompts`);
-    empty without a prompt. 03_segment takes the same record from the detections it reads."""
-    from ..stages.detect import load_prompts
-
-    obj = load_prompts(run_dir).get("object") or {}
-    if not obj:
-        return {}
-    return {"object_box": obj.get("box"), "object_point": obj.get("point"), "object_frame": obj.get("frame", 0)}
-
-
 def object_prompt(det: dict, detect_params: dict | None = None) -> Prompt | None:
-    """The object's prompt: the user's box or point to 01_detect (working px, `detect_params_of_run`),
+    """The object's prompt: the user's box or point to 01_detect (working px: its prompt record, which
+    `hoi_cli.stages.segment` passes in),
     else its first automatic key box."""
     from ..prompts import parse_numbers
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..device import resolve_device  # noqa: F401  (re-exported: stages import it from here)
 from ..errors import BadInputError
+from .registry import get_stage
 from ..params import params_from_dict  # noqa: F401  (built, checked and coerced there; re-exported)
 
 
@@ -61,8 +62,6 @@ MANIFEST = "manifest.json"  # a stage folder is complete iff this exists (the st
 def stage_module(stage: ModuleType | str) -> ModuleType:
     """A stage module from itself or its folder name (``"01_detect"``, ``"detect"``)."""
     if isinstance(stage, str):
-        from ..pipeline import get_stage  # the pipeline imports this module
-
         return get_stage(stage)
     return stage
 

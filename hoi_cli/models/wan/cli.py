@@ -20,9 +20,6 @@ import numpy as np
 from ...errors import BadInputError, MissingWeightsError
 
 DEFAULT_PROMPT = "a hand holding and moving an object, realistic video"
-PROMPT_FILE = "prompt_embeds.safetensors"
-
-
 def check_base_dir(base_dir: str | Path | None, base: str = "wan-vace-1.3b", need_text: bool = False) -> Path:
     """The diffusers folder, or a one-line `MissingWeightsError` (exit 4) naming the download command."""
     from .config import HF_REPOS
@@ -39,23 +36,6 @@ def check_base_dir(base_dir: str | Path | None, base: str = "wan-vace-1.3b", nee
     return base_dir
 
 
-def _save_prompt(out: Path, emb) -> None:
-    from safetensors.torch import save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({"prompt_embeds": emb.float().cpu().contiguous()}, str(out / PROMPT_FILE))
-
-
-def load_prompt(checkpoint: str | Path):
-    from safetensors.torch import load_file
-
-    ck = Path(checkpoint)
-    for d in (ck, ck.parent):
-        if (d / PROMPT_FILE).exists():
-            return load_file(str(d / PROMPT_FILE))["prompt_embeds"]
-    raise BadInputError(f"no {PROMPT_FILE} beside {checkpoint}", "give the `hoi train --base ... --out` folder")
-
-
 def train_from_cli(runs, out: Path, *, base: str, base_dir: Path | None, system: str, prompt: str, steps: int,
                    batch_size: int, lr: float, frames: int | None, height: int | None, width: int | None,
                    train_mode: str, grad_checkpointing: bool, save_every: int, resume: bool, seed: int,
@@ -65,7 +45,7 @@ def train_from_cli(runs, out: Path, *, base: str, base_dir: Path | None, system:
     import torch
 
     from .config import make_wan_config
-    from .train import WanTrainOptions, encode_prompt_cached, train_wan
+    from .train import PROMPT_FILE, WanTrainOptions, encode_prompt_cached, load_prompt, save_prompt, train_wan
 
     base_dir = check_base_dir(base_dir, base, need_text=not (Path(out) / PROMPT_FILE).exists())
     tcfg = json.loads((base_dir / "transformer" / "config.json").read_text())
@@ -79,7 +59,7 @@ def train_from_cli(runs, out: Path, *, base: str, base_dir: Path | None, system:
         emb = load_prompt(out)
     else:
         emb = encode_prompt_cached(base_dir, prompt, Path(out) / ".cache", device="cuda" if gpu else "cpu")
-        _save_prompt(Path(out), emb)
+        save_prompt(Path(out), emb)
     opts = WanTrainOptions(steps=steps, batch_size=batch_size, lr=lr, train_mode=train_mode, warmup=warmup,
                            mixed_precision="bf16" if gpu else "no", grad_checkpointing=grad_checkpointing,
                            save_every=save_every, resume=resume, seed=seed, frame_stride=frame_stride, cpu=not gpu)
@@ -105,7 +85,7 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
     from ...video import write_video
     from ..wan.dataset import WanRunDataset
     from .sample import sample_clip
-    from .train import load_wan_checkpoint, resolve_wan_checkpoint
+    from .train import load_prompt, load_wan_checkpoint, resolve_wan_checkpoint
     from ...generate.layout import adjust_layout
 
     if not opts.checkpoint:

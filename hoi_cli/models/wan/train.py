@@ -50,6 +50,26 @@ ADAPTER = "hoi"
 
 
 # ----------------------------------------------------------------------------- LoRA and parameters
+
+PROMPT_FILE = "prompt_embeds.safetensors"  # the text embedding a checkpoint folder is sampled with
+
+
+def save_prompt(out: Path, emb) -> None:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({"prompt_embeds": emb.float().cpu().contiguous()}, str(out / PROMPT_FILE))
+
+
+def load_prompt(checkpoint: str | Path):
+    from safetensors.torch import load_file
+
+    ck = Path(checkpoint)
+    for d in (ck, ck.parent):
+        if (d / PROMPT_FILE).exists():
+            return load_file(str(d / PROMPT_FILE))["prompt_embeds"]
+    raise BadInputError(f"no {PROMPT_FILE} beside {checkpoint}", "give the `hoi train --base ... --out` folder")
+
 def add_lora(model: HOIWan, rank: int | None = None, alpha: float | None = None) -> None:
     """Freeze the base and add peft LoRA adapters on its attention and FFN linears (``cfg.lora_targets``)."""
     from peft import LoraConfig
@@ -340,10 +360,8 @@ def train_wan(runs, out_dir, cfg: WanHOIConfig, opts: WanTrainOptions, *, prompt
         elif log_path.exists():  # drop the lines of steps after the checkpoint resumed from
             keep = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
             log_path.write_text("".join(ln + "\n" for ln in keep))
-        from .cli import PROMPT_FILE, _save_prompt
-
         if not (out_dir / PROMPT_FILE).exists():  # generation reads the training prompt from here
-            _save_prompt(out_dir, prompt_embeds)
+            save_prompt(out_dir, prompt_embeds)
         (out_dir / "train_options.json").write_text(json.dumps({**asdict(opts), "runs": [str(r) for r in runs],
                                                                 "world_size": acc.num_processes}, indent=2))
     cache = LatentCache(out_dir / "latents", vae) if opts.cache_latents else None

@@ -13,7 +13,7 @@ import hashlib
 import http.client
 import os
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import ExitCode, HoiError, MissingWeightsError, OutputError
 from .weights import ENV_VAR, download_dir, locate, weights_dirs

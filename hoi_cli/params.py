@@ -27,8 +27,9 @@ import sys
 import textwrap
 import types
 import typing
-from functools import lru_cache
-from typing import Any, Callable, Literal, Union
+from functools import cache
+from typing import Any, Literal, Union
+from collections.abc import Callable
 
 from .errors import BadInputError
 
@@ -77,7 +78,7 @@ def _is_dataclass_type(cls: Any) -> bool:
     return dataclasses.is_dataclass(cls) and isinstance(cls, type)
 
 
-@lru_cache(maxsize=None)
+@cache
 def type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -132,7 +133,7 @@ def _check(obj: Any) -> None:
             setattr(obj, f.name, tuple(value))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _plan(cls: type) -> tuple:
     """Per field, what `_check` needs, worked out once per class (construction stays cheap)."""
     hints = type_hints(cls)
@@ -255,7 +256,7 @@ def _coerce(value: Any, hint: Any, what: str) -> Any:
 
 
 # ---------------------------------------------------------------- help
-@lru_cache(maxsize=None)
+@cache
 def field_help(cls: type) -> dict[str, str]:
     """``{field: help}`` from the attribute docstrings in ``cls``'s source (a string right under a field)."""
     try:

@@ -20,7 +20,8 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .errors import BadInputError, HoiError, NoHandsError
 from .stages.base import params_from_dict, stage_dependencies

@@ -30,7 +30,8 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -154,7 +155,7 @@ class PromptFrame:
     working_size: tuple[int, int]
 
     @classmethod
-    def from_meta(cls, meta: dict) -> "PromptFrame":
+    def from_meta(cls, meta: dict) -> PromptFrame:
         W, H = int(meta["width"]), int(meta["height"])
         src = meta.get("source") or {}
         sw, sh = int(src.get("width") or W), int(src.get("height") or H)  # runs without a source record

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -197,7 +198,7 @@ class RunStore:
             self._lock_fd = None
             self._exclusive = False
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         self.acquire_lock()
         return self
 

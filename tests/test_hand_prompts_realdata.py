@@ -4,7 +4,6 @@ it in the first annotated frame (a 25 px wide box the landmark model cannot conf
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

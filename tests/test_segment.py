@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import types
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import pytest
 
 from hoi_cli.conventions import box_from_mask, pack_masks, unpack_masks
 from hoi_cli.segment.grabcut import (GrabCutParams, fill_missing_boxes, flicker, grabcut_box, segment_sequence,

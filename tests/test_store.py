@@ -11,7 +11,6 @@ import textwrap
 import time
 import types
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -31,7 +31,7 @@ class Format(str, Enum):
 
 FormatOption = Annotated[Format, typer.Option("--format", help="stdout: text, or json for scripts.")]
 DeviceOption = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
-WeightsDirOption = Annotated[Optional[str], typer.Option(
+WeightsDirOption = Annotated[str | None, typer.Option(
     "--weights-dir", envvar="HOI_WEIGHTS_DIR", help="Folder(s) of model weights (os.pathsep-separated).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or log lines on stderr.")]
 __all__ = ["DEFAULT_DEVICE", "DeviceOption", "Format", "FormatOption", "QuietOption", "WeightsDirOption",

@@ -43,7 +43,7 @@ def eval_command(
                                            help="Also report PSNR/SSIM on the HOI box.")] = True,
     hoi_margin: Annotated[float, typer.Option(
         min=0.0, help="HOI box margin, fraction of its size per side.")] = 0.1,
-    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many frames per clip.")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Use at most this many frames per clip.")] = None,
     strict: Annotated[bool, typer.Option("--strict",
                                          help="A missing weights file is an error (exit 4), not a skip.")] = False,
     device: DeviceOption = DEFAULT_DEVICE,

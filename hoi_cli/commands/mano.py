@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,7 +22,7 @@ def _main() -> None:
 @app.command()
 def convert(
     src: Annotated[Path, typer.Argument(metavar="SRC", help="MANO_RIGHT.pkl / MANO_LEFT.pkl, or a folder holding them")],
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="output .npz (file input) or folder (folder input); default: beside the input")] = None,
     fmt: FormatOption = Format.text,
 ) -> None:

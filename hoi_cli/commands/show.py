@@ -22,7 +22,7 @@ picked frame and one labelled column per panel. What each panel draws:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -277,11 +277,11 @@ def make_show(run_dir: Path, out_dir: Path, n_frames: int = 4, tile_width: int =
 
 def show_command(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="a run folder (runs/<clip-id>)")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder (default: RUN/show)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder (default: RUN/show)")] = None,
     frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="rows of the contact sheet")] = 4,
     tile_width: Annotated[int, typer.Option(help="width of one panel in the video, px")] = 320,
     columns: Annotated[int, typer.Option(min=1, help="panels per row in the video")] = 4,
-    generated: Annotated[Optional[Path], typer.Option(
+    generated: Annotated[Path | None, typer.Option(
         "--generated", "-g", help="a generated video of this run (default: found beside the run)")] = None,
     video: Annotated[bool, typer.Option("--video/--no-video", help="also write the grid video")] = True,
     max_video_frames: Annotated[int, typer.Option(help="0 = all frames")] = 0,

@@ -10,7 +10,7 @@ import json
 import sys
 import tomllib
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -51,21 +51,21 @@ def resolve_pipeline(name: str | None) -> tuple[str | None, dict]:
 def train_command(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="run folders (runs/<clip-id>) to train on")],
     out: Annotated[Path, typer.Option("--out", "-o", help="checkpoint folder (resumed if it holds one)")],
-    pipeline: Annotated[Optional[str], typer.Option(
+    pipeline: Annotated[str | None, typer.Option(
         "--pipeline", "-p", help=recipe_help("Recipe that picks the system (and [model] overrides)"))] = None,
     config: Annotated[str, typer.Option(help="size preset: tiny | small | base")] = "tiny",
-    system: Annotated[Optional[str], typer.Option(
+    system: Annotated[str | None, typer.Option(
         help="conditioning switches: rehold | manivideo | cointeract | genhoi | all | none")] = None,
     steps: Annotated[int, typer.Option(help="total optimisation steps")] = 200,
     batch_size: Annotated[int, typer.Option(help="clips per step (per process)")] = 2,
     lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 3e-4,
     warmup: Annotated[int, typer.Option(help="linear warm-up steps")] = 0,
-    frames: Annotated[Optional[int], typer.Option(help="frames per clip (default: the preset's)")] = None,
-    height: Annotated[Optional[int], typer.Option(help="training height in px (default: the preset's)")] = None,
-    width: Annotated[Optional[int], typer.Option(help="training width in px (default: the preset's)")] = None,
+    frames: Annotated[int | None, typer.Option(help="frames per clip (default: the preset's)")] = None,
+    height: Annotated[int | None, typer.Option(help="training height in px (default: the preset's)")] = None,
+    width: Annotated[int | None, typer.Option(help="training width in px (default: the preset's)")] = None,
     frame_stride: Annotated[int, typer.Option(help="take every n-th frame")] = 1,
-    vae: Annotated[Optional[Path], typer.Option(help="local diffusers AutoencoderKL folder (latent mode)")] = None,
-    patch_size: Annotated[Optional[int], typer.Option(help="patch size on the latent grid")] = None,
+    vae: Annotated[Path | None, typer.Option(help="local diffusers AutoencoderKL folder (latent mode)")] = None,
+    patch_size: Annotated[int | None, typer.Option(help="patch size on the latent grid")] = None,
     ema_decay: Annotated[float, typer.Option(help="EMA decay")] = 0.999,
     amp: Annotated[bool, typer.Option(help="mixed precision on CUDA")] = True,
     grad_checkpointing: Annotated[bool, typer.Option(help="gradient checkpointing (less memory)")] = False,
@@ -75,11 +75,11 @@ def train_command(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     device: DeviceOption = DEFAULT_DEVICE,
     num_workers: Annotated[int, typer.Option(help="data-loader worker processes")] = 0,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch")] = None,
     fmt: FormatOption = Format.text,
-    base: Annotated[Optional[str], typer.Option(help="pretrained base, LoRA-fine-tuned: wan-vace-1.3b (needs --base-dir)")] = None,
-    base_dir: Annotated[Optional[Path], typer.Option(help="Wan: local diffusers folder of the base model")] = None,
-    prompt: Annotated[Optional[str], typer.Option(help="Wan: text prompt (encoded once, cached beside --out)")] = None,
+    base: Annotated[str | None, typer.Option(help="pretrained base, LoRA-fine-tuned: wan-vace-1.3b (needs --base-dir)")] = None,
+    base_dir: Annotated[Path | None, typer.Option(help="Wan: local diffusers folder of the base model")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Wan: text prompt (encoded once, cached beside --out)")] = None,
     full: Annotated[bool, typer.Option(help="Wan: fine-tune the whole base instead of LoRA")] = False,
 ) -> None:
     """Train the HOI video diffusion model on run folders (self-reenactment)."""

@@ -12,7 +12,7 @@ download, or one that must be obtained by hand: its hint says how); 6 the folder
 from __future__ import annotations
 
 import json
-from typing import Annotated, List
+from typing import Annotated
 
 import typer
 
@@ -72,7 +72,7 @@ def list_command(
 
 @app.command("get")
 def get_command(
-    names: Annotated[List[str], typer.Argument(metavar="NAME", help="Names from `hoi weights list`.")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Names from `hoi weights list`.")],
     weights_dir: WeightsDirOption = None,
     fmt: FormatOption = Format.text,
 ) -> None:

@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -280,7 +279,7 @@ class PalmModel:
         return out
 
 
-def palm_candidates(frame: np.ndarray, model: PalmModel, cfg: "HandDetectorConfig") -> list[tuple[float, ...]]:
+def palm_candidates(frame: np.ndarray, model: PalmModel, cfg: HandDetectorConfig) -> list[tuple[float, ...]]:
     """Palms in a frame: the padded whole frame, then square tiles (upscaled to the detector's
     192 px input, so small hands get bigger); duplicates merged, best score first."""
     import cv2
@@ -302,7 +301,7 @@ def palm_candidates(frame: np.ndarray, model: PalmModel, cfg: "HandDetectorConfi
     return out[:cfg.palm_max_candidates]
 
 
-def _palm_seed(frame, cand, model: "LandmarkModel", cfg: "HandDetectorConfig") -> "_Det | None":
+def _palm_seed(frame, cand, model: LandmarkModel, cfg: HandDetectorConfig) -> _Det | None:
     """Landmark-model check of a palm candidate: the crop MediaPipe would take (2.6 palm sizes,
     shifted half a palm towards the fingers) at the palm's orientation (plus the usual variants)."""
     score, cx, cy, size, ang = cand
@@ -320,7 +319,7 @@ def _palm_seed(frame, cand, model: "LandmarkModel", cfg: "HandDetectorConfig") -
     return d
 
 
-def seed_windows(W: int, H: int, cfg: "HandDetectorConfig") -> list[tuple[float, float, float]]:
+def seed_windows(W: int, H: int, cfg: HandDetectorConfig) -> list[tuple[float, float, float]]:
     """Square scan windows (cx, cy, side): sides ``cfg.seed_sizes`` * min(W, H) on a grid of
     step ``cfg.seed_step`` * side; centres reach a quarter side from the frame's edges, so a
     hand cut by the edge still fills its window (the crop's border is replicated)."""
@@ -338,7 +337,7 @@ def seed_windows(W: int, H: int, cfg: "HandDetectorConfig") -> list[tuple[float,
     return out
 
 
-def _scan_frame(frame, scan_model: "LandmarkModel", model: "LandmarkModel", cfg: "HandDetectorConfig") -> list["_Det"]:
+def _scan_frame(frame, scan_model: LandmarkModel, model: LandmarkModel, cfg: HandDetectorConfig) -> list[_Det]:
     """Seed candidates in one frame: every window of `seed_windows` at ``seed_rotations``
     through the (lite) scan model; windows with presence >= ``seed_scan_presence`` are merged,
     then each is confirmed twice by the full model at the hand's own orientation (crop
@@ -383,7 +382,7 @@ def _scan_frame(frame, scan_model: "LandmarkModel", model: "LandmarkModel", cfg:
     return out
 
 
-def _seed_search(frames, per_frame, model: "LandmarkModel", cfg: "HandDetectorConfig", tried: set | None = None):
+def _seed_search(frames, per_frame, model: LandmarkModel, cfg: HandDetectorConfig, tried: set | None = None):
     """Scan up to ``seed_key_frames`` key frames without hands (`_scan_frame`), spread evenly
     over them, one at a time: the seeds of a key frame are propagated by crop re-detection
     before the next key frame is chosen (frames the seeds reached are skipped). Persistence is

@@ -167,7 +167,6 @@ def box_from_point(frame: np.ndarray, point, hand_kp: np.ndarray | None = None, 
                    iters: int = 3) -> np.ndarray:
     """Grow a point prompt into a box: GrabCut seeded with a disc at the point (foreground) and
     the hands' skeletons (background); the foreground component holding the point."""
-    import cv2
 
     H, W = frame.shape[:2]
     px, py = float(point[0]), float(point[1])

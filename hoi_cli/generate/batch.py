@@ -13,7 +13,7 @@ import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import BadInputError, ExitCode, HoiError, known_error
 

@@ -117,7 +117,7 @@ class RecallCounts:
     def false_rate(self) -> float:
         return self.false / self.dets if self.dets else 0.0
 
-    def add(self, other: "RecallCounts") -> "RecallCounts":
+    def add(self, other: RecallCounts) -> RecallCounts:
         return RecallCounts(self.frames + other.frames, self.refs + other.refs, self.hits + other.hits,
                             self.dets + other.dets, self.false + other.false,
                             self.unverifiable + other.unverifiable, self.hit_flags + other.hit_flags)

@@ -87,7 +87,7 @@ class HOIRunDataset(Dataset):
         self._cache: dict[int, dict] = {}
 
     @classmethod
-    def for_config(cls, runs: list[str | Path], cfg, **kwargs) -> "HOIRunDataset":
+    def for_config(cls, runs: list[str | Path], cfg, **kwargs) -> HOIRunDataset:
         """The dataset a `ModelConfig` trains on (its clip size, channels and required conditions)."""
         kwargs.setdefault("num_frames", cfg.num_frames)
         kwargs.setdefault("required", cfg.required_conditions())

@@ -59,14 +59,14 @@ class WanInputs:
     target: torch.Tensor | None = None  # (B, z, F, h, w) clean latents of ``video`` (training)
     structure: torch.Tensor | None = None  # (B, z, F, h, w) latents of CoInteract's structure video (training)
 
-    def to(self, device, dtype=None) -> "WanInputs":
+    def to(self, device, dtype=None) -> WanInputs:
         mv = lambda t: t.to(device=device, dtype=dtype or t.dtype)  # noqa: E731
         return WanInputs(mv(self.control), self.n_ref, {k: mv(v) for k, v in self.maps.items()},
                          {k: v.to(device) for k, v in self.fractions.items()},
                          None if self.target is None else mv(self.target),
                          None if self.structure is None else mv(self.structure))
 
-    def window(self, f0: int, f1: int, t0: int, t1: int) -> "WanInputs":
+    def window(self, f0: int, f1: int, t0: int, t1: int) -> WanInputs:
         """Latent frames ``f0:f1`` (plus the reference frame) and pixel frames ``t0:t1``."""
         ctrl = torch.cat([self.control[:, :, :self.n_ref], self.control[:, :, self.n_ref + f0:self.n_ref + f1]], 2)
         per = {k: v.unflatten(1, (-1, self.tokens_per_frame))[:, f0:f1].flatten(1) for k, v in self.fractions.items()}

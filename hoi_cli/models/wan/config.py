@@ -119,7 +119,7 @@ class WanHOIConfig:
                 need |= keys
         return need
 
-    def validate(self) -> "WanHOIConfig":
+    def validate(self) -> WanHOIConfig:
         if self.base_kind not in ("vace", "t2v"):
             raise ValueError(f"unknown base kind {self.base_kind!r}")
         if self.num_frames % VAE_STRIDE[0] != 1:
@@ -135,7 +135,7 @@ class WanHOIConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict) -> "WanHOIConfig":
+    def from_dict(cls, data: dict) -> WanHOIConfig:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in known}
         if "lora_targets" in kw:
@@ -146,7 +146,7 @@ class WanHOIConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
     @classmethod
-    def load(cls, path: str | Path) -> "WanHOIConfig":
+    def load(cls, path: str | Path) -> WanHOIConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 

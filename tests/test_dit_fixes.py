@@ -356,3 +356,64 @@ def test_source_video_condition_from_run_folders(tmp_path):
     m = HOIVideoDiT(cfg)
     batch = {k: v.unsqueeze(0) for k, v in item.items()}
     assert torch.isfinite(training_losses(m, LatentCodec(), batch)["loss"])
+
+
+def test_generate_diffusion_uses_the_source_video_the_shift_and_moved_hands(tmp_path, monkeypatch):
+    """`hoi generate --backend diffusion --shift` on a tiny source-video model trained here for two steps:
+    the sampler gets the source clip, the given shift, and hand maps that agree with the layout's hand boxes."""
+    from typer.testing import CliRunner
+
+    import hoi_cli.models.flow as flow
+    from hoi_cli.cli import app
+    from hoi_cli.conditions import clip_conditions, read_detections
+    from hoi_cli.generate.layout import hand_owner
+    from hoi_cli.testing import SYNTHETIC_STAGES, make_synthetic_run
+    from hoi_cli.train.loop import TrainOptions, train
+
+    run = make_synthetic_run(tmp_path / "runs" / "clip", n_frames=6, stages=SYNTHETIC_STAGES).path
+    cfg = make_config("tiny", "rehold", source_video=True, flow_shift=2.0)
+    train([run], cfg, tmp_path / "ckpt", TrainOptions(steps=2, batch_size=1, save_every=2, progress=False, device="cpu"))
+    seen = {}
+    real = flow.sample_video
+
+    def spy(model, conditions, **kw):
+        seen.update(conditions=conditions, shift=kw.get("shift"), flow_shift=model.config.flow_shift)
+        return real(model, conditions, **kw)
+
+    monkeypatch.setattr(flow, "sample_video", spy)
+    out = tmp_path / "g.mp4"
+    args = ["generate", str(run), "--reference-from-frame", "1", "--backend", "diffusion", "--checkpoint",
+            str(tmp_path / "ckpt"), "--out", str(out), "--steps", "2", "--device", "cpu", "--format", "json", "-q",
+            "--shift", "3", "--object-scale", "1.6"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["params"]["shift"] == 3.0 and side["track"]["flow_shift"] == 3.0 and side["track"]["source_video"]
+    assert seen["shift"] == 3.0 and seen["flow_shift"] == 2.0
+    cond = seen["conditions"]
+    assert cond["source_video"].shape == (6, 3, 32, 32)
+    hand_boxes = np.asarray(side["layout"]["hand_boxes"], np.float32)  # the adjusted boxes, working px
+    assert side["layout"]["mean_abs_hand_shift_px"] == [6.0, 6.0]  # both hands moved 6 px = 3 model px
+
+    source_boxes = read_detections(run)["hand_boxes_square"]
+    dx = (hand_boxes - source_boxes)[..., 0] * 32 / 64  # model px
+    assert np.allclose(np.abs(dx), 3.0)
+
+    def offsets(mask: torch.Tensor, boxes: np.ndarray) -> np.ndarray:
+        """(T, 2): x of each hand's mask centroid minus its box centre, model px."""
+        b = boxes * 0.5
+        out = np.zeros((len(b), 2))
+        for t in range(len(b)):
+            owner = hand_owner(b[t], (32, 32))
+            for k in range(2):
+                m = mask[t, 0].numpy() * (owner == k)
+                out[t, k] = (m.sum(0) * (np.arange(32) + 0.5)).sum() / m.sum() - (b[t, k, 0] + b[t, k, 2]) / 2
+        return out
+
+    before = clip_conditions(run, (32, 32), 6)["hand_mask"]
+    assert torch.equal(cond["hand_mask"].sum(), before.sum())  # moved, not cut
+    # the mask keeps its place relative to its hand box (it would be 3 px off had it stayed put); exact in
+    # 4 of 6 frames, within 0.25 px where the two boxes overlap and this split by nearest box reassigns pixels
+    kept = np.abs(offsets(cond["hand_mask"], hand_boxes) - offsets(before, source_boxes))
+    assert (kept < 1e-4).sum() >= 8 and kept.max() < 0.25
+    assert np.abs(offsets(before, hand_boxes) - offsets(before, source_boxes)).min() > 2.7

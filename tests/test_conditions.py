@@ -12,12 +12,13 @@ import torch
 
 from hoi_cli import conditions
 from hoi_cli.errors import BadInputError
-from hoi_cli.train.dataset import HOIRunDataset, make_synthetic_run
+from hoi_cli.testing import make_synthetic_run
+from hoi_cli.train.dataset import HOIRunDataset
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return make_synthetic_run(tmp_path_factory.mktemp("cond") / "clip", n_frames=6)
+    return make_synthetic_run(tmp_path_factory.mktemp("cond") / "clip", n_frames=6).path
 
 
 def test_sampling_conditions_are_the_training_window_of_the_whole_clip(run):

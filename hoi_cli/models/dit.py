@@ -13,7 +13,9 @@ Tokens and attention:
     ==============  =========  =====================================  ===========
 
     - Video tokens: the noisy latent video plus the additive guidance (layout encoder,
-      hand-render guidance, MLO pose guider), patchified (time patch 1).
+      hand-render guidance, MLO pose guider), patchified (time patch 1); with ``source_video``,
+      plus the source clip's latent and its object and hand masks through their own patch
+      embedding, zero-initialised (the same as widening the patch embedding's input channels).
     - Reference tokens: the reference-object latent, patchified by the *same* patch
       embedding and run through the same blocks (clean: timestep 0 modulation). They attend
       only to themselves, so they do not depend on the noisy video, and dropping them
@@ -23,10 +25,10 @@ Tokens and attention:
       attends to structure, so the video prediction is identical with or without the
       structure stream, which is why it can be dropped at inference at zero cost.
 
-    Cross-attention (video tokens only) reads ManiVideo's MLO tokens (those of the token's own
-    frame, with ``mlo_same_frame``) and
-    Re-HOLD's memory banks (hand bank only inside the hand mask, object bank only inside
-    the object mask); a token with nothing to read gets a zero update.
+    Cross-attention (video tokens only) reads ManiVideo's MLO tokens (with ``mlo_same_frame``
+    only those of the token's own frame, as ManiVideo and the Wan path do) and Re-HOLD's memory
+    banks (hand bank only inside the hand mask, object bank only inside the object mask); a
+    token with nothing to read gets a zero update.
 
     Positions: 3D RoPE over (t, y, x) (`hoi_cli.models.rope`), with head-sliding positions
     for the reference tokens when ``head_sliding_rope``; with ``rope3d`` off, fixed 3D
@@ -495,7 +497,8 @@ class HOIVideoDiT(nn.Module):
 
     def cross_context(self, cond: dict, seq: TokenSequence, regions: Regions, hw: tuple[int, int],
                       dtype) -> CrossContext | None:
-        """MLO tokens (own frame only, with ``mlo_same_frame``) and memory banks (hand bank inside the hand, object bank inside the object)."""
+        """MLO tokens (own frame only, with ``mlo_same_frame``) and memory banks (hand bank inside the hand,
+        object bank inside the object)."""
         cfg = self.config
         if not (cfg.mlo_tokens or cfg.memory_banks):
             return None

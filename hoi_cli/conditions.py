@@ -24,6 +24,9 @@ key                   shape                meaning (source)
                                            nz, left_palm nx, ny, nz, ...); 0 where a layer is absent
 ``mlo_occlusion``     (B, T, L, H, W)      [0, 1] occlusion confidence (04_mlo), 0 where absent
 ``start``             (B,) int             first frame index of the window
+``source_video``      (B, T, 3, H, W)      [-1, 1], only for models with ``source_video``: 07_genhoi's
+                                           object-removed video, else the frames with the hand and
+                                           object masks at 0 (`source_window`)
 ====================  ===================  =====================================================
 
 A stage counts as present when its ``manifest.json`` exists (DESIGN.md: the manifest is
@@ -50,6 +53,7 @@ from .conventions import MLO_LAYERS, box_from_mask, decode_normals
 from .errors import BadInputError
 from .stages import detect as detect_stage
 from .stages import frames as frames_stage
+from .stages import genhoi as genhoi_stage
 from .stages import layout as layout_stage
 from .stages import mlo as mlo_stage
 from .stages import segment as segment_stage
@@ -164,6 +168,18 @@ def read_mlo(run: Path, hw: tuple[int, int], n_frames: int | None = None) -> tup
     return np.stack(normals), np.stack(occ)
 
 
+def read_source_video(run: Path, frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray | None:
+    """07_genhoi's object-removed video ``(T, 3, h, w)`` in [-1, 1] (the exact stored removal of the
+    run's ``frames``, area-resized like ``video``), or None where 07_genhoi has not run."""
+    outputs = RunReader(run).read(genhoi_stage, optional=True, frames=frames)
+    removed = None if outputs is None else outputs["object_removed"]
+    if removed is None:
+        return None
+    h, w = hw
+    bg = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in removed[0]])
+    return bg.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+
+
 # ------------------------------------------------------------------ helpers
 def rasterize_boxes(boxes: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
     """Binary maps ``(T, K, h, w)`` of xyxy boxes ``(T, K, 4)`` in source px (NaN -> empty)."""
@@ -271,6 +287,27 @@ def run_conditions(run: Path, hw: tuple[int, int]) -> dict:
     return d
 
 
+def with_source_video(d: dict, run: Path) -> dict:
+    """`run_conditions`' ``d`` with ``source_video``: `read_source_video` (or None), read on first use."""
+    if "source_video" not in d:
+        d["source_video"] = read_source_video(Path(run), d["frames"], d["video"].shape[-2:])
+    return d
+
+
+def source_window(d: dict, window: list[int]) -> np.ndarray:
+    """The source clip of ``window`` (frame indices) from `with_source_video`'s ``d``, ``(T, 3, h, w)`` in [-1, 1]:
+    07_genhoi's object-removed frames, or where that stage has not run the frames with the hand-or-object
+    region (masks > 0.5) at 0, as `hoi_cli.models.wan.conditions.source_video` does for a batch."""
+    if d.get("source_video") is not None:
+        return d["source_video"][window]
+    video = d["video"][window]
+    region = np.zeros((len(window), 1, *video.shape[-2:]), np.float32)
+    for k in ("hand_mask", "object_mask"):
+        if k in d:
+            region = np.maximum(region, d[k][window])
+    return video * (1.0 - (region > 0.5))
+
+
 def window_maps(d: dict, window: list[int], hw: tuple[int, int]) -> dict[str, np.ndarray]:
     """The per-frame maps of ``window`` (frame indices) from `run_conditions`' ``d``, in batch order;
     zeros where the run lacks a condition."""
@@ -335,11 +372,12 @@ def square_reference(ref, h: int, w: int) -> np.ndarray:
 
 def clip_conditions(run: str | Path, hw: tuple[int, int], num_frames: int | None = None, *,
                     required: set[str] | frozenset = frozenset(), hand_render_channels: int = HAND_RENDER_CHANNELS,
-                    structure_channels: int = STRUCTURE_CHANNELS, mlo_layers: int = N_MLO) -> dict:
+                    structure_channels: int = STRUCTURE_CHANNELS, mlo_layers: int = N_MLO,
+                    source_video: bool = False) -> dict:
     """Sampling's conditions: the maps of the first ``num_frames`` (default: all) frames of ``run`` at
     ``hw`` as tensors ``(T, C, h, w)`` (the keys of `MAP_CHANNELS`, zeros where a stage has not run),
     after the checks training makes (channels, frames, required conditions). The reference is the
-    caller's (`square_reference`)."""
+    caller's (`square_reference`). ``source_video``: also the source clip (`source_window`)."""
     import torch
 
     run = Path(run)
@@ -353,4 +391,7 @@ def clip_conditions(run: str | Path, hw: tuple[int, int], num_frames: int | None
                             "use fewer --frames or a smaller --frame-stride")
     check_required(run, available_conditions(run), required)
     d = run_conditions(run, hw)
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in window_maps(d, list(range(num_frames)), hw).items()}
+    maps = window_maps(d, list(range(num_frames)), hw)
+    if source_video:
+        maps["source_video"] = source_window(with_source_video(d, run), list(range(num_frames)))
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in maps.items()}

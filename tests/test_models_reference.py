@@ -42,7 +42,8 @@ def _model(system: str, seed: int = 0, **kw):
     from hoi_cli.models.dit import HOIVideoDiT
 
     torch.manual_seed(seed)
-    return HOIVideoDiT(make_config("tiny", system, zero_init=False, **kw)).eval()
+    # mlo_same_frame=False: these outputs were saved before MLO tokens became frame-aligned (issue 18)
+    return HOIVideoDiT(make_config("tiny", system, zero_init=False, mlo_same_frame=False, **kw)).eval()
 
 
 def _thin(name: str, x: torch.Tensor) -> torch.Tensor:

@@ -72,6 +72,8 @@ def generate_command(
     strength: Annotated[float, typer.Option(min=0.0, max=1.0,
                                             help="Diffusion: SDEdit strength (1 = from noise).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Diffusion: random seed.")] = 0,
+    shift: Annotated[Optional[float], typer.Option(
+        min=0.01, help="Diffusion/Wan: sampler time shift s (t -> s*t/(1+(s-1)*t)); default: the model's.")] = None,
     device: DeviceOption = DEFAULT_DEVICE,
     crf: Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower = better).")] = 18,
     fmt: FormatOption = Format.text,
@@ -106,7 +108,7 @@ def generate_command(
                                       harmonize_l=base.harmonize_l * harmonize, harmonize_ab=base.harmonize_ab * harmonize,
                                       harmonize_std=base.harmonize_std * harmonize),
             crf=crf, checkpoint=str(checkpoint) if checkpoint else None, steps=steps, guidance=guidance,
-            strength=strength, seed=seed, device=device, base_dir=str(base_dir) if base_dir else None)
+            strength=strength, seed=seed, shift=shift, device=device, base_dir=str(base_dir) if base_dir else None)
         if batch is not None:
             if run is not None or reference is not None or reference_from_frame is not None or out is not None:
                 raise BadInputError("--batch takes no RUN, --reference, --reference-from-frame or --out",

@@ -10,7 +10,14 @@ these replacements:
 - ``layout``: the rasterised *adjusted* layout (Re-HOLD's adaptive layout adjustment);
 - ``object_mask``: the source object mask united with the adjusted object box, so that the
   regions where the model may read the reference / the object memory bank cover the new
-  object's place (the MLO object layer still describes the *source* object's shape).
+  object's place (the MLO object layer still describes the *source* object's shape);
+- ``hand_mask``, ``hand_render`` and the hands' MLO layers: moved with the layout's hand boxes
+  (``shift_hands``, `hoi_cli.generate.layout.shift_hand_maps`), so all hand conditions agree;
+- ``source_video`` (models with that switch): 07_genhoi's object-removed video, else the frames
+  with the hand and object masks at 0 (`hoi_cli.conditions.source_window`).
+
+The sampler's time shift is the model's ``flow_shift`` (what it was trained with) unless
+``opts.shift`` (``hoi generate --shift``) is given.
 
 The structure stream (CoInteract) is training-only and is not used here.
 
@@ -57,7 +64,7 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
     from ..conventions import box_from_mask
     from ..stages.base import resolve_device
     from ..video import VideoWriter
-    from .layout import adjust_layout
+    from .layout import adjust_layout, shift_hand_maps
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -69,7 +76,8 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
     need = cfg.required_conditions() - {"structure", "video"}  # structure: training only
     try:
         maps = clip_conditions(run_dir, (h, w), T, required=need, hand_render_channels=cfg.hand_render_channels,
-                               structure_channels=cfg.structure_channels, mlo_layers=cfg.mlo_layers)
+                               structure_channels=cfg.structure_channels, mlo_layers=cfg.mlo_layers,
+                               source_video=cfg.source_video)
     except BadInputError as exc:
         raise BadInputError(f"the checkpoint's model ({cfg.system}) cannot run on {Path(run_dir).name}: {exc.message}",
                             exc.hint) from None
@@ -78,6 +86,7 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
         miss = ~np.isfinite(boxes).all(-1)
         boxes[miss] = object_boxes[miss]
     layout = adjust_layout(hand_boxes, boxes, ref.aspect, opts.layout)
+    maps.update(shift_hand_maps(maps, layout, hand_boxes, (H, W)))  # the hand conditions follow the hand boxes
     lay = np.concatenate([layout.hand_boxes, layout.object_boxes[:, None]], 1)
     lay_maps = rasterize_boxes(lay, (H, W), (h, w))
     maps["layout"] = torch.from_numpy(lay_maps)
@@ -105,6 +114,7 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
     t2 = time.perf_counter()
     video = sample_video(model, cond, steps=opts.steps, guidance=opts.guidance, seed=opts.seed,
                          init_video=init, strength=strength, device=device, resize_back=False,
+                         shift=getattr(opts, "shift", None),
                          progress=(lambda i, n: progress(i, n)) if progress else None)
     timings["sample_s"] = time.perf_counter() - t2
     vid = ((video.clamp(-1, 1).float().cpu().numpy() + 1) * 127.5).round().astype(np.uint8).transpose(0, 2, 3, 1)
@@ -118,7 +128,9 @@ def diffusion_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_box
         for f in up:
             writer.write(f)
     timings["write_s"] = time.perf_counter() - t3
+    shift = getattr(opts, "shift", None)
     info = {"model_size": [h, w], "steps": opts.steps, "system": cfg.system, "preset": cfg.preset,
+            "flow_shift": cfg.flow_shift if shift is None else float(shift), "source_video": cfg.source_video,
             "start": "composite" if composite is not None else "noise", "strength": strength,
             "detail_from_composite": bool(detail), "sampling_frames_per_s": round(T / max(timings["sample_s"], 1e-9), 3)}
     return layout, timings, info

@@ -252,3 +252,86 @@ def adjust_layout(hand_boxes: np.ndarray, object_boxes: np.ndarray, aspect: floa
     return LayoutResult(object_boxes=new_obj.astype(np.float32), hand_boxes=new_hands.astype(np.float32),
                         contact=contact, contact_side=sides, source_object_boxes=src.astype(np.float32),
                         hand_shift=shift.astype(np.float32), size_mode=mode)
+
+
+# ---------------------------------------------------------------- the hand conditions follow the boxes
+def shift_columns(maps: np.ndarray, dx: float) -> np.ndarray:
+    """``(..., h, w)`` maps moved ``dx`` pixels to the right, zero fill: an integer roll, and for a
+    fractional ``dx`` the linear blend of the two integer rolls around it (exact for integer ``dx``)."""
+    def roll(k: int) -> np.ndarray:
+        out = np.zeros_like(maps)
+        w = maps.shape[-1]
+        if abs(k) < w:
+            if k >= 0:
+                out[..., k:] = maps[..., :w - k]
+            else:
+                out[..., :w + k] = maps[..., -k:]
+        return out
+
+    lo = int(np.floor(dx))
+    frac = float(dx - lo)
+    return roll(lo) if frac == 0.0 else ((1 - frac) * roll(lo) + frac * roll(lo + 1)).astype(maps.dtype)
+
+
+def hand_owner(hand_boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Which hand each pixel of an ``hw`` map belongs to: ``(h, w)`` int8, 0 left, 1 right, -1 neither box.
+
+    ``hand_boxes (2, 4)`` xyxy in the map's pixels (NaN = missing); a pixel goes to the box nearest to
+    its centre (0 inside), ties to the box whose centre is nearer."""
+    ys, xs = np.mgrid[0:hw[0], 0:hw[1]] + 0.5
+    pts = np.stack([xs, ys], -1)[:, :, None]  # (h, w, 1, 2)
+    boxes = np.asarray(hand_boxes, np.float64)
+    valid = np.isfinite(boxes).all(-1)
+    if not valid.any():
+        return np.full(hw, -1, np.int8)
+    d = np.where(valid, point_box_distance(pts, np.nan_to_num(boxes)), np.inf)  # (h, w, 2)
+    centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], -1)
+    dc = np.where(valid, np.linalg.norm(pts - np.nan_to_num(centres), axis=-1), np.inf)
+    owner = np.where(d[..., 0] != d[..., 1], np.argmin(d, -1), np.argmin(dc, -1))
+    return owner.astype(np.int8)
+
+
+def shift_hand_maps(maps: dict, layout: LayoutResult, hand_boxes: np.ndarray, src_hw: tuple[int, int]) -> dict:
+    """The hand conditions moved with the layout's hand boxes (``shift_hands``): per frame, each hand's
+    ``layout.hand_shift`` (source px, scaled to the maps' width) applied to that hand's channels.
+
+    ``maps``: per-frame maps ``(T, C, h, w)`` (numpy or torch) as `hoi_cli.conditions.clip_conditions`
+    gives them; ``hand_boxes (T, 2, 4)``: the *source* boxes in ``src_hw`` px. Moved: ``hand_render``
+    (channel k = hand k), ``mlo_normals`` / ``mlo_occlusion`` (the ``left_*`` / ``right_*`` layers of
+    `hoi_cli.conventions.MLO_LAYERS`) and ``hand_mask`` (one channel for both hands: each pixel moves
+    with the hand whose box is nearest, `hand_owner`). Returns those keys, same types; others are not
+    touched (the MLO object layer keeps the source object's place)."""
+    from ..conventions import MLO_LAYERS
+
+    shift = np.nan_to_num(np.asarray(layout.hand_shift, np.float64))  # (T, 2); the boxes moved by nan_to_num too
+    keys = [k for k in ("hand_mask", "hand_render", "mlo_normals", "mlo_occlusion") if maps.get(k) is not None]
+    if not keys or not np.any(shift):
+        return {}
+    h, w = maps[keys[0]].shape[-2:]
+    sx, sy = w / src_hw[1], h / src_hw[0]
+    dx = shift * sx
+    boxes = np.asarray(hand_boxes, np.float64) * np.array([sx, sy, sx, sy])
+    layer_hand = np.array([0 if n.startswith("left_") else 1 if n.startswith("right_") else -1 for n in MLO_LAYERS])
+    hands_of = {"hand_render": np.array([0, 1]), "mlo_occlusion": layer_hand, "mlo_normals": np.repeat(layer_hand, 3)}
+    out = {}
+    for key in keys:
+        src = maps[key]
+        is_torch = not isinstance(src, np.ndarray)
+        a = src.detach().cpu().numpy() if is_torch else src
+        res = a.copy()
+        for t in range(a.shape[0]):
+            if key == "hand_mask":
+                owner = hand_owner(boxes[t], (h, w))
+                res[t] = np.maximum.reduce([a[t] * (owner < 0), shift_columns(a[t] * (owner == 0), dx[t, 0]),
+                                            shift_columns(a[t] * (owner == 1), dx[t, 1])])
+            else:
+                for k in (0, 1):
+                    ch = np.flatnonzero(hands_of[key][:a.shape[1]] == k)
+                    if dx[t, k] and len(ch):
+                        res[t, ch] = shift_columns(a[t, ch], dx[t, k])
+        if is_torch:
+            import torch
+
+            res = torch.from_numpy(res).to(src.device, src.dtype)
+        out[key] = res
+    return out

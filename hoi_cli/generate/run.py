@@ -44,6 +44,7 @@ class GenerateOptions:
     checkpoint: str | None = None
     steps: int = 25
     guidance: float = 3.0
+    shift: float | None = None  # diffusion: the sampler's time shift (None: the model's flow_shift)
     strength: float = 1.0
     seed: int = 0
     device: str = "auto"
@@ -249,7 +250,7 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
         "params": {"layout": opts.layout.to_json(), "composite": opts.composite.to_json(),
                    "reference": {k: v for k, v in vars(opts.reference).items()}, "crf": opts.crf,
                    **({"checkpoint": opts.checkpoint, "steps": opts.steps, "guidance": opts.guidance,
-                       "strength": opts.strength, "seed": opts.seed} if opts.backend in ("diffusion", "wan") else {})},
+                       "strength": opts.strength, "seed": opts.seed, "shift": opts.shift} if opts.backend in ("diffusion", "wan") else {})},
         "output": {"path": str(out.resolve()), "sha256": file_digest(out), "frames": T, "fps": fps,
                    "width": int(frames.shape[2]), "height": int(frames.shape[1]), "codec": "h264"},
         "layout": {**layout.summary(),

@@ -105,8 +105,15 @@ class MemoryBanks(nn.Module):
     def __init__(self, memory_size: int, dim: int):
         super().__init__()
         self.memory_size = memory_size
-        self.hand = nn.Parameter(torch.randn(memory_size, dim) * 0.02)
-        self.object = nn.Parameter(torch.randn(memory_size, dim) * 0.02)
+        self.hand = nn.Parameter(torch.empty(memory_size, dim))
+        self.object = nn.Parameter(torch.empty(memory_size, dim))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """N(0, 0.02^2), hand bank then object bank (draws nothing on the meta device)."""
+        for p in (self.hand, self.object):
+            p.copy_(torch.randn(p.shape, device=p.device, dtype=p.dtype) * 0.02)
 
     def forward(self, batch: int) -> torch.Tensor:
         return torch.cat([self.hand, self.object], 0).unsqueeze(0).expand(batch, -1, -1)

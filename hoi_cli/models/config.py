@@ -78,6 +78,13 @@ class ModelConfig:
     head_sliding_rope: bool = False
     ref_gate: bool = False
     ref_tokens: bool = True
+    # The source clip (GenHOI's / VACE's input): 07_genhoi's object-removed video (encoded like the
+    # video) and the object and hand masks, concatenated to the patch input through zero-initialised
+    # weights (a no-op at initialisation). Not part of any system; switch it on with ``source_video = true``.
+    source_video: bool = False
+    # MLO tokens in cross-attention are read by the video tokens of their own frame only (ManiVideo);
+    # False: every frame's (the behaviour of checkpoints saved before the fix; see `from_dict`).
+    mlo_same_frame: bool = True
     # ------------------------------------------------------------- condition details
     mlo_layers: int = N_MLO  # MLO layers: mlo_normals has 3 * mlo_layers channels, mlo_occlusion mlo_layers
     hand_render_channels: int = 2  # 05_silhouette hand shading: left hand, right hand
@@ -91,6 +98,9 @@ class ModelConfig:
     structure_loss_weight: float = 0.5
     router_loss_weight: float = 0.1
     t_sampling: str = "logit_normal"  # or "uniform"
+    # Timestep shift (SD3 / Wan's flow_shift): training draws t, then t -> s*t / (1 + (s-1)*t); sampling
+    # uses the same s by default (`FlowMatchEulerScheduler`). 1 = no shift.
+    flow_shift: float = 1.0
     # ------------------------------------------------------------- bookkeeping
     system: str = "all"
     preset: str = "tiny"
@@ -129,6 +139,8 @@ class ModelConfig:
             raise ValueError("ref_gate needs ref_tokens")
         if self.mlo_layers < 1 or self.hand_render_channels < 1 or self.structure_channels < 1:
             raise ValueError("mlo_layers, hand_render_channels and structure_channels must be >= 1")
+        if not self.flow_shift > 0:
+            raise ValueError(f"flow_shift must be positive, got {self.flow_shift}")
         if self.t_sampling not in ("logit_normal", "uniform"):
             raise ValueError(f"unknown t_sampling {self.t_sampling!r}")
         return self
@@ -140,6 +152,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
+        if "mlo_tokens" in data and "mlo_same_frame" not in data:  # saved before the same-frame fix
+            data = {**data, "mlo_same_frame": False}
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = dict(kwargs.pop("extra", {}) or {})
         extra.update({k: v for k, v in data.items() if k not in known})
@@ -159,7 +173,7 @@ class ModelConfig:
             need.add("reference")
         if self.layout_encoder:
             need.add("layout")
-        if self.memory_banks or self.ref_gate or self.moe:
+        if self.memory_banks or self.ref_gate or self.moe or self.source_video:
             need |= {"hand_mask", "object_mask"}
         if self.hand_render_guidance:
             need.add("hand_render")

@@ -13,7 +13,9 @@ Tokens and attention:
     ==============  =========  =====================================  ===========
 
     - Video tokens: the noisy latent video plus the additive guidance (layout encoder,
-      hand-render guidance, MLO pose guider), patchified (time patch 1).
+      hand-render guidance, MLO pose guider), patchified (time patch 1); with ``source_video``,
+      plus the source clip's latent and its object and hand masks through their own patch
+      embedding, zero-initialised (the same as widening the patch embedding's input channels).
     - Reference tokens: the reference-object latent, patchified by the *same* patch
       embedding and run through the same blocks (clean: timestep 0 modulation). They attend
       only to themselves, so they do not depend on the noisy video, and dropping them
@@ -23,9 +25,10 @@ Tokens and attention:
       attends to structure, so the video prediction is identical with or without the
       structure stream, which is why it can be dropped at inference at zero cost.
 
-    Cross-attention (video tokens only) reads ManiVideo's MLO tokens (everywhere) and
-    Re-HOLD's memory banks (hand bank only inside the hand mask, object bank only inside
-    the object mask); a token with nothing to read gets a zero update.
+    Cross-attention (video tokens only) reads ManiVideo's MLO tokens (with ``mlo_same_frame``
+    only those of the token's own frame, as ManiVideo and the Wan path do) and Re-HOLD's memory
+    banks (hand bank only inside the hand mask, object bank only inside the object mask); a
+    token with nothing to read gets a zero update.
 
     Positions: 3D RoPE over (t, y, x) (`hoi_cli.models.rope`), with head-sliding positions
     for the reference tokens when ``head_sliding_rope``; with ``rope3d`` off, fixed 3D
@@ -249,6 +252,16 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+class ZeroConv2d(nn.Conv2d):
+    """A convolution that starts at exactly zero and draws no random numbers (so adding one leaves the
+    seeded initialisation of every other weight as it was)."""
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
 class HOIVideoDiT(nn.Module):
     """Conditional video DiT; see the module docstring for tokens, masks and shapes."""
 
@@ -278,26 +291,55 @@ class HOIVideoDiT(nn.Module):
             self.struct_embed = nn.Conv2d(cfg.structure_channels, d, p, stride=p)
             self.struct_type = nn.Parameter(torch.zeros(d))
             self.struct_final = FinalLayer(d, p * p * cfg.structure_channels, cfg.zero_init)
+        if cfg.source_video:  # = widening patch_embed by c + 2 zero-initialised input channels
+            self.source_embed = ZeroConv2d(c + 2, d, p, stride=p, bias=False)
         self._init_weights()
 
+    def _zero_initialised(self) -> list[nn.Module | nn.Parameter]:
+        """What starts at exactly zero: the type embeddings, the source-video embedding and, with
+        ``zero_init``, adaLN-Zero, the cross-attention outputs, the final layers and the guiders' last convs."""
+        out: list[nn.Module | nn.Parameter] = [p for n in ("ref_type", "struct_type") if (p := getattr(self, n, None)) is not None]
+        if self.config.source_video:
+            out.append(self.source_embed)
+        if self.config.zero_init:
+            for blk in self.blocks:
+                out += [blk.ada] + ([blk.ada_struct] if blk.ada_struct is not None else []) + \
+                       ([blk.cproj] if blk.has_cross else [])
+            out += [self.final.ada, self.final.linear]
+            if self.config.structure_stream:
+                out += [self.struct_final.ada, self.struct_final.linear]
+            out += [g.net[-1] for g in self.modules() if isinstance(g, ConvGuider)]
+        return out
+
+    @torch.no_grad()
     def _init_weights(self) -> None:
+        """Xavier-uniform linear layers (in module order, skipping the zero-initialised ones), then the zeros.
+
+        Data-independent, so it runs on the meta device too (where it draws nothing)."""
+        zeros = self._zero_initialised()
+        skip = {id(m) for m in zeros}
         for m in self.modules():
-            if isinstance(m, nn.Linear) and m.weight.abs().sum() > 0:
+            if isinstance(m, nn.Linear) and id(m) not in skip:
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        if self.config.zero_init:
-            for blk in self.blocks:
-                zero_module(blk.ada)
-                if blk.ada_struct is not None:
-                    zero_module(blk.ada_struct)
-                if blk.has_cross:
-                    zero_module(blk.cproj)
-            zero_module(self.final.ada)
-            zero_module(self.final.linear)
-            if self.config.structure_stream:
-                zero_module(self.struct_final.ada)
-                zero_module(self.struct_final.linear)
+        for z in zeros:
+            if isinstance(z, nn.Parameter):
+                nn.init.zeros_(z)
+            else:
+                zero_module(z)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Initialise every parameter in place as ``__init__`` does, with the same random draws in the
+        same order: under the same ``torch.manual_seed`` the weights equal a normal construction's.
+
+        For deferred initialisation: build under ``torch.device("meta")``, ``to_empty(device=...)``,
+        then call this (FSDP's ``param_init_fn``)."""
+        for m in self.modules():  # registration order = construction order
+            if m is not self and hasattr(m, "reset_parameters") and any(True for _ in m.parameters(recurse=False)):
+                m.reset_parameters()
+        self._init_weights()
 
     # ------------------------------------------------------------------ helpers
     def _cond(self, cond: dict, key: str, switch: str) -> torch.Tensor:
@@ -378,6 +420,8 @@ class HOIVideoDiT(nn.Module):
         p = cfg.patch_size
         th, tw = h // p, w // p
         tokens = [self._patchify(inp, self.patch_embed)]
+        if cfg.source_video:
+            tokens[0] = tokens[0] + self._patchify(self.source_input(cond, (h, w), inp.dtype), self.source_embed)
         n = tokens[0].shape[1]
         r = 0
         ref = cond.get("reference_latent") if cfg.ref_tokens else None
@@ -398,6 +442,12 @@ class HOIVideoDiT(nn.Module):
             tokens.append(st)
         ref_pos = reference_positions(th, tw, cfg.heads, nt, cfg.head_sliding_rope, device=dev) if r else None
         return TokenSequence(torch.cat(tokens, 1), n, r, s, grid_positions(nt, th, tw, device=dev), ref_pos, ref_keep)
+
+    def source_input(self, cond: dict, hw: tuple[int, int], dtype) -> torch.Tensor:
+        """The source clip's patch-input channels ``(B, T, c + 2, h, w)``: its latent, object mask, hand mask."""
+        maps = [self._cond(cond, "source_latent", "source_video"), self._cond(cond, "object_mask", "source_video"),
+                self._cond(cond, "hand_mask", "source_video")]
+        return torch.cat([resize_maps(m.float(), hw).to(dtype) for m in maps], 2)
 
     def positions(self, seq: TokenSequence) -> torch.Tensor | None:
         """3D RoPE angles ``(H or 1, L, D/2)``; without rope3d, sin-cos embeddings added to ``seq.tokens``."""
@@ -447,7 +497,8 @@ class HOIVideoDiT(nn.Module):
 
     def cross_context(self, cond: dict, seq: TokenSequence, regions: Regions, hw: tuple[int, int],
                       dtype) -> CrossContext | None:
-        """MLO tokens (everywhere) and memory banks (hand bank inside the hand, object bank inside the object)."""
+        """MLO tokens (own frame only, with ``mlo_same_frame``) and memory banks (hand bank inside the hand,
+        object bank inside the object)."""
         cfg = self.config
         if not (cfg.mlo_tokens or cfg.memory_banks):
             return None
@@ -459,7 +510,12 @@ class HOIVideoDiT(nn.Module):
             mt, (mt_t, mh, mw) = self.mlo_tokenizer(resize_maps(mlo, hw).to(dtype))
             n_mlo = mt.shape[1]
             ctx_tokens.append(mt)
-            cmask.append(torch.ones(b, n, n_mlo, dtype=torch.bool, device=dev))
+            if cfg.mlo_same_frame:  # video token i (frame i // per-frame) reads its own frame's MLO tokens
+                frame_q = torch.arange(n, device=dev) // (n // mt_t)
+                frame_k = torch.arange(n_mlo, device=dev) // (n_mlo // mt_t)
+                cmask.append((frame_q[:, None] == frame_k[None, :]).unsqueeze(0).expand(b, n, n_mlo))
+            else:
+                cmask.append(torch.ones(b, n, n_mlo, dtype=torch.bool, device=dev))
             if cfg.rope3d:
                 q_ang = rope_angles(seq.video_positions, cfg.head_dim, cfg.rope_theta)
                 k_ang = rope_angles(grid_positions(mt_t, mh, mw, cfg.mlo_token_stride, device=dev),

@@ -32,27 +32,35 @@ from .scheduler import FlowMatchEulerScheduler
 from .vae import LatentCodec
 
 # Keys of a batch (see hoi_cli.train.dataset) that are per-frame maps (B, T, C, H, W).
-MAP_KEYS = ("layout", "hand_mask", "object_mask", "hand_render", "structure", "mlo_normals", "mlo_occlusion")
+# ``source_video`` (RGB in [-1, 1]) is the one that is encoded (to ``source_latent``) before the model sees it.
+MAP_KEYS = ("layout", "hand_mask", "object_mask", "hand_render", "structure", "mlo_normals", "mlo_occlusion",
+            "source_video")
 
 
 def model_conditions(batch: dict, codec: LatentCodec, device=None, dtype=torch.float32) -> dict:
-    """The model's condition dict from a batch: maps as they are, the reference encoded."""
+    """The model's condition dict from a batch: maps as they are, the reference and the source video encoded."""
     cond = {}
     for k in MAP_KEYS:
-        if k in batch and batch[k] is not None and k != "structure":
+        if k in batch and batch[k] is not None and k not in ("structure", "source_video"):
             cond[k] = batch[k].to(device=device, dtype=dtype)
     if batch.get("reference") is not None:
         ref = batch["reference"].to(device=device, dtype=dtype)
         cond["reference_latent"] = codec.encode_images(ref)
+    if batch.get("source_video") is not None:
+        cond["source_latent"] = codec.encode(batch["source_video"].to(device=device, dtype=dtype))
     return cond
 
 
 def sample_t(batch: int, mode: str = "logit_normal", generator: torch.Generator | None = None,
-             device=None) -> torch.Tensor:
+             device=None, shift: float = 1.0) -> torch.Tensor:
+    """Training times: logit-normal or uniform, then shifted as the sampler's grid is
+    (``t -> shift * t / (1 + (shift - 1) * t)``, `FlowMatchEulerScheduler.shift_time`)."""
     if mode == "uniform":
         t = torch.rand(batch, generator=generator)
     else:
         t = torch.sigmoid(torch.randn(batch, generator=generator))
+    if shift != 1.0:
+        t = FlowMatchEulerScheduler(shift).shift_time(t)
     return t.clamp(1e-4, 1 - 1e-4).to(device)
 
 
@@ -73,7 +81,7 @@ def training_losses(model, codec: LatentCodec, batch: dict, generator: torch.Gen
     x0 = codec.encode(batch["video"].float())
     b = x0.shape[0]
     if t is None:
-        t = sample_t(b, cfg.t_sampling, generator, dev)
+        t = sample_t(b, cfg.t_sampling, generator, dev, cfg.flow_shift)
     noise = _randn(x0, generator)
     tt = t.view(b, 1, 1, 1, 1)
     xt = (1 - tt) * x0 + tt * noise
@@ -263,7 +271,7 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
                  codec: LatentCodec | None = None, window: int | None = None, overlap: int | None = None,
                  device: str | torch.device | None = None, resolution: tuple[int, int] | None = None,
                  resize_back: bool = True, amp: bool = True,
-                 progress: Callable[[int, int], None] | None = None, shift: float = 1.0) -> torch.Tensor:
+                 progress: Callable[[int, int], None] | None = None, shift: float | None = None) -> torch.Tensor:
     """Sample a video ``(B, T, 3, H, W)`` in [-1, 1] (or ``(T, 3, H, W)`` for unbatched inputs).
 
     ``conditions`` holds the batch keys of `hoi_cli.conditions` (pixel space, any T):
@@ -279,7 +287,8 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
     output is resized back to the input size. ``window``/``overlap`` default to the model's
     ``num_frames`` and half of it. On CUDA with ``amp`` the network runs under bf16 autocast
     (the state and the Euler update stay float32). ``shift``: the scheduler's time shift
-    (`FlowMatchEulerScheduler`; 1 = the uniform grid the models are trained for).
+    (`FlowMatchEulerScheduler`; default: the model's ``flow_shift``, the shift it was trained with).
+    ``source_video`` (with the model's ``source_video`` switch) is encoded once for the whole clip.
 
     The steps: `prepare_inputs`; noise for the whole clip from ``seed`` on the CPU; the
     scheduler's grid (and the SDEdit start); `WindowedSampler` down to ``t = 0``; decode.
@@ -294,7 +303,7 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
     shape = (inputs.batch, inputs.frames, cfg.latent_channels, res[0] // cfg.vae_downsample, res[1] // cfg.vae_downsample)
     noise = torch.randn(shape, generator=gen).to(dev)
 
-    scheduler = FlowMatchEulerScheduler(shift)
+    scheduler = FlowMatchEulerScheduler(cfg.flow_shift if shift is None else shift)
     sdedit = inputs.init_video is not None and float(min(max(strength, 0.0), 1.0)) < 1.0
     scheduler.set_timesteps(steps, strength if sdedit else 1.0)
     x = scheduler.add_noise(codec.encode(inputs.init_video.to(dev).float()), noise) if sdedit else noise
@@ -302,6 +311,8 @@ def sample_video(model, conditions: dict, steps: int = 25, guidance: float = 3.0
         win = window or cfg.num_frames
         sampler = WindowedSampler(model, scheduler, win, overlap if overlap is not None else win // 2, guidance, amp)
         frame_conditions = {k: v.to(dev) for k, v in inputs.conditions.items() if torch.is_tensor(v) and k in MAP_KEYS}
+        if frame_conditions.get("source_video") is not None:
+            frame_conditions["source_latent"] = codec.encode(frame_conditions.pop("source_video").float())
         x = sampler(x, frame_conditions, _reference_latent(inputs, codec, cfg.ref_tokens, dev), progress)
     return _decode(x, inputs, codec, resize_back)
 

@@ -11,7 +11,7 @@ and uses the posterior mean times ``scaling_factor`` (deterministic encodes).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,12 +20,59 @@ from ..errors import BadInputError, MissingWeightsError
 from .config import ModelConfig
 
 
+@dataclass(frozen=True)
+class VAEInfo:
+    """What a diffusers VAE folder's ``config.json`` says about its latent space."""
+
+    kind: str  # the diffusers class: AutoencoderKL (2D, per frame) or AutoencoderKLWan (3D causal)
+    latent_channels: int
+    spatial_factor: int  # pixels per latent pixel, per side
+    temporal_factor: int  # frames per latent frame (1: per-frame)
+    scaling_factor: float
+
+
+def _config_file(path: Path) -> Path:
+    if not (path / "config.json").exists():
+        hint = ("this looks like a whole diffusers model folder: give its vae/ subfolder"
+                if (path / "vae" / "config.json").exists() else
+                "give --vae a folder written by AutoencoderKL.save_pretrained")
+        raise MissingWeightsError("the VAE (diffusers AutoencoderKL folder)", "config.json", [str(path)], hint)
+    return path / "config.json"
+
+
+def read_vae_config(path: str | Path) -> VAEInfo:
+    """The latent space of the diffusers VAE folder ``path`` from its ``config.json`` (nothing loaded).
+
+    ``AutoencoderKL``: ``latent_channels``, spatial factor ``2 ** (len(block_out_channels) - 1)`` (as the
+    diffusers pipelines compute it), per frame. ``AutoencoderKLWan``: ``z_dim`` channels, spatial factor
+    ``scale_factor_spatial`` (else ``2 ** (len(dim_mult) - 1)`` times ``patch_size``), temporal factor
+    ``scale_factor_temporal`` (else ``2 ** sum(temperal_downsample)``). Anything else: `BadInputError`."""
+    import json
+
+    path = Path(path).expanduser()
+    try:
+        vc = json.loads(_config_file(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}/config.json is not JSON ({exc})", "give --vae a diffusers VAE folder") from None
+    kind = vc.get("_class_name") or ("AutoencoderKLWan" if "z_dim" in vc else
+                                     "AutoencoderKL" if "latent_channels" in vc else "")
+    if kind == "AutoencoderKL":
+        return VAEInfo(kind, int(vc.get("latent_channels", 4)), 2 ** (len(vc.get("block_out_channels", [1])) - 1), 1,
+                       float(vc.get("scaling_factor") or 1.0))
+    if kind == "AutoencoderKLWan":
+        spatial = vc.get("scale_factor_spatial") or 2 ** (len(vc.get("dim_mult", [1, 2, 4, 4])) - 1) * (
+            vc.get("patch_size") or 1)
+        temporal = vc.get("scale_factor_temporal") or 2 ** sum(bool(d) for d in vc.get("temperal_downsample",
+                                                                                        [False, True, True]))
+        return VAEInfo(kind, int(vc.get("z_dim", 16)), int(spatial), int(temporal), 1.0)
+    raise BadInputError(f"{path} holds a {kind or 'VAE of unknown class'} (config.json), not an AutoencoderKL",
+                        "give --vae a diffusers AutoencoderKL folder, or train without --vae (pixel mode)")
+
+
 def load_vae(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """A frozen diffusers AutoencoderKL from a local folder, or a clear error."""
     path = Path(path).expanduser()
-    if not (path / "config.json").exists():
-        raise MissingWeightsError("the VAE (diffusers AutoencoderKL folder)", "config.json", [str(path)],
-                                  "give --vae a folder written by AutoencoderKL.save_pretrained")
+    check_per_frame_vae(path, read_vae_config(path))
     try:
         from diffusers import AutoencoderKL
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -36,14 +83,21 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu", dtype: torch.
     return vae.to(device).eval()
 
 
+def check_per_frame_vae(path: Path, info: VAEInfo) -> None:
+    """The from-scratch DiT encodes frame by frame: a video VAE (temporal compression) is refused."""
+    if info.kind != "AutoencoderKL" or info.temporal_factor != 1:
+        raise BadInputError(
+            f"{path} is an {info.kind} ({info.latent_channels} latent channels, {info.spatial_factor}x spatial, "
+            f"{info.temporal_factor}x temporal compression); the from-scratch DiT encodes frame by frame",
+            "give --vae a 2D AutoencoderKL folder, or fine-tune Wan on it: hoi train --base wan-vace-1.3b --base-dir ...")
+
+
 def config_for_vae(cfg: ModelConfig, vae_path: str | Path, patch_size: int | None = None) -> ModelConfig:
     """``cfg`` switched to the latent space of the VAE in ``vae_path`` (reads its config only)."""
-    import json
-
-    vc = json.loads((Path(vae_path).expanduser() / "config.json").read_text())
-    down = 2 ** (len(vc.get("block_out_channels", [1])) - 1)
-    return replace(cfg, vae_path=str(vae_path), latent_channels=int(vc.get("latent_channels", 4)),
-                   vae_downsample=down, vae_scaling_factor=float(vc.get("scaling_factor", 1.0) or 1.0),
+    info = read_vae_config(vae_path)
+    check_per_frame_vae(Path(vae_path).expanduser(), info)
+    return replace(cfg, vae_path=str(vae_path), latent_channels=info.latent_channels,
+                   vae_downsample=info.spatial_factor, vae_scaling_factor=info.scaling_factor,
                    patch_size=patch_size or min(cfg.patch_size, 2)).validate()
 
 

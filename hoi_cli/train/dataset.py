@@ -50,7 +50,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..conditions import (HAND_RENDER_CHANNELS, N_MLO, STRUCTURE_CHANNELS, available_conditions, check_model_channels,
-                          check_required, frame_paths, reference_crop, run_conditions, window_maps)
+                          check_required, frame_paths, reference_crop, run_conditions, source_window, window_maps,
+                          with_source_video)
 from ..conditions import rasterize_boxes  # noqa: F401  (kept importable from here)
 from ..errors import BadInputError
 
@@ -62,7 +63,7 @@ class HOIRunDataset(Dataset):
                  required: set[str] | frozenset = frozenset(), frame_stride: int = 1,
                  window_step: int | None = None, hand_render_channels: int = HAND_RENDER_CHANNELS,
                  structure_channels: int = STRUCTURE_CHANNELS, mlo_layers: int = N_MLO, seed: int = 0,
-                 ref_margin: float = 0.1):
+                 ref_margin: float = 0.1, source_video: bool = False):
         self.runs = [Path(r) for r in runs]
         if not self.runs:
             raise BadInputError("no run folders given", "pass one or more runs/<clip-id> folders")
@@ -70,6 +71,7 @@ class HOIRunDataset(Dataset):
         self.T, self.hw = num_frames, (height, width)
         self.stride, self.seed, self.margin = frame_stride, seed, ref_margin
         self.epoch = 0
+        self.source_video = source_video  # items gain ``source_video`` (`hoi_cli.conditions.source_window`)
         self.items: list[tuple[int, int]] = []
         self.available: dict[Path, set[str]] = {}
         span = (num_frames - 1) * frame_stride + 1
@@ -91,6 +93,7 @@ class HOIRunDataset(Dataset):
         """The dataset a `ModelConfig` trains on (its clip size, channels and required conditions)."""
         kwargs.setdefault("num_frames", cfg.num_frames)
         kwargs.setdefault("required", cfg.required_conditions())
+        kwargs.setdefault("source_video", getattr(cfg, "source_video", False))
         return cls(runs, height=cfg.height, width=cfg.width, hand_render_channels=cfg.hand_render_channels,
                    structure_channels=cfg.structure_channels, mlo_layers=cfg.mlo_layers, **kwargs)
 
@@ -114,5 +117,7 @@ class HOIRunDataset(Dataset):
         ref, ref_ok = reference_crop(d, window, rng, self.hw, self.margin)
         item = {"video": d["video"][window], "reference": ref.astype(np.float32), "reference_valid": np.bool_(ref_ok),
                 **window_maps(d, window, self.hw), "start": np.int64(start)}
+        if self.source_video:
+            item["source_video"] = source_window(with_source_video(d, self.runs[ri]), window)
         return {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else torch.tensor(v)
                 for k, v in item.items()}

@@ -86,7 +86,7 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
     from ..wan.dataset import WanRunDataset
     from .sample import sample_clip
     from .train import load_prompt, load_wan_checkpoint, resolve_wan_checkpoint
-    from ...generate.layout import adjust_layout
+    from ...generate.layout import adjust_layout, shift_hand_maps
 
     if not opts.checkpoint:
         raise BadInputError("--backend wan needs --checkpoint CKPT", "give a `hoi train --base ... --out` folder")
@@ -124,6 +124,7 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
         boxes[miss] = object_boxes[miss]
     layout = adjust_layout(hand_boxes, boxes, ref.aspect, opts.layout)
     lay = rasterize_boxes(np.concatenate([layout.hand_boxes, layout.object_boxes[:, None]], 1), (H, W), (h, w))
+    item.update(shift_hand_maps(item, layout, hand_boxes, (H, W)))  # the hand conditions follow the hand boxes
     item["layout"] = torch.from_numpy(lay)
     item["object_mask"] = torch.maximum(item["object_mask"], torch.from_numpy(lay[:, 2:3]))
     item["reference"] = torch.from_numpy(_square_reference(ref, h, w))
@@ -133,7 +134,7 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
     t1 = time.perf_counter()
     with torch.autocast(device.type if hasattr(device, "type") else str(device), dtype=torch.bfloat16, enabled=gpu):
         video = sample_clip(model, vae, batch, emb, steps=opts.steps, guidance=opts.guidance, seed=opts.seed,
-                            progress=(lambda i, n: progress(i, n)) if progress else None)
+                            shift=getattr(opts, "shift", None), progress=(lambda i, n: progress(i, n)) if progress else None)
     timings["sample_s"] = time.perf_counter() - t1
     vid = ((video.float().cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
     up = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_CUBIC) for f in vid])
@@ -141,6 +142,6 @@ def wan_clip(run_dir: Path, frames: np.ndarray, masks: dict, ref, hand_boxes, ob
     write_video(out_path, up, fps, crf=opts.crf)
     timings["write_s"] = time.perf_counter() - t2
     info = {"model_size": [h, w], "steps": opts.steps, "system": cfg.system, "base": cfg.base_name,
-            "window": cfg.num_frames, "flow_shift": cfg.flow_shift, "start": "noise",
+            "window": cfg.num_frames, "flow_shift": cfg.flow_shift if getattr(opts, "shift", None) is None else float(opts.shift), "start": "noise",
             "sampling_frames_per_s": round(T / max(timings["sample_s"], 1e-9), 3)}
     return layout, timings, info

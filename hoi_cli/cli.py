@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -46,58 +46,58 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version_ca
 # ---------------------------------------------------------------- preprocess
 @app.command()
 def preprocess(
-    clips: Annotated[Optional[List[str]], typer.Argument(
+    clips: Annotated[list[str] | None, typer.Argument(
         metavar="CLIP", help="Clips: videos (mp4, webm, mov, ...), GIFs, folders of image frames (PNG/JPEG, sorted by name), or "
              "folders of these.")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder of run folders (one per clip).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder of run folders (one per clip).")] = None,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help=recipe_help("Recipe"))] = "full",
-    force: Annotated[List[str], typer.Option("--force", help="Rerun this stage (repeatable).")] = [],  # noqa: B006
-    from_stage: Annotated[Optional[str], typer.Option("--from", help="Rerun this stage and all after it.")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
-    set_params: Annotated[List[str], typer.Option(  # noqa: B006
+    force: Annotated[list[str], typer.Option("--force", help="Rerun this stage (repeatable).")] = [],  # noqa: B006
+    from_stage: Annotated[str | None, typer.Option("--from", help="Rerun this stage and all after it.")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+    set_params: Annotated[list[str], typer.Option(  # noqa: B006
         "--set", help="STAGE.PARAM=VALUE override (repeatable).")] = [],
-    max_side: Annotated[Optional[int], typer.Option(
+    max_side: Annotated[int | None, typer.Option(
         help="00_frames: longest side of the working resolution.")] = None,
-    start: Annotated[Optional[int], typer.Option(help="00_frames: first source frame.")] = None,
-    end: Annotated[Optional[int], typer.Option(help="00_frames: stop before this source frame.")] = None,
-    stride: Annotated[Optional[int], typer.Option(help="00_frames: keep every Nth frame.")] = None,
+    start: Annotated[int | None, typer.Option(help="00_frames: first source frame.")] = None,
+    end: Annotated[int | None, typer.Option(help="00_frames: stop before this source frame.")] = None,
+    stride: Annotated[int | None, typer.Option(help="00_frames: keep every Nth frame.")] = None,
     allow_short: Annotated[bool, typer.Option(
         "--allow-short",
         help="00_frames: accept a damaged clip that decodes fewer frames than it announces (recorded).")] = False,
-    fps: Annotated[Optional[float], typer.Option(
+    fps: Annotated[float | None, typer.Option(
         help="00_frames: frame rate of a frame folder [default: 12, the rate of Something-Something/"
              "Something-Else frames]; videos and GIFs keep theirs.")] = None,
-    object_box: Annotated[Optional[str], typer.Option(
+    object_box: Annotated[str | None, typer.Option(
         help="01_detect: object prompt box x0,y0,x1,y1[@FRAME], in source-video pixels (what a player "
              "shows).")] = None,
-    object_point: Annotated[Optional[str], typer.Option(
+    object_point: Annotated[str | None, typer.Option(
         help="01_detect: object prompt point x,y[@FRAME], source-video pixels.")] = None,
-    object_frame: Annotated[Optional[int], typer.Option(
+    object_frame: Annotated[int | None, typer.Option(
         help="01_detect: source frame number (from 0) of the object prompt [default: the first processed "
              "frame].")] = None,
-    hand_box: Annotated[List[str], typer.Option(  # noqa: B006
+    hand_box: Annotated[list[str], typer.Option(  # noqa: B006
         help="01_detect: hand prompt box x0,y0,x1,y1[@FRAME], source-video pixels; repeatable, at most two (one "
              "per hand).")] = [],
-    hand_frame: Annotated[Optional[int], typer.Option(
+    hand_frame: Annotated[int | None, typer.Option(
         help="01_detect: source frame of --hand-box boxes without @FRAME [default: the first processed "
              "frame].")] = None,
-    prompts: Annotated[Optional[Path], typer.Option(
+    prompts: Annotated[Path | None, typer.Option(
         help="CSV of per-clip prompts, header clip,object_box,object_point,object_frame,hand_boxes,hand_frame (only "
              "clip required; hand_boxes: up to two boxes separated by ';'); clips not in it get none.")] = None,
     strict: Annotated[bool, typer.Option(help="Make a warning (e.g. no hand found) an error: exit 3.")] = False,
-    square_size: Annotated[Optional[int], typer.Option(help="01_detect: Re-HOLD square hand box size, px.")] = None,
-    sam2_checkpoint: Annotated[Optional[Path], typer.Option(
+    square_size: Annotated[int | None, typer.Option(help="01_detect: Re-HOLD square hand box size, px.")] = None,
+    sam2_checkpoint: Annotated[Path | None, typer.Option(
         help="03_segment: a SAM 2 checkpoint (sam2.1_hiera_*.pt); selects the sam2 backend "
              "(--set segment.backend=sam2).")] = None,
-    focal: Annotated[Optional[float], typer.Option(
+    focal: Annotated[float | None, typer.Option(
         help="02_hands: focal length in px (default 1.0*max(W,H)).")] = None,
-    mano_dir: Annotated[Optional[Path], typer.Option(
+    mano_dir: Annotated[Path | None, typer.Option(
         help="02_hands: folder of the official MANO_RIGHT/LEFT .pkl or .npz [default: $HOI_MANO_DIR, else the "
              "built-in hand].")] = None,
-    run_id: Annotated[Optional[str], typer.Option(help="Run folder name (one clip only).")] = None,
-    shard_index: Annotated[Optional[int], typer.Option(
+    run_id: Annotated[str | None, typer.Option(help="Run folder name (one clip only).")] = None,
+    shard_index: Annotated[int | None, typer.Option(
         help="This shard's index (default: SLURM/torchrun env).")] = None,
-    num_shards: Annotated[Optional[int], typer.Option(help="Number of shards (default: SLURM/torchrun env).")] = None,
+    num_shards: Annotated[int | None, typer.Option(help="Number of shards (default: SLURM/torchrun env).")] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k",
                                              help="Go on with other clips after a failure.")] = False,
     weights_dir: WeightsDirOption = None,
@@ -293,8 +293,8 @@ STATUS_STYLE = {"ok": "green", "stale": "yellow", "missing": "dim", "failed": "r
 
 @app.command()
 def status(
-    runs: Annotated[List[Path], typer.Argument(metavar="RUN", help="Run folders, or folders of runs.")],
-    pipeline: Annotated[Optional[str], typer.Option(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run folders, or folders of runs.")],
+    pipeline: Annotated[str | None, typer.Option(
         "--pipeline", "-p", help=recipe_help("Judge against this recipe's stages and parameters"))] = None,
     verify: Annotated[bool, typer.Option(help="Also re-hash outputs to catch files changed on disk.")] = False,
     weights_dir: WeightsDirOption = None,

@@ -57,7 +57,7 @@ def test_generate_diffusion_cli_frames_and_seed(run_and_ckpt, tmp_path):
     run, ckpt = run_and_ckpt
     a = _generate(run, ckpt, tmp_path / "a.mp4", "--seed", "3")
     b = _generate(run, ckpt, tmp_path / "b.mp4", "--seed", "3")
-    assert a["ok"] and a["frames"] == N_FRAMES
+    assert a["ok"] and a["frames"] == N_FRAMES and b["ok"] and b["frames"] == N_FRAMES
     fa, fb = _decode(tmp_path / "a.mp4"), _decode(tmp_path / "b.mp4")
     assert fa.shape == (N_FRAMES, 48, 64, 3)  # back at the run's working resolution
     assert np.array_equal(fa, fb)  # same seed, same frames

@@ -92,6 +92,7 @@ def test_stage_writes_object_and_hand_masks(synthetic_run):
     obj_iou = np.mean([iou(a, b) for a, b in zip(masks["object"], gt)])
     hand_iou = np.mean([iou(a, b) for a, b in zip(masks["hand"], hand_gt)])
     assert obj_iou > 0.85, obj_iou
+    assert hand_iou > 0.45, hand_iou  # 0.55 measured: the keypoint hand mask against the mesh silhouette
     assert iou(masks["object"][3], gt[3]) > 0.8  # the frame whose box was interpolated
     # the refined hand never strays beyond the band around the mesh silhouette
     band = np.zeros_like(hand_gt)

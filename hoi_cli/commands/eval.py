@@ -6,7 +6,7 @@ Importing this module is cheap: torch, OpenCV and the metric code are imported i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,7 +14,7 @@ from ..errors import BadInputError, ExitCode, OutputError, known_error
 from .common import DEFAULT_DEVICE, DeviceOption, Format, FormatOption, WeightsDirOption, err, fail
 
 METRIC_CHOICES = "psnr,ssim,lpips,fid,fvd,hands,subject_consistency,motion_smoothness,objects"
-PathOption = Optional[Path]
+PathOption = Path | None
 
 
 def eval_command(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,16 +31,16 @@ class SizeMode(str, Enum):
 
 
 def generate_command(
-    run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="Run folder (runs/<clip-id>) made by `hoi preprocess`.")] = None,
-    reference: Annotated[Optional[Path], typer.Option(
+    run: Annotated[Path | None, typer.Argument(metavar="RUN", help="Run folder (runs/<clip-id>) made by `hoi preprocess`.")] = None,
+    reference: Annotated[Path | None, typer.Option(
         "--reference", "-r", help="Object image (PNG with alpha, or on a plain background).")] = None,
-    reference_from_frame: Annotated[Optional[int], typer.Option(
+    reference_from_frame: Annotated[int | None, typer.Option(
         help="Self-reenactment: the clip's own object, cut from frame N.")] = None,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Output video (.mp4); a .json sidecar is written beside it.")] = None,
-    batch: Annotated[Optional[Path], typer.Option(
+    batch: Annotated[Path | None, typer.Option(
         help="CSV with columns run,reference[,out] (reference may be frame:N).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Batch: folder for the outputs.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Batch: folder for the outputs.")] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going/--stop-on-error",
                                              help="Batch: go on after a failed row.")] = True,
     skip_existing: Annotated[bool, typer.Option("--skip-existing",
@@ -62,17 +62,17 @@ def generate_command(
                                             help="Composite: do not follow the object's rotation.")] = False,
     harmonize: Annotated[float, typer.Option(
         min=0.0, help="Composite: colour-harmonisation strength multiplier (0 = off).")] = 1.0,
-    anchor_frame: Annotated[Optional[int], typer.Option(
+    anchor_frame: Annotated[int | None, typer.Option(
         help="Composite: frame where the reference is upright.")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(
+    checkpoint: Annotated[Path | None, typer.Option(
         help="Diffusion: `hoi train --out` folder or step folder.")] = None,
-    base_dir: Annotated[Optional[Path], typer.Option(help="Wan: local diffusers folder of the base model.")] = None,
+    base_dir: Annotated[Path | None, typer.Option(help="Wan: local diffusers folder of the base model.")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Diffusion: sampling steps.")] = 25,
     guidance: Annotated[float, typer.Option(help="Diffusion: classifier-free guidance scale.")] = 3.0,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0,
                                             help="Diffusion: SDEdit strength (1 = from noise).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Diffusion: random seed.")] = 0,
-    shift: Annotated[Optional[float], typer.Option(
+    shift: Annotated[float | None, typer.Option(
         min=0.01, help="Diffusion/Wan: sampler time shift s (t -> s*t/(1+(s-1)*t)); default: the model's.")] = None,
     device: DeviceOption = DEFAULT_DEVICE,
     crf: Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower = better).")] = 18,

@@ -328,7 +328,7 @@ def seed_windows(W: int, H: int, cfg: HandDetectorConfig) -> list[tuple[float, f
         side = max(48.0, fr * min(W, H))  # smaller windows: hands too small for the model
         step = max(4.0, cfg.seed_step * side)
 
-        def centres(n):
+        def centres(n, side=side, step=step):
             lo, hi = side / 4, n - side / 4
             k = max(1, int(np.ceil((hi - lo) / step)) + 1)
             return np.linspace(lo, hi, k) if hi > lo else np.array([n / 2])

@@ -120,7 +120,7 @@ class ModelConfig:
         h, w = self.latent_hw
         return h // self.patch_size, w // self.patch_size
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.rope3d and self.head_dim % 2:
@@ -150,7 +150,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         if "mlo_tokens" in data and "mlo_same_frame" not in data:  # saved before the same-frame fix
             data = {**data, "mlo_same_frame": False}
@@ -163,7 +163,7 @@ class ModelConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelConfig":
+    def load(cls, path: str | Path) -> ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def required_conditions(self) -> set[str]:

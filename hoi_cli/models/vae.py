@@ -113,7 +113,7 @@ class LatentCodec:
     def is_pixel(self) -> bool:
         return self.vae is None
 
-    def to(self, device) -> "LatentCodec":
+    def to(self, device) -> LatentCodec:
         if self.vae is not None:
             self.vae.to(device)
         return self

@@ -83,10 +83,6 @@ def stage_done(run: Path, name: str) -> bool:
 
 
 # ------------------------------------------------------------------ readers (one per condition)
-def read_meta(run: Path) -> dict:
-    return RunReader(run).read(frames_stage).meta
-
-
 def frame_paths(run: Path) -> list[Path]:
     paths = frames_stage.load(run).paths  # listed whether or not 00_frames has its manifest yet
     if not paths:

@@ -417,10 +417,6 @@ def _fingerprinted(inputs: dict) -> dict:
     return {k: v for k, v in inputs.items() if k != "source_path"}
 
 
-def fingerprint_of(manifest: dict) -> str:
-    return manifest.get("fingerprint", "")
-
-
 def _diff_inputs(stored: dict, expected: dict) -> list[str]:
     reasons = []
     if stored.get("schema") != expected.get("schema"):

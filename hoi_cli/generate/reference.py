@@ -356,5 +356,3 @@ def _decontaminate(rgb: np.ndarray, alpha: np.ndarray, iters: int = 3) -> np.nda
     return out
 
 
-def params_dict(p: ReferenceParams) -> dict:
-    return asdict(p)

@@ -551,5 +551,3 @@ class HOIVideoDiT(nn.Module):
         return BlockOutputs(xs, router_logits, attns)
 
 
-def build_model(cfg: ModelConfig) -> HOIVideoDiT:
-    return HOIVideoDiT(cfg)

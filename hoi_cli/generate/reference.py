@@ -23,7 +23,7 @@ Convention (reference):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -354,5 +354,3 @@ def _decontaminate(rgb: np.ndarray, alpha: np.ndarray, iters: int = 3) -> np.nda
         acc[new] = out[new].astype(np.float32)
         known = grown
     return out
-
-

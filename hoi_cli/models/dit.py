@@ -549,5 +549,3 @@ class HOIVideoDiT(nn.Module):
             if wts is not None:
                 attns.append(wts)
         return BlockOutputs(xs, router_logits, attns)
-
-

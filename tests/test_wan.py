@@ -328,13 +328,21 @@ def test_dataset_reads_the_object_removed_video(tmp_path):
 
     run = make_synthetic_run(tmp_path / "run1", n_frames=5, height=32, width=32).path
     plain = WanRunDataset([run], num_frames=5, height=32, width=32)[0]
-    assert "source_video" not in plain  # no 07_genhoi: conditions.source_video masks the frames instead
+    # no 07_genhoi: the frames with the hand-or-object region at 0 (the fallback conditions.source_video
+    # takes for a batch without the key), so runs with and without 07_genhoi collate together
+    region = (np.maximum(plain["object_mask"].numpy(), plain["hand_mask"].numpy()) > 0.5)
+    assert region.any() and (~region).any()
+    assert torch.equal(plain["source_video"], plain["video"] * torch.from_numpy(1.0 - region.astype(np.float32)))
+    plain_run = make_synthetic_run(tmp_path / "run0", n_frames=5, height=32, width=32).path
     tmp = run / ".07_genhoi.tmp"
     tmp.mkdir()
     params = genhoi.Params()
     summary = genhoi.run(StageContext(run, tmp, params))
     (tmp / "manifest.json").write_text(_json.dumps({"stage": "07_genhoi", "params": vars(params), "summary": summary}))
     tmp.rename(run / "07_genhoi")
+    mixed = WanRunDataset([plain_run, run], num_frames=5, height=32, width=32)
+    batch = torch.utils.data.default_collate([mixed[0], mixed[1]])
+    assert batch["source_video"].shape == (2, *plain["video"].shape)
     item = WanRunDataset([run], num_frames=5, height=32, width=32)[0]
     src, video = item["source_video"].numpy(), item["video"].numpy()
     obj = item["object_mask"].numpy()[:, 0] > 0.5

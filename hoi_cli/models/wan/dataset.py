@@ -2,8 +2,8 @@
 
 Items gain ``run_index`` (the window's run in ``runs``) and ``source_video (T, 3, H, W)`` in [-1, 1]: the exact stored removal
 (`hoi_cli.conditions.read_source_video`) resized like ``video``, where 07_genhoi has run;
-elsewhere the key is absent and `hoi_cli.models.wan.conditions.source_video` falls back to the
-frames with the generation mask at 0.
+elsewhere the frames with the generation mask at 0, the fallback of
+`hoi_cli.models.wan.conditions.source_video`, so that runs with and without 07_genhoi collate into one batch.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from ...conditions import with_source_video
 from ...train.dataset import HOIRunDataset
+from .conditions import generation_mask, source_video
 
 
 class WanRunDataset(HOIRunDataset):
@@ -27,4 +28,6 @@ class WanRunDataset(HOIRunDataset):
         if src is not None:
             window = list(range(start, start + self.T * self.stride, self.stride))
             item["source_video"] = torch.from_numpy(np.ascontiguousarray(src[window]))
+        elif "hand_mask" in item and "object_mask" in item:
+            item["source_video"] = source_video(item, generation_mask(item))
         return item

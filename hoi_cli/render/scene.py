@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import HAND_PARTS
+from ..conventions import HAND_PARTS, project
 from ..errors import BadInputError
 
 
@@ -87,8 +87,7 @@ def contact_depth(joints: np.ndarray, valid: np.ndarray, K: np.ndarray, box: np.
     j = j[np.isfinite(j).all(1) & (j[:, 2] > 1e-3)]
     if len(j) == 0:
         return float(default)
-    u = K[0, 0] * j[:, 0] / j[:, 2] + K[0, 2]
-    v = K[1, 1] * j[:, 1] / j[:, 2] + K[1, 2]
+    u, v = project(j, K).T
     if box is not None and np.isfinite(box).all():
         inside = ((u >= box[0] - margin_px) & (u <= box[2] + margin_px)
                   & (v >= box[1] - margin_px) & (v <= box[3] + margin_px))

@@ -125,6 +125,11 @@ def measure(clip: str, mode: str, runs: Path | None, peer) -> dict:
     big = ref_obj.reshape(len(ref_obj), -1).mean(1) >= 0.003
     region &= big[:, None, None]
     row["missed_by_mask"] = float((region & ~remove).sum() / max(1, region.sum()))
+    # "never erase a hand": the reference hand, less a 2-px rim, that the removal mask takes
+    import cv2
+
+    hand_core = np.stack([cv2.erode(h.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0 for h in ref_hand])
+    row["hand_erased"] = float((remove & hand_core).sum() / max(1, hand_core.sum()))
     if peer is not None:
         import cv2
 
@@ -196,7 +201,8 @@ def main() -> None:
                 extra = (f"  old {r['peer_remnant']:.3f}  time new/old {r['seconds']:.1f}/{r['peer_seconds']:.1f} s"
                          if peer else f"  {r['seconds']:.1f} s")
                 print(f"({mode}) {split:>8} {clip:>7}  remnant {r['remnant']:.3f}  missed by mask "
-                      f"{r['missed_by_mask']:.3f}{extra}", file=sys.stderr, flush=True)
+                      f"{r['missed_by_mask']:.3f}  hand erased {r['hand_erased']:.4f}{extra}", file=sys.stderr,
+                      flush=True)
     print()
     for mode in modes:
         print(f"mode ({mode}): " + ("reference object mask removed (the fill alone)" if mode == "a"
@@ -216,13 +222,15 @@ def main() -> None:
             print(cell(by["tune"][i] if i < len(by["tune"]) else None) + " | "
                   + cell(by["validate"][i] if i < len(by["validate"]) else None))
 
-        def mean(split, key):
+        def mean(split, key, by=by):
             vals = [r[key] for r in by[split] if key in r]
             return float(np.mean(vals)) if vals else float("nan")
 
         print(f"{'mean':>10} {mean('tune', 'remnant'):>8.3f} {mean('tune', 'peer_remnant'):>6.3f} "
               f"{mean('tune', 'missed_by_mask'):>7.3f} | {'mean':>10} {mean('validate', 'remnant'):>8.3f} "
               f"{mean('validate', 'peer_remnant'):>6.3f} {mean('validate', 'missed_by_mask'):>7.3f}")
+        print(f"{'hand erased':>10} {mean('tune', 'hand_erased'):>8.4f} {'':>14} | {'':>10} "
+              f"{mean('validate', 'hand_erased'):>8.4f}")
         if peer:
             new = sum(r["seconds"] for r in rows if r["mode"] == mode)
             old = sum(r["peer_seconds"] for r in rows if r["mode"] == mode)

@@ -25,9 +25,13 @@ Method:
    125021, 0.318 vs 0.316 on 24815) at 6x the time. A hole pixel takes the median of its
    first ``observations`` background sightings, nearest frames first (fewer than all of them
    measured worse: a majority of sightings outvotes a frame whose mask missed a piece of the
-   object).
+   object). A sighting equal to the hole's own pixel (mean absolute RGB difference below
+   ``unchanged_diff``) is not taken: the hole shows the object, so that source shows it too.
 4. The rest (background never seen in any frame) is filled with ``cv2.inpaint`` (Telea); with
    a static camera this is done once on the plate, again so that it does not flicker.
+5. A filled pixel that still equals its own frame's pixel (below ``unchanged_diff``) is
+   inpainted again in its frame (`_refill_unchanged`): the static plate, or the median of
+   sightings each a little off, showed the object there.
 
 Source pixels are background only: never removed, never kept (hands move), with a 2-px rim.
 """
@@ -346,8 +350,13 @@ def _interpolate_flow(flow: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.ndarray | None = None, *,
                   static_px: float = 0.75, inpaint_radius: int = 5, max_sources: int = 32,
-                  observations: int = 32, dense_flow: bool = False, margin_px: int = 24) -> np.ndarray:
-    """Frames ``(T, H, W, 3)`` uint8 with the ``remove_masks`` pixels filled with background."""
+                  observations: int = 32, dense_flow: bool = False, margin_px: int = 24,
+                  unchanged_diff: float = 12.0) -> np.ndarray:
+    """Frames ``(T, H, W, 3)`` uint8 with the ``remove_masks`` pixels filled with background.
+
+    ``unchanged_diff``: a fill closer than this (mean absolute RGB) to the pixel it replaces is the
+    object again (steps 3 and 5; 0 turns that off). 12 from the InterDyn tuning clips' remnant:
+    0.142 at 6, 0.130 at 12, 0.128 at 20 (a larger one rejects more true background)."""
     frames = np.asarray(frames)
     T, H, W = frames.shape[:3]
     rem = np.asarray(remove_masks, bool).copy()
@@ -361,6 +370,7 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
     A = estimate_camera_motion(frames, bad, static_px)
     if A is None:
         _fill_static(frames, rem, bad, out, inpaint_radius)
+        _refill_unchanged(frames, out, rem, bad, unchanged_diff, inpaint_radius)
         return out
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]) if dense_flow else None
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) if dense_flow else None
@@ -372,6 +382,7 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
         x1, y1 = min(xs.max() + margin_px + 1, W), min(ys.max() + margin_px + 1, H)
         hole = rem[t, y0:y1, x0:x1]
         hy, hx = np.nonzero(hole)
+        hole_px = frames[t, y0 + hy, x0 + hx].astype(np.int16)  # the object, as this frame shows it
         # where the target itself is background: the flow is measured there, interpolated elsewhere
         known = ~bad[t, y0:y1, x0:x1]
         shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)  # ROI -> frame
@@ -400,6 +411,8 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
                 vis = cv2.remap(vis.astype(np.uint8), mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                                 borderValue=0).astype(bool)
             ok = vis[hy, hx] & (count < observations)
+            if unchanged_diff > 0:  # a source pixel equal to the hole's shows the object, not background
+                ok &= np.abs(warped[hy, hx].astype(np.int16) - hole_px).mean(-1) >= unchanged_diff
             if not ok.any():
                 continue
             vals.append(warped[hy, hx])
@@ -413,13 +426,48 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
             med, found = _nanmedian(np.stack(vals), np.stack(oks))
             f[y0 + hy[found], x0 + hx[found]] = np.clip(np.round(med[found]), 0, 255).astype(np.uint8)
         if (~found).any():
-            miss = np.zeros((H, W), bool)
-            miss[y0 + hy[~found], x0 + hx[~found]] = True
+            # in the ROI: its margin (``margin_px``) holds what the inpainting reads around the hole
+            miss = np.zeros(hole.shape, bool)
+            miss[hy[~found], hx[~found]] = True
             # kept pixels (hands) are not background: hide them from the inpainting's sources too
-            guard = bad[t] & ~rem[t]
-            filled = cv2.inpaint(f, (miss | guard).astype(np.uint8), inpaint_radius, cv2.INPAINT_TELEA)
-            f[miss] = filled[miss]
+            guard = (bad[t] & ~rem[t])[y0:y1, x0:x1]
+            win = f[y0:y1, x0:x1]
+            filled = cv2.inpaint(np.ascontiguousarray(win), (miss | guard).astype(np.uint8), inpaint_radius,
+                                 cv2.INPAINT_TELEA)
+            win[miss] = filled[miss]
+    _refill_unchanged(frames, out, rem, bad, unchanged_diff, inpaint_radius)
     return out
+
+
+def _refill_unchanged(frames: np.ndarray, out: np.ndarray, rem: np.ndarray, bad: np.ndarray, max_diff: float,
+                      inpaint_radius: int) -> None:
+    """Inpaint (Telea, in its own frame) every filled pixel that came back as it was (mean absolute
+    RGB difference < ``max_diff``). The hole shows the object, so a fill equal to it is the object
+    again: other frames' masks missed it there, or it rests in the same place in every frame
+    (validation 243's closed case; static plates have no per-frame sightings to reject). A
+    background pixel in the mask's margin loses little: it is inpainted from the same background
+    around it. Changes ``out`` in place."""
+    if max_diff <= 0:
+        return
+    for t in range(len(out)):
+        if not rem[t].any():
+            continue
+        ys, xs = np.nonzero(rem[t])
+        same = np.abs(out[t, ys, xs].astype(np.int16) - frames[t, ys, xs].astype(np.int16)).mean(-1) < max_diff
+        if not same.any():
+            continue
+        # in a window around those pixels (the inpainting reads ``inpaint_radius`` px around them)
+        m = 3 * inpaint_radius + 4
+        H, W = rem.shape[1:]
+        y0, y1 = max(ys[same].min() - m, 0), min(ys[same].max() + m + 1, H)
+        x0, x1 = max(xs[same].min() - m, 0), min(xs[same].max() + m + 1, W)
+        miss = np.zeros((y1 - y0, x1 - x0), bool)
+        miss[ys[same] - y0, xs[same] - x0] = True
+        guard = (bad[t] & ~rem[t])[y0:y1, x0:x1]  # hands are not background: not the inpainting's sources
+        win = out[t, y0:y1, x0:x1]
+        filled = cv2.inpaint(np.ascontiguousarray(win), (miss | guard).astype(np.uint8), inpaint_radius,
+                             cv2.INPAINT_TELEA)
+        win[miss] = filled[miss]
 
 
 def _fill_static(frames: np.ndarray, rem: np.ndarray, bad: np.ndarray, out: np.ndarray, inpaint_radius: int) -> None:

@@ -164,3 +164,26 @@ def test_the_hand_rim_its_mask_missed_next_to_the_object_is_kept():
     assert not (remove & right).any()  # the dark fingers stay, their missed rim included
     assert keep[right].all()
     assert remove[obj].mean() > 0.99
+
+
+def test_a_fill_that_shows_the_object_again_is_rejected():
+    """The object rests in one place (in the world) in every frame, but only frames 0-4 have it in
+    their mask: frames 5-9 show it there as if it were background. The fill must not copy it back
+    (validation 243's closed case), for a static and for a moving camera."""
+    big = _texture(120, 220, seed=5)
+    T, H, W = 10, 96, 160
+    obj_colour = np.array([250, 20, 200])
+    for shift in (0, 3):
+        bgs = np.stack([big[10:10 + H, 5 + shift * t:5 + shift * t + W] for t in range(T)])
+        frames, masks = bgs.copy(), np.zeros((T, H, W), bool)
+        for t in range(T):
+            x0 = 60 - shift * t  # fixed in the world: moves against the camera
+            frames[t, 30:54, x0:x0 + 24] = obj_colour
+            masks[t, 30:54, x0:x0 + 24] = t < 5
+        out = remove_object(frames, masks)
+        left = np.abs(out.astype(int) - obj_colour).mean(-1)[masks]
+        assert (left < 12).mean() == 0, shift  # no hole pixel keeps the object's colour
+        assert np.array_equal(out[~masks], frames[~masks])
+        # without the rejection the fill is the object again: the test can fail
+        old = remove_object(frames, masks, unchanged_diff=0)
+        assert (np.abs(old.astype(int) - obj_colour).mean(-1)[masks] < 12).mean() > 0.9, shift

@@ -36,8 +36,9 @@ from .base import StageContext
 from . import frames as frames_stage, segment as segment_stage
 
 NAME = "07_genhoi"
-VERSION = "6"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
+VERSION = "7"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
 # 6: the colour growth does not run out of an image edge the object does not reach; the hands' missed rim is kept
+# 7: a fill that equals the object's own pixel (a source frame showing the object there) is rejected, inpainted
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, segment_stage.NAME)
 
 

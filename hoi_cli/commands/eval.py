@@ -11,9 +11,10 @@ from typing import Annotated
 import typer
 
 from ..errors import BadInputError, ExitCode, OutputError, known_error
+from ..metrics.evaluate import METRIC_GROUPS
 from .common import DEFAULT_DEVICE, DeviceOption, Format, FormatOption, WeightsDirOption, err, fail
 
-METRIC_CHOICES = "psnr,ssim,lpips,fid,fvd,hands,subject_consistency,motion_smoothness,objects"
+METRIC_CHOICES = ",".join(METRIC_GROUPS)  # every selectable group of the metric registry
 PathOption = Path | None
 
 

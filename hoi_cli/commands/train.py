@@ -104,7 +104,7 @@ def _train(runs, out, pipeline, config, system, steps, batch_size, lr, warmup, f
                                  batch_size=batch_size, lr=lr, frames=frames, height=height, width=width,
                                  train_mode="full" if full else "lora", grad_checkpointing=grad_checkpointing,
                                  save_every=save_every, resume=resume, seed=seed, frame_stride=frame_stride,
-                                 warmup=warmup, log=lambda m: print(m, file=sys.stderr))
+                                 warmup=warmup, log=lambda m: print(m, file=sys.stderr), device=device)
         print(json.dumps(summary) if fmt == Format.json else
               f"trained {summary['steps']} steps (wan/{base or 'wan-vace-1.3b'}) -> {out}; "
               f"loss {summary['first_loss']} -> {summary['last_loss']}")

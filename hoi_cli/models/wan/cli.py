@@ -39,11 +39,10 @@ def check_base_dir(base_dir: str | Path | None, base: str = "wan-vace-1.3b", nee
 def train_from_cli(runs, out: Path, *, base: str, base_dir: Path | None, system: str, prompt: str, steps: int,
                    batch_size: int, lr: float, frames: int | None, height: int | None, width: int | None,
                    train_mode: str, grad_checkpointing: bool, save_every: int, resume: bool, seed: int,
-                   frame_stride: int, warmup: int, log) -> dict:
+                   frame_stride: int, warmup: int, log, device: str = "auto") -> dict:
     import json
 
-    import torch
-
+    from ...device import resolve_device
     from .config import make_wan_config
     from .train import PROMPT_FILE, WanTrainOptions, encode_prompt_cached, load_prompt, save_prompt, train_wan
 
@@ -54,7 +53,7 @@ def train_from_cli(runs, out: Path, *, base: str, base_dir: Path | None, system:
         cfg = make_wan_config(base, system, base_config=tcfg, **geometry)
     except ValueError as exc:
         raise BadInputError(f"bad Wan configuration: {exc}", "frames must be 4k + 1; height/width multiples of 16") from None
-    gpu = torch.cuda.is_available()
+    gpu = resolve_device(device).startswith("cuda")  # --device cpu trains on the CPU even where a GPU is seen
     if (Path(out) / PROMPT_FILE).exists():
         emb = load_prompt(out)
     else:

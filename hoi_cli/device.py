@@ -7,6 +7,7 @@ without a GPU is a one-line error (exit 3) rather than a torch traceback minutes
 
 from __future__ import annotations
 
+import os
 import re
 
 from .errors import BadInputError, ExitCode
@@ -30,12 +31,20 @@ def check_device(device: str | None) -> str:
 
 
 def resolve_device(device: str | None = DEFAULT_DEVICE) -> str:
-    """"auto" (or None) -> "cuda" when torch sees a GPU, else "cpu"; an explicit "cuda" without one is an error."""
+    """"auto" (or None) -> "cuda" when torch sees a GPU, else "cpu"; an explicit "cuda" without one is an error.
+
+    In a torchrun / accelerate job (``LOCAL_RANK`` set), "auto" and a bare "cuda" become this
+    process's GPU, ``cuda:LOCAL_RANK``, so the ranks of one node do not all land on GPU 0;
+    an explicit ``cuda:N`` is kept.
+    """
     import torch
 
     device = device or DEFAULT_DEVICE
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInputError(f"--device {device} but no CUDA device is visible", "use --device cpu or auto")
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device == "cuda" and local_rank is not None and local_rank.isdigit():
+        device = f"cuda:{int(local_rank) % max(1, torch.cuda.device_count())}"
     return device

@@ -306,7 +306,15 @@ def test_one_device_resolver(monkeypatch):
         dev.check_device("gpu")
     assert info.value.exit_code == ExitCode.USAGE
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert dev.resolve_device("auto") == "cuda"
+    # one process of a torchrun job on a 4-GPU node: its own GPU, unless a GPU was named
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert dev.resolve_device("auto") == dev.resolve_device("cuda") == "cuda:2"
+    assert dev.resolve_device("cuda:0") == "cuda:0" and dev.resolve_device("cpu") == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "5")  # more processes than GPUs: shared round-robin
+    assert dev.resolve_device("auto") == "cuda:1"
     defaults = {words: _options(cmd)["--device"].default for words, cmd in COMMANDS.items()
                 if "--device" in _options(cmd)}
     assert set(defaults) >= {("preprocess",), ("generate",), ("train",), ("eval",)}

@@ -256,3 +256,27 @@ def write_test_clip(path: str | Path, n_frames: int = 16, width: int = 64, heigh
         container.mux(packet)
     container.close()
     return path
+
+
+def random_model_conditions(cfg, seed: int = 0, batch: int = 1, frames: int = 4, hw: tuple[int, int] = (32, 32),
+                            source_video: bool = False) -> dict:
+    """Seeded random conditions for a `hoi_cli.models.config.ModelConfig` (the batch keys of
+    `hoi_cli.conditions`), with a fixed hand square and object rectangle. The draw order is fixed
+    (``source_video`` last), so saved reference outputs stay valid."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    b, t, (h, w) = batch, frames, hw
+    hand = torch.zeros(b, t, 1, h, w)
+    hand[..., 4:12, 4:12] = 1.0
+    obj = torch.zeros(b, t, 1, h, w)
+    obj[..., 12:20, 8:16] = 1.0
+    out = dict(reference=torch.rand(b, 3, h, w, generator=g) * 2 - 1,
+               layout=torch.rand(b, t, 3, h, w, generator=g), hand_mask=hand, object_mask=obj,
+               hand_render=torch.rand(b, t, cfg.hand_render_channels, h, w, generator=g),
+               structure=torch.rand(b, t, cfg.structure_channels, h, w, generator=g),
+               mlo_normals=torch.rand(b, t, 3 * cfg.mlo_layers, h, w, generator=g) * 2 - 1,
+               mlo_occlusion=torch.rand(b, t, cfg.mlo_layers, h, w, generator=g))
+    if source_video:
+        out["source_video"] = torch.rand(b, t, 3, h, w, generator=g) * 2 - 1
+    return out

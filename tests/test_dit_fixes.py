@@ -14,6 +14,7 @@ from hoi_cli.errors import BadInputError, MissingWeightsError
 from hoi_cli.models.config import ModelConfig, make_config
 from hoi_cli.models.dit import HOIVideoDiT
 from hoi_cli.models.flow import sample_t, sample_video, training_losses
+from hoi_cli.testing import random_model_conditions
 from hoi_cli.models.scheduler import FlowMatchEulerScheduler
 from hoi_cli.models.vae import LatentCodec
 
@@ -22,18 +23,7 @@ B, T, H, W = 1, 4, 32, 32
 
 
 def _conditions(cfg, seed: int = 0, t: int = T) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    hand = torch.zeros(B, t, 1, H, W)
-    hand[..., 4:12, 4:12] = 1.0
-    obj = torch.zeros(B, t, 1, H, W)
-    obj[..., 12:20, 8:16] = 1.0
-    return dict(reference=torch.rand(B, 3, H, W, generator=g) * 2 - 1,
-                layout=torch.rand(B, t, 3, H, W, generator=g), hand_mask=hand, object_mask=obj,
-                hand_render=torch.rand(B, t, cfg.hand_render_channels, H, W, generator=g),
-                structure=torch.rand(B, t, cfg.structure_channels, H, W, generator=g),
-                mlo_normals=torch.rand(B, t, 3 * cfg.mlo_layers, H, W, generator=g) * 2 - 1,
-                mlo_occlusion=torch.rand(B, t, cfg.mlo_layers, H, W, generator=g),
-                source_video=torch.rand(B, t, 3, H, W, generator=g) * 2 - 1)
+    return random_model_conditions(cfg, seed, B, t, (H, W), source_video=True)
 
 
 def _model_cond(c: dict) -> dict:

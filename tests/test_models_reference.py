@@ -18,23 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from hoi_cli.testing import random_model_conditions
+
 REFERENCE = Path(__file__).parent / "data" / "models_reference.pt"
 B, T, H, W = 2, 4, 32, 32
 
 
 def _conditions(cfg, seed: int = 0, b: int = B, t: int = T, hw=(H, W)) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    h, w = hw
-    hand = torch.zeros(b, t, 1, h, w)
-    hand[..., 4:12, 4:12] = 1.0
-    obj = torch.zeros(b, t, 1, h, w)
-    obj[..., 12:20, 8:16] = 1.0
-    return dict(reference=torch.rand(b, 3, h, w, generator=g) * 2 - 1,
-                layout=torch.rand(b, t, 3, h, w, generator=g), hand_mask=hand, object_mask=obj,
-                hand_render=torch.rand(b, t, cfg.hand_render_channels, h, w, generator=g),
-                structure=torch.rand(b, t, cfg.structure_channels, h, w, generator=g),
-                mlo_normals=torch.rand(b, t, 3 * cfg.mlo_layers, h, w, generator=g) * 2 - 1,
-                mlo_occlusion=torch.rand(b, t, cfg.mlo_layers, h, w, generator=g))
+    return random_model_conditions(cfg, seed, b, t, hw)
 
 
 def _model(system: str, seed: int = 0, **kw):

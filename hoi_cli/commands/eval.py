@@ -95,10 +95,7 @@ def eval_command(
             paths = write_outputs(doc, out)
             log(f"wrote {paths['metrics']} and {paths['per_clip']}")
     except Exception as exc:
-        known = known_error(exc)
-        if known is None:
-            raise  # a bug: its traceback
-        fail(known, fmt)
+        fail(exc, fmt)  # a known error exits with its code; a bug re-raises with its traceback
     if fmt == Format.json:
         sys.stdout.write(to_json(doc) + "\n")
     else:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import BadInputError, ExitCode, known_error
+from ..errors import BadInputError, ExitCode
 from .common import (DEFAULT_DEVICE, DeviceOption, Format, FormatOption, QuietOption, batch_exit_code, batch_summary,
                      err, fail)
 
@@ -141,10 +141,7 @@ def generate_command(
         side = generate(run, out, reference=reference, reference_from_frame=reference_from_frame, options=opts,
                         log=log, allow_stale=allow_stale)
     except Exception as exc:
-        known = known_error(exc)
-        if known is None:
-            raise  # a bug: its traceback
-        fail(known, fmt)
+        fail(exc, fmt)  # a known error exits with its code; a bug re-raises with its traceback
     if fmt == Format.json:
         summary = {"ok": True, "out": side["output"]["path"], "sidecar": side["sidecar"],
                    "frames": side["output"]["frames"], "fps": side["output"]["fps"],

@@ -6,29 +6,8 @@ condition the model may use. The reference image is the clip's *own* object, cro
 its box (and cut out by its mask where 03_segment exists) from a frame outside the window
 when there is one, which is what makes it self-reenactment.
 
-The batch dict (after default collation; ``B`` = batch, ``T`` = frames, ``H x W`` pixels,
-``L = 13`` MLO layers in `hoi_cli.conventions.MLO_LAYERS` order):
-
-====================  ===================  =====================================================
-key                   shape                meaning (source)
-====================  ===================  =====================================================
-``video``             (B, T, 3, H, W)      RGB in [-1, 1] (00_frames)
-``reference``         (B, 3, H, W)         object crop in [-1, 1], white background outside its mask
-``reference_valid``   (B,) bool            False when no frame had an object box/mask (ref zeros)
-``layout``            (B, T, 3, H, W)      [0, 1]: left-hand square box, right-hand square box,
-                                           object box (06_layout; else 01_detect's boxes rasterised)
-``hand_mask``         (B, T, 1, H, W)      [0, 1] (area-resized from 03_segment)
-``object_mask``       (B, T, 1, H, W)      [0, 1] (03_segment)
-``hand_render``       (B, T, 2, H, W)      [0, 1] hand-mesh render, Re-HOLD's structural guidance:
-                                           05_silhouette's grey hand shading, split by hand
-                                           (channel 0 where ``labels`` = left, 1 = right)
-``structure``         (B, T, 3, H, W)      [0, 1] CoInteract's HOI structure: 05_silhouette's RGB
-                                           (grey shaded hands, object in its flat colour) / 255
-``mlo_normals``       (B, T, 3L, H, W)     [-1, 1] MLO normals (04_mlo), layer-major (object nx, ny,
-                                           nz, left_palm nx, ny, nz, ...); 0 where a layer is absent
-``mlo_occlusion``     (B, T, L, H, W)      [0, 1] occlusion confidence (04_mlo), 0 where absent
-``start``             (B,) int             first frame index of the window
-====================  ===================  =====================================================
+The batch dict is `hoi_cli.conditions`' condition dict (its module docstring has the table of
+keys, shapes and sources), windowed to ``num_frames``.
 
 A stage counts as present when its ``manifest.json`` exists (DESIGN.md: the manifest is
 written last). A condition whose stage is missing is all zeros; the dataset raises

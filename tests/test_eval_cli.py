@@ -1,4 +1,5 @@
-"""`hoi eval` end to end: outputs, skipped metrics, --strict, pairs CSV, and the real AnchorCrafter pair."""
+"""`hoi eval` end to end: outputs, skipped metrics, --strict, pairs CSV, batches with failures, and the real
+AnchorCrafter pair."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from hoi_cli.commands.eval import eval_command
 from hoi_cli.errors import ExitCode
+from hoi_cli.metrics.registry import Metric, MetricGroup
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +150,175 @@ def test_importing_eval_command_is_cheap():
             "bad = [m for m in ('torch', 'cv2', 'mediapipe', 'scipy') if m in sys.modules]; print(bad); "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+# ----------------------------------------------------------------------------- batches with failures
+
+
+def _psnr_by_hand(generated, reference) -> float:
+    """Mean over frames of 10 log10(255^2 / MSE), from the decoded frames (not the metric code)."""
+    from hoi_cli.video import read_frames_any
+
+    g, r = (read_frames_any(p)[0].astype(np.float64) for p in (generated, reference))
+    mse = ((g - r) ** 2).reshape(len(g), -1).mean(axis=1)
+    return float(np.mean(10 * np.log10(255.0 ** 2 / mse)))
+
+
+@pytest.fixture
+def batch_csv(clips, tmp_path):
+    """Four pairs: scored, missing file, scored, corrupt video."""
+    (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text("name,generated,reference\n"
+                        f"first,{clips / 'b.mp4'},{clips / 'a.mp4'}\n"
+                        f"gone,{tmp_path / 'missing.mp4'},{clips / 'a.mp4'}\n"
+                        f"third,{clips / 'mask.mp4'},{clips / 'a.mp4'}\n"
+                        f"broken,corrupt.mp4,{clips / 'a.mp4'}\n")  # relative: to the CSV's folder
+    return csv_path
+
+
+BATCH_ARGS = ["--metrics", "psnr,ssim", "--no-hoi-crop", "--format", "json"]
+
+
+def test_pairs_batch_stops_at_the_first_failure_and_keeps_what_was_scored(app, clips, batch_csv, tmp_path):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["eval", "--pairs", str(batch_csv), "--out", str(out), *BATCH_ARGS])
+    assert r.exit_code == int(ExitCode.BAD_INPUT), r.output  # the missing file's code
+    doc = json.loads(_stdout(r))
+    assert doc == json.loads((out / "metrics.json").read_text())  # written before the exit
+    assert (doc["ok"], doc["n_ok"], doc["n_failed"], doc["n_not_run"], doc["n_pairs"]) == (False, 1, 1, 2, 4)
+    assert [(p["name"], p["ok"]) for p in doc["pairs"]] == [("first", True), ("gone", False)]
+    assert doc["pairs"][1]["exit_code"] == 3 and "missing.mp4" in doc["pairs"][1]["error"]
+    assert doc["n_clips"] == 1 and doc["clips"][0]["name"] == "first"
+    first = _psnr_by_hand(clips / "b.mp4", clips / "a.mp4")
+    assert doc["clips"][0]["metrics"]["psnr"] == pytest.approx(first, abs=1e-9)
+    assert doc["metrics"]["psnr"]["value"] == pytest.approx(first, abs=1e-9) and doc["metrics"]["psnr"]["n_clips"] == 1
+    rows = list(csv.DictReader((out / "per_clip.csv").open()))
+    assert [row["name"] for row in rows] == ["first"] and float(rows[0]["psnr"]) == pytest.approx(first, rel=1e-5)
+    assert not list(out.glob(".*tmp"))  # no temp file left behind
+    assert "error: gone: not found:" in r.stderr and "[3/4]" not in r.stderr
+
+
+def test_pairs_batch_keep_going_scores_the_rest_and_means_only_them(app, clips, batch_csv, tmp_path):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["eval", "--pairs", str(batch_csv), "--out", str(out), "--keep-going", *BATCH_ARGS])
+    assert r.exit_code == int(ExitCode.BAD_INPUT), r.output  # both failures are exit 3: batch_exit_code gives 3
+    doc = json.loads((out / "metrics.json").read_text())
+    assert (doc["ok"], doc["n_ok"], doc["n_failed"], doc["n_not_run"], doc["n_pairs"]) == (False, 2, 2, 0, 4)
+    failed = {p["name"]: p for p in doc["pairs"] if not p["ok"]}
+    assert set(failed) == {"gone", "broken"}
+    for p in failed.values():
+        assert p["exit_code"] == 3 and p["kind"] == "BadInputError" and p["hint"] and p["error"]
+    assert "not found" in failed["gone"]["error"]
+    assert failed["broken"]["error"].startswith("not a readable video:") and "corrupt.mp4" in failed["broken"]["error"]
+    assert [c["name"] for c in doc["clips"]] == ["first", "third"]
+    first = _psnr_by_hand(clips / "b.mp4", clips / "a.mp4")
+    third = _psnr_by_hand(clips / "mask.mp4", clips / "a.mp4")
+    assert abs(first - third) > 1  # distinct values, so the mean below says which pairs it is over
+    assert [c["metrics"]["psnr"] for c in doc["clips"]] == pytest.approx([first, third], abs=1e-9)
+    psnr, ssim = doc["metrics"]["psnr"], doc["metrics"]["ssim"]
+    assert psnr["value"] == pytest.approx((first + third) / 2, abs=1e-9) and psnr["n_clips"] == 2
+    assert ssim["value"] == pytest.approx(np.mean([c["metrics"]["ssim"] for c in doc["clips"]])) and ssim["n_clips"] == 2
+    rows = list(csv.DictReader((out / "per_clip.csv").open()))
+    assert list(rows[0]) == ["name", "generated", "reference", "n_frames", "psnr", "ssim"]  # the shape of before
+    assert [row["name"] for row in rows] == ["first", "third"]
+    # text: the table over the scored pairs, then one line per failed pair
+    r = CliRunner().invoke(app, ["eval", "--pairs", str(batch_csv), "--keep-going", "--metrics", "psnr",
+                                 "--no-hoi-crop"], terminal_width=200)
+    assert r.exit_code == 3
+    assert "hoi eval: 2 clip pair(s)" in _stdout(r) and "pairs: 2 of 4 scored, 2 failed, 0 not run" in _stdout(r)
+    assert f"{(first + third) / 2:.4f} dB" in _stdout(r)
+    assert "failed: gone: not found:" in _stdout(r) and "hint: check the path" in _stdout(r)
+
+
+def test_pairs_batch_interrupted_writes_what_was_done_and_exits_130(app, clips, batch_csv, tmp_path, monkeypatch):
+    import hoi_cli.metrics.evaluate as ev
+
+    load_clip = ev.load_clip
+
+    def ctrl_c_on_the_third(pair, run, hands):
+        if pair.name == "third":
+            raise KeyboardInterrupt
+        return load_clip(pair, run, hands)
+
+    monkeypatch.setattr(ev, "load_clip", ctrl_c_on_the_third)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["eval", "--pairs", str(batch_csv), "--out", str(out), "--keep-going", *BATCH_ARGS])
+    assert r.exit_code == int(ExitCode.INTERRUPTED), r.output
+    doc = json.loads((out / "metrics.json").read_text())
+    assert (doc["n_ok"], doc["n_failed"], doc["n_not_run"]) == (1, 2, 1)
+    assert doc["pairs"][-1]["name"] == "third" and doc["pairs"][-1]["exit_code"] == 130
+    assert doc["pairs"][-1]["kind"] == "KeyboardInterrupt"
+    assert doc["metrics"]["psnr"]["value"] == pytest.approx(_psnr_by_hand(clips / "b.mp4", clips / "a.mp4"), abs=1e-9)
+
+
+class _PooledTest(MetricGroup):
+    """Pools something per clip (like FID's features) and reports how many clips it pooled."""
+
+    name = "pooled_test"
+    metrics = (Metric("pooled_test", "", None, "clips pooled"),)
+
+    def load(self) -> None:
+        self.pooled: list[str] = []
+
+    def compute(self, clip) -> None:
+        self.pooled.append(clip.pair.name)
+
+    def finish(self, report) -> None:
+        report.entry(self.metrics[0], len(self.pooled), names=list(self.pooled))
+
+
+class _FailsOnBoom(MetricGroup):
+    """Raises an unexpected error (a bug) on the pair named "boom", after `_PooledTest` pooled it."""
+
+    name = "boom_test"
+    metrics = (Metric("boom_test", "", None, "1 per clip"),)
+
+    def compute(self, clip) -> None:
+        if clip.pair.name == "boom":
+            raise RuntimeError("kaboom")
+        clip.metrics["boom_test"] = 1.0
+
+
+def test_pairs_batch_bug_in_one_pair_is_recorded_and_undone(app, clips, tmp_path):
+    from hoi_cli.metrics import registry
+
+    for group in (_PooledTest, _FailsOnBoom):
+        registry.register(group)
+    try:
+        csv_path = tmp_path / "pairs.csv"
+        csv_path.write_text("name,generated,reference\n"
+                            f"one,{clips / 'b.mp4'},{clips / 'a.mp4'}\n"
+                            f"boom,{clips / 'a.mp4'},{clips / 'b.mp4'}\n"
+                            f"gone,{tmp_path / 'missing.mp4'},{clips / 'a.mp4'}\n"
+                            f"two,{clips / 'a.mp4'},{clips / 'a.mp4'}\n")
+        r = CliRunner().invoke(app, ["eval", "--pairs", str(csv_path), "--keep-going", "--metrics",
+                                     "pooled_test,boom_test", "--format", "json"])
+    finally:
+        for group in (_PooledTest, _FailsOnBoom):
+            registry.REGISTRY.remove(group)
+    assert r.exit_code == int(ExitCode.FAILED), r.output  # a bug (1) and a missing file (3): mixed codes give 1
+    doc = json.loads(_stdout(r))
+    boom = doc["pairs"][1]
+    assert boom["ok"] is False and boom["exit_code"] == 1 and boom["kind"] == "RuntimeError"
+    assert "kaboom" in boom["error"] and "RuntimeError" in boom["traceback"] and "bug" in boom["hint"]
+    # the failed pair was pooled before the error: undone, so the pool holds the scored pairs only
+    assert doc["metrics"]["pooled_test"]["value"] == 2 and doc["metrics"]["pooled_test"]["names"] == ["one", "two"]
+    assert doc["metrics"]["boom_test"]["n_clips"] == 2
+
+
+def test_one_pair_failing_is_as_before(app, clips, batch_csv, tmp_path):
+    """A single pair is no batch: its failure is the command's error (error JSON, its code), nothing written."""
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["eval", "-g", str(batch_csv.parent / "corrupt.mp4"), "-r", str(clips / "a.mp4"),
+                                 "--out", str(out), "--keep-going", *BATCH_ARGS])
+    assert r.exit_code == int(ExitCode.BAD_INPUT)
+    doc = json.loads(_stdout(r))
+    assert set(doc) == {"ok", "error", "hint", "exit_code", "kind"} and "not a readable video" in doc["error"]
+    assert not (out / "metrics.json").exists()
+    r = CliRunner().invoke(app, ["eval", "-g", str(clips / "b.mp4"), "-r", str(clips / "a.mp4"), *BATCH_ARGS])
+    assert r.exit_code == 0
+    assert not {"pairs", "n_ok", "n_failed"} & set(json.loads(_stdout(r)))  # no batch keys for one pair
 
 
 # ----------------------------------------------------------------------------- real data

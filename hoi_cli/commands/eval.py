@@ -10,9 +10,10 @@ from typing import Annotated
 
 import typer
 
-from ..errors import BadInputError, ExitCode, OutputError, known_error
+from ..errors import BadInputError, ExitCode, HoiError, OutputError, known_error
 from ..metrics.evaluate import METRIC_GROUPS
-from .common import DEFAULT_DEVICE, DeviceOption, Format, FormatOption, WeightsDirOption, err, fail
+from .common import (DEFAULT_DEVICE, DeviceOption, Format, FormatOption, WeightsDirOption, batch_exit_code, err,
+                     fail)
 
 METRIC_CHOICES = ",".join(METRIC_GROUPS)  # every selectable group of the metric registry
 PathOption = Path | None
@@ -25,6 +26,9 @@ def eval_command(
                                                   help="Reference video, frame folder or run folder.")] = None,
     pairs: Annotated[PathOption, typer.Option(
         help="CSV of clip pairs: generated,reference[,name,generated_mask,reference_mask].")] = None,
+    keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help=(
+        "--pairs: go on with the other pairs after a failed one (without it the batch stops there); "
+        "the pairs scored are written either way."))] = False,
     generated_mask: Annotated[PathOption, typer.Option(
         help="Object masks of the generated clip (mask video, folder or npz).")] = None,
     reference_mask: Annotated[PathOption, typer.Option(
@@ -58,7 +62,8 @@ def eval_command(
         err.print(msg, highlight=False, markup=False)
 
     try:
-        from ..metrics.evaluate import ClipPair, EvalOptions, evaluate, read_pairs_csv, render_table, to_json, write_outputs
+        from ..metrics.evaluate import (ClipPair, EvalOptions, check_paths, evaluate, read_pairs_csv, render_table,
+                                        to_json, write_outputs)
 
         if pairs is not None:
             if generated is not None or reference is not None:
@@ -70,10 +75,7 @@ def eval_command(
                 raise BadInputError("need --generated and --reference (or --pairs CSV)",
                                     "hoi eval --generated gen.mp4 --reference gt.mp4", exit_code=ExitCode.USAGE)
             clip_pairs = [ClipPair(generated, reference, generated_mask=generated_mask, reference_mask=reference_mask)]
-        for p in clip_pairs:
-            for path in (p.generated, p.reference, p.generated_mask, p.reference_mask):
-                if path is not None and not path.exists():
-                    raise BadInputError(f"not found: {path}", "check the path")
+            check_paths(clip_pairs[0])  # a batch's missing file is its pair's failure, met when the pair's turn comes
         from ..device import resolve_device
 
         device = resolve_device(device)
@@ -90,16 +92,25 @@ def eval_command(
                            amt_weights=str(amt_weights) if amt_weights else None,
                            fid_resize=fid_resize, fvd_frames=fvd_frames, hoi_crop=hoi_crop, hoi_margin=hoi_margin,
                            max_frames=max_frames, strict=strict, device=device)
-        doc = evaluate(clip_pairs, opts, log=log)
+        on_failure = "raise" if pairs is None else "continue" if keep_going else "stop"
+        doc = evaluate(clip_pairs, opts, log=log, on_failure=on_failure)
         if out is not None:
             paths = write_outputs(doc, out)
             log(f"wrote {paths['metrics']} and {paths['per_clip']}")
+    except KeyboardInterrupt:
+        if pairs is None:
+            raise  # one pair: as before
+        # a batch stopped outside its pairs (loading networks, pooling, writing): nothing more to keep
+        fail(HoiError("interrupted", "run the same command again", exit_code=ExitCode.INTERRUPTED), fmt)
     except Exception as exc:
         fail(exc, fmt)  # a known error exits with its code; a bug re-raises with its traceback
     if fmt == Format.json:
         sys.stdout.write(to_json(doc) + "\n")
     else:
         render_table(doc, Console())
+    code = batch_exit_code(doc.get("pairs", []))  # one pair: 0 (its failure exited above)
+    if code:
+        raise typer.Exit(code)
 
 
 def _check_writable(folder: Path) -> None:

@@ -10,6 +10,10 @@ the file it needs and the folders looked in; it is never dropped or replaced sil
 ``strict`` turns any such skip into `MissingWeightsError` (exit code 4) before any work.
 Motion smoothness is the exception by design: without AMT weights its weight-free variant
 ``motion_smoothness_flow`` is computed and the AMT one is listed as skipped (not an error).
+
+Batches (``hoi eval --pairs``): a pair that cannot be scored (missing, corrupt or empty clip, or
+any other error) is that pair's failure, recorded in ``pairs`` with its error, hint and exit code;
+the batch stops there or goes on (``on_failure``), and the means are over the pairs scored.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
-from ..errors import BadInputError, MissingWeightsError
+from ..errors import BadInputError, ExitCode, HoiError, MissingWeightsError, known_error
 from . import groups as _groups  # noqa: F401  (registers the metric groups)
 from .groups import hoi_boxes  # noqa: F401  (re-exported: `hoi_cli.metrics.pixel` names it here)
 from .registry import REGISTRY, Clip, EvalRun, Report, metric_info
@@ -134,6 +139,13 @@ def resolve_weights(opts: EvalOptions) -> tuple[dict[str, Path], dict[str, Missi
 # ----------------------------------------------------------------------------- clips
 
 
+def check_paths(pair: ClipPair) -> None:
+    """`BadInputError` (exit 3) naming the first of the pair's files that does not exist."""
+    for path in (pair.generated, pair.reference, pair.generated_mask, pair.reference_mask):
+        if path is not None and not path.exists():
+            raise BadInputError(f"not found: {path}", "check the path")
+
+
 def _load_pair(pair: ClipPair, opts: EvalOptions, log) -> tuple[np.ndarray, np.ndarray, dict]:
     import cv2
 
@@ -171,6 +183,7 @@ def _find_mask(explicit: Path | None, clip: Path) -> Path | None:
 def load_clip(pair: ClipPair, run: EvalRun, hands: set[str]) -> Clip:
     """Frames, object masks (where given or found in run folders) and the hand detections of
     the clips named in ``hands`` ("reference", "generated") of one pair."""
+    check_paths(pair)
     gen, ref, info = _load_pair(pair, run.opts, run.log)
     record = {"name": pair.name, "generated": str(pair.generated), "reference": str(pair.reference), **info,
               "metrics": {}}
@@ -209,8 +222,19 @@ def _check(pairs: list[ClipPair], opts: EvalOptions) -> None:
         group.check_options(opts)
 
 
-def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None] = lambda m: None) -> dict:
-    """Run the requested metric groups over clip pairs; returns the metrics.json document."""
+OnFailure = Literal["raise", "stop", "continue"]
+
+
+def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None] = lambda m: None,
+             *, on_failure: OnFailure = "raise") -> dict:
+    """Run the requested metric groups over clip pairs; returns the metrics.json document.
+
+    ``on_failure``: what a pair that cannot be scored does. ``"raise"``: its exception propagates
+    (one pair; library use). ``"stop"``: the batch ends there; ``"continue"``: every pair is
+    tried. With either of these (a batch) Ctrl-C ends the batch like a failure (exit code 130),
+    and the document holds the pairs scored until then, the means over them, each tried pair's
+    status in ``pairs`` and `batch_summary`'s counts.
+    """
     _check(pairs, opts)
     found, missing = _weights_or_skips(opts, log)
     t_start = time.perf_counter()
@@ -221,17 +245,69 @@ def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None
     hands = {side for g in groups for side in g.reads_hands}
     order = [g for g in groups if g.computed_first] + [g for g in groups if not g.computed_first]
     clips: list[dict] = []
+    tried: list[dict] = []  # one status record per pair tried (a batch)
     for k, pair in enumerate(pairs):
         log(f"[{k + 1}/{len(pairs)}] {pair.name}")
-        clip = load_clip(pair, run, hands)
-        for group in order:
-            group.compute(clip)
-        clips.append(clip.record)
+        if on_failure == "raise":
+            clips.append(_score_pair(pair, run, groups, order, hands))
+            continue
+        status = {"name": pair.name, "generated": str(pair.generated), "reference": str(pair.reference)}
+        try:
+            clips.append(_score_pair(pair, run, groups, order, hands))
+            tried.append({**status, "ok": True})
+        except (Exception, KeyboardInterrupt) as exc:  # this pair's failure, not the batch's
+            tried.append({**status, **_pair_failure(exc)})
+            log(f"error: {pair.name}: {' '.join(tried[-1]['error'].split())}")
+            log(f"hint: {' '.join(tried[-1]['hint'].split())}")
+            if isinstance(exc, KeyboardInterrupt) or on_failure == "stop":
+                break
 
     report = Report(clips)
-    for group in groups:
-        group.aggregate(report)
-    return _document(report, run, time.perf_counter() - t_start)
+    if clips:  # pooled metrics (FID) have nothing to pool when no pair was scored
+        for group in groups:
+            group.aggregate(report)
+    doc = _document(report, run, time.perf_counter() - t_start)
+    if on_failure == "raise":
+        return doc
+    from ..commands.common import batch_summary
+
+    batch = {**batch_summary(tried, len(pairs)), "n_pairs": len(pairs), "pairs": tried}
+    at = list(doc).index("n_clips") + 1  # the batch's counts next to n_clips; the rest of the document as before
+    return dict(list(doc.items())[:at] + list(batch.items()) + list(doc.items())[at:])
+
+
+def _score_pair(pair: ClipPair, run: EvalRun, groups: list, order: list, hands: set[str]) -> dict:
+    """One pair's record with its metrics; a pair failing half-way leaves nothing in the pooled groups."""
+    clip = load_clip(pair, run, hands)
+    # pooled groups (FID, FVD) append per-clip features to lists: note their lengths to undo a partial pair
+    pooled = [(values, len(values)) for g in groups for values in vars(g).values() if isinstance(values, list)]
+    try:
+        for group in order:
+            group.compute(clip)
+    except BaseException:
+        for values, n in pooled:
+            del values[n:]
+        raise
+    return clip.record
+
+
+def _pair_failure(exc: BaseException) -> dict:
+    """A failed pair's status: `error_json`'s shape; a bug (exit 1) also carries its traceback."""
+    import traceback
+
+    from ..commands.common import error_json
+
+    if isinstance(exc, KeyboardInterrupt):
+        interrupted = HoiError("interrupted", "run the same command again (the pairs scored are in the output)",
+                               exit_code=ExitCode.INTERRUPTED)
+        return {**error_json(interrupted), "kind": "KeyboardInterrupt"}
+    known = known_error(exc)
+    if known is not None:
+        return error_json(known)
+    bug = HoiError(f"unexpected {type(exc).__name__}: {exc}",
+                   "this is a bug in hoi: the traceback is in this pair's record of metrics.json "
+                   "(or of --format json), please report it")
+    return {**error_json(bug), "kind": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))}
 
 
 def _weights_or_skips(opts: EvalOptions, log) -> tuple[dict[str, Path], dict[str, MissingWeightsError]]:
@@ -373,3 +449,11 @@ def render_table(doc: dict, console=None) -> None:
     console.print(table)
     if doc.get("hand_detector"):
         console.print(f"hand detector: {doc['hand_detector']}")
+    if doc.get("n_failed") or doc.get("n_not_run"):  # a batch that did not score every pair
+        console.print(f"pairs: {doc['n_ok']} of {doc['n_pairs']} scored, {doc['n_failed']} failed, "
+                      f"{doc['n_not_run']} not run", highlight=False, markup=False, soft_wrap=True)
+    for pair in doc.get("pairs", []):
+        if not pair["ok"]:
+            console.print(f"failed: {pair['name']}: {' '.join(pair['error'].split())} (exit {pair['exit_code']}; "
+                          f"hint: {' '.join(pair['hint'].split())})", highlight=False, markup=False,
+                          soft_wrap=True)

@@ -413,4 +413,14 @@ def load_masks(run_dir: str | Path) -> dict[str, np.ndarray]:
         return {"object": unpack_masks(z["object"], shape), "hand": unpack_masks(z["hand"], shape)}
 
 
-load = load_masks  # the stage's loader (`StageContext.read`)
+def load(run_dir: str | Path, what: str = "masks"):
+    """The stage's loader (`StageContext.read`): ``what`` = "masks" (`load_masks`) or "object_boxes"
+    (`load_object_boxes`)."""
+    if what == "object_boxes":
+        boxes = load_object_boxes(run_dir)
+        if boxes is None:
+            raise BadInputError(f"no masks in {run_dir}", "run `hoi preprocess` through 03_segment")
+        return boxes
+    if what != "masks":
+        raise ValueError(f"03_segment has no output {what!r}")
+    return load_masks(run_dir)

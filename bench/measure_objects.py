@@ -20,7 +20,8 @@ Modes:
   against each object's boxes.
 
 Per clip (and object): mask IoU (InterDyn; mean over frames with a reference object, an empty
-prediction counts 0), box IoU of the mask's tight box (InterDyn: against the reference mask's box;
+prediction counts 0), box IoU of 03_segment's object box (the mask's tight box; with a prompt,
+carried through the mask's losses by the box track: `boxes_through_losses`) (InterDyn: against the reference mask's box;
 something_else: against the human box, over frames that have one; a missing box counts 0) and
 frames/s of 03_segment's work (hand masks + object masks; ``prompt``/``boxtrack`` also time the
 prompted 01_detect object step, which is CSRT tracking in both).

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hoi_cli.conventions import box_from_mask, box_iou
-from hoi_cli.segment.propagate import ColourModel, boxes_from_masks, propagate_masks
+from hoi_cli.segment.propagate import ColourModel, boxes_from_masks, boxes_through_losses, propagate_masks
 from hoi_cli.stages import segment
 
 H, W = 150, 240
@@ -233,3 +233,60 @@ def test_a_lost_object_is_not_found_again_in_a_look_alike_far_from_hands_and_fro
     masks2, _ = propagate_masks(frames, box_from_mask(obj[16]), 16, hand_masks=hand,
                                     params=PropagateParams(reacquire_near=0))
     assert (masks2[8:12] & look_alike).any()
+
+
+def _box_run(T, lost, box=(10.0, 10.0, 30.0, 40.0)):
+    mask_boxes = np.tile(np.array(box, np.float32), (T, 1))
+    mask_boxes[list(lost)] = np.nan
+    return mask_boxes
+
+
+def test_boxes_through_losses_takes_the_track_only_where_it_agreed_where_the_loss_began():
+    # the docstring's worked example: anchor 10, masks on 0..12 and 20..29, lost on 13..19
+    T = 30
+    mask_boxes = _box_run(T, range(13, 20))
+    track = mask_boxes.copy()
+    track[13:20] = [40.0, 12.0, 60.0, 42.0]  # the object moved while its mask was lost
+    track[12] = [12.0, 10.0, 32.0, 40.0]  # IoU 18*30 / (22*30) = 0.82 with the mask's box
+    boxes, source = boxes_through_losses(mask_boxes, track, anchor_frame=10)
+    assert np.array_equal(boxes[13:20], track[13:20]) and (source[13:20] == 2).all()
+    assert np.array_equal(boxes[:13], mask_boxes[:13]) and (source[:13] == 1).all() and (source[20:] == 1).all()
+    # a track that had drifted off the mask where the loss began (IoU 0.33) is not trusted
+    track[12] = [20.0, 10.0, 40.0, 40.0]
+    boxes, source = boxes_through_losses(mask_boxes, track, anchor_frame=10)
+    assert np.isnan(boxes[13:20]).all() and (source[13:20] == 0).all()
+    # before the anchor the loss came from the frame after the run: frame 6 decides for 2..5
+    mask_boxes = _box_run(T, range(2, 6))
+    track = mask_boxes.copy()
+    track[2:6] = [5.0, 5.0, 25.0, 35.0]
+    track[1] = [60.0, 60.0, 80.0, 90.0]  # the frame before the run disagrees: it does not matter
+    boxes, source = boxes_through_losses(mask_boxes, track, anchor_frame=10)
+    assert (source[2:6] == 2).all()
+    # frames the track lost too stay empty; no track at all leaves the mask's boxes as they are
+    track[3] = np.nan
+    boxes, source = boxes_through_losses(mask_boxes, track, anchor_frame=10)
+    assert list(source[2:6]) == [2, 0, 2, 2] and np.isnan(boxes[3]).all()
+    boxes, source = boxes_through_losses(mask_boxes, None, anchor_frame=10)
+    assert np.array_equal(boxes, mask_boxes, equal_nan=True) and list(source[:7]) == [1, 1, 0, 0, 0, 0, 1]
+
+
+def test_a_prompted_objects_box_goes_on_through_a_lost_mask_with_the_box_track():
+    frames, obj, _ = moving_clip(T=13)
+    T, f = len(frames), 2
+    det = _det_without_hands(T, box_from_mask(obj[f]), f)
+    # a box track that agrees with the object's mask (the boxes of a first run's masks), scored 1 only
+    # on the prompt frame, as 01_detect writes it
+    track = segment.segment_clip(frames, det, None, segment.Params(preview=False))["object_boxes"]
+    assert np.isfinite(track).all()
+    det["object_boxes"][np.arange(T) != f] = track[np.arange(T) != f]  # the prompt's own box stays
+    det["object_score"] = np.where(np.arange(T) == f, 1.0, 0.9).astype(np.float32)
+    lose_from = 8
+    frames = frames.copy()
+    frames[lose_from:] = frames[0, 0, 0]  # from frame 8 on the object is gone from the pixels: its mask is lost
+    res = segment.segment_clip(frames, det, None, segment.Params(preview=False))
+    assert not res["object"][lose_from:].any()
+    src = res["arrays"]["object_box_source"]
+    assert (src[:lose_from] == 1).all() and (src[lose_from:] == 2).all(), src
+    assert np.array_equal(res["object_boxes"][lose_from:], track[lose_from:])
+    assert np.array_equal(res["object_boxes"][:lose_from], track[:lose_from])  # the same masks up to the loss
+    assert np.isnan(res["boxes"][lose_from:]).all()  # the mask's own boxes stay empty there

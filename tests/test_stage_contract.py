@@ -257,3 +257,27 @@ def test_no_module_builds_a_path_into_another_stage_folder():
     for path in sorted(root.rglob("*.py")):
         Finder(path).visit(ast.parse(path.read_text()))
     assert not sorted(set(offenders)), "\n".join(sorted(set(offenders)))
+
+
+def test_layout_mask_mode_draws_03_segments_object_boxes_including_those_the_track_carried(run):
+    """In mask mode the object box is 03_segment's (`load_object_boxes`), not recomputed from the
+    masks: a frame whose prompted mask was lost keeps the box the track carried there."""
+    z = dict(np.load(run / "03_segment" / "masks.npz"))
+    obj = segment.load_masks(run)["object"]
+    from hoi_cli.segment.propagate import boxes_from_masks
+
+    boxes = boxes_from_masks(obj)
+    assert np.isfinite(boxes).all()
+    carried = np.array([20.0, 10.0, 52.0, 40.0], np.float32)
+    boxes[2] = carried  # as if frame 2's mask was lost and the track carried the box there
+    z["object_boxes"] = boxes
+    np.savez_compressed(run / "03_segment" / "masks.npz", **z)
+    ctx = StageContext(run, run / "out", layout.Params(object_box_from="mask", write_video=False))
+    assert np.array_equal(ctx.read(segment, what="object_boxes"), boxes)
+    (run / "out").mkdir()
+    layout.run(ctx)
+    with np.load(run / "out" / "layout.npz") as out:
+        drawn = out["boxes"][:, 2]
+        maps = out["layout"][:, 2]
+    assert np.array_equal(drawn, boxes)
+    assert maps[2, 10:40, 20:52].all() and maps[2].sum() == 255 * 30 * 32  # columns 20..51, rows 10..39

@@ -500,3 +500,47 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     for t, m in enumerate(masks):
         out[t] = box_from_mask(m)
     return out
+
+
+def boxes_through_losses(mask_boxes: np.ndarray, track_boxes: np.ndarray | None, anchor_frame: int,
+                         min_iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The object's box per frame: its mask's tight box, and through a run of frames where the mask
+    was lost, the prompt's box track (01_detect's CSRT boxes) where the track agreed with the mask
+    (box IoU >= ``min_iou``) on the frame the loss came from (the run's border on the anchor's side).
+    A mask can drop an object whose colour shifts (exposure, something put into it) while the box
+    tracker still holds it; a track that had already drifted from the mask is not trusted.
+
+    Returns ``(boxes (T, 4) float32, source (T,) uint8)``: 1 = mask, 2 = track, 0 = none (NaN box).
+
+    Convention: anchor 10, masks on 0..12 and 20..29, nothing on 13..19: frames 13..19 take the
+    track's boxes if the track's box on frame 12 overlaps frame 12's mask box by IoU >= 0.5; a run
+    before the anchor looks at its right border instead (the frame after it)."""
+    from ..conventions import box_iou
+
+    boxes = np.array(mask_boxes, np.float32)
+    T = len(boxes)
+    have = np.isfinite(boxes).all(axis=1)
+    source = have.astype(np.uint8)
+    if track_boxes is None or T == 0:
+        return boxes, source
+    track = np.asarray(track_boxes, np.float64)
+    tracked = np.isfinite(track).all(axis=1)
+    t = 0
+    while t < T:
+        if have[t]:
+            t += 1
+            continue
+        start = t
+        while t < T and not have[t]:
+            t += 1
+        border = start - 1 if start > anchor_frame else t  # the masked frame the loss came from
+        if not (0 <= border < T and have[border] and tracked[border]):
+            continue
+        if box_iou(track[border][None], boxes[border][None].astype(np.float64))[0] < min_iou:
+            continue
+        run = np.arange(start, t)
+        run = run[tracked[run]]
+        boxes[run] = track[run]
+        source[run] = 2
+    return boxes, source
+

@@ -7,9 +7,10 @@ box [10, 20, 30, 40] sets columns 10..29 and rows 20..39 exactly. A missing (NaN
 empty channel. Boxes are clipped to the image.
 
 Hand boxes are 01_detect's ``hand_boxes_square`` (Re-HOLD's fixed-size squares); the object
-box is ``object_boxes``, or, with ``object_box_from = "mask"``, the tight box of 03_segment's
-object mask: the stage then depends on 03_segment (`depends_on`), so the pipeline runs it first
-and a rerun of it makes this stage stale.
+box is ``object_boxes``, or, with ``object_box_from = "mask"``, 03_segment's object box (its
+object mask's tight box; with a prompt, carried through the mask's losses by the box track:
+`hoi_cli.stages.segment.load_object_boxes`): the stage then depends on 03_segment
+(`depends_on`), so the pipeline runs it first and a rerun of it makes this stage stale.
 
 Outputs (``06_layout/``):
     ``layout.npz``  ``layout (T,3,H,W) uint8`` with 0 / 255 (channels-first, ready for a conv
@@ -34,7 +35,7 @@ from .base import StageContext
 from . import detect as detect_stage, frames as frames_stage, segment as segment_stage
 
 NAME = "06_layout"
-VERSION = "1"
+VERSION = "2"  # 2: in mask mode, 03_segment's object boxes (kept through mask losses with a prompt)
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME)  # plus 03_segment with object_box_from = "mask"
 CHANNELS = ("left_hand", "right_hand", "object")
 
@@ -87,9 +88,7 @@ def run(ctx: StageContext) -> dict:
     hand_sq = np.asarray(det["hand_boxes_square"], np.float32)
     obj = np.asarray(det["object_boxes"], np.float32)
     if p.object_box_from == "mask":
-        from ..conventions import box_from_mask
-
-        obj = np.stack([box_from_mask(m) for m in ctx.read(segment_stage)["object"]])
+        obj = np.asarray(ctx.read(segment_stage, what="object_boxes"), np.float32)
     if hand_sq.shape[0] != T or obj.shape[0] != T:
         raise BadInputError(f"01_detect has {hand_sq.shape[0]} frames, 00_frames {T}", "rerun 01_detect")
     boxes = np.concatenate([hand_sq, obj[:, None]], axis=1).astype(np.float32)  # (T,3,4)

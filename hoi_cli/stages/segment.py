@@ -10,7 +10,10 @@ Outputs:
                     the object mask's tight xyxy box per frame (NaN where the mask is empty;
                     `load_object_boxes`). With a prompt these follow the object far better than
                     01_detect's tracked box (see bench/measure_objects.py), and 06_layout can
-                    take them (``object_box_from = "mask"``).
+                    take them (``object_box_from = "mask"``). Since VERSION 8, with a prompt,
+                    frames where the mask was lost take 01_detect's tracked box when the track
+                    agreed with the mask where the loss began (`boxes_through_losses`);
+                    ``object_box_source`` uint8 ``(T,)`` says which: 1 mask, 2 track, 0 none.
     ``preview.mp4`` the frames with the object (green) and hand (red) masks and the object box.
 
 Prompted object (01_detect ran with ``object_box`` / ``object_point``; its record, `object_prompt`): with the
@@ -63,10 +66,11 @@ from .base import StageContext, resolve_device
 from . import detect as detect_stage, frames as frames_stage, hands as hands_stage
 
 NAME = "03_segment"
-VERSION = "7"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
+VERSION = "8"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
 # 7: a prompt whose cut misses its box is anchored on a sharper frame or the box; a lost object is found near a hand
+# 8: a prompted object's box goes on through the mask's losses by the box track (object_box_source)
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 
 
@@ -252,11 +256,13 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
                  progress=None, propagate_params=None, device: str = "cpu") -> dict:
     """The stage's work on arrays: ``{"object": (T,H,W) bool, "hand": (T,H,W) bool, "boxes": (T,4),
     "object_boxes": (T,4)}`` (``boxes``: the boxes the object was segmented in; ``object_boxes``: the
-    object mask's tight box per frame, NaN where empty). ``det``: 01_detect's detections, with
+    object mask's tight box per frame, NaN where empty; with a prompt, carried through the mask's
+    losses by the box track, `hoi_cli.segment.propagate.boxes_through_losses`, whose per-frame source
+    is ``arrays["object_box_source"]``). ``det``: 01_detect's detections, with
     their prompt record (`object_prompt`). ``propagate_params``: a
     `hoi_cli.segment.propagate.PropagateParams` for a prompted object (default: its defaults)."""
-    from ..segment.propagate import boxes_from_masks
     from ..segment.grabcut import segment_sequence
+    from ..segment.propagate import boxes_from_masks, boxes_through_losses
 
     boxes = object_boxes_from_detections(det, p)
     extra: dict = {}
@@ -285,9 +291,12 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
 
         hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)
         f = prompt_frame(det)
-        obj, _ = propagate_masks(frames, boxes[f], f, hand_masks=hand_bg, soft_hand_masks=hand,
-                                 params=propagate_params, track_boxes=boxes, progress=progress)
+        obj, info = propagate_masks(frames, boxes[f], f, hand_masks=hand_bg, soft_hand_masks=hand,
+                                    params=propagate_params, track_boxes=boxes, progress=progress)
+        object_boxes, source = boxes_through_losses(boxes_from_masks(obj), boxes, info.get("anchor_frame", f))
         boxes = boxes_from_masks(obj)
+        extra = {"object_boxes": object_boxes, "arrays": {"object_box_source": source},
+                 "summary": {"object_boxes_from_track": int((source == 2).sum())}}
     else:
         hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)
         seeds = det.get("object_seed") if p.object_seed else None
@@ -297,7 +306,8 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
                                params=p.grabcut,
                                progress=progress, seeds=seeds)
     hand = hand & ~obj
-    return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32), "object_boxes": boxes_from_masks(obj),
+    return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32),
+            "object_boxes": extra.pop("object_boxes", None) if "object_boxes" in extra else boxes_from_masks(obj),
             **extra}
 
 
@@ -379,8 +389,9 @@ def write_preview(path: Path, frames: np.ndarray, obj: np.ndarray, hand: np.ndar
 
 
 def load_object_boxes(run_dir: str | Path) -> np.ndarray | None:
-    """The object mask's tight box per frame ``(T, 4)`` from ``03_segment/masks.npz`` (NaN where the
-    mask is empty), computed from the masks for runs made before VERSION 6; None without masks."""
+    """The object's box per frame ``(T, 4)`` from ``03_segment/masks.npz``: its mask's tight box (NaN
+    where the mask is empty), with a prompt carried through the mask's losses by the box track since
+    VERSION 8; computed from the masks for runs made before VERSION 6; None without masks."""
     path = Path(run_dir) / NAME / "masks.npz"
     if not path.exists():
         return None
@@ -402,4 +413,14 @@ def load_masks(run_dir: str | Path) -> dict[str, np.ndarray]:
         return {"object": unpack_masks(z["object"], shape), "hand": unpack_masks(z["hand"], shape)}
 
 
-load = load_masks  # the stage's loader (`StageContext.read`)
+def load(run_dir: str | Path, what: str = "masks"):
+    """The stage's loader (`StageContext.read`): ``what`` = "masks" (`load_masks`) or "object_boxes"
+    (`load_object_boxes`)."""
+    if what == "object_boxes":
+        boxes = load_object_boxes(run_dir)
+        if boxes is None:
+            raise BadInputError(f"no masks in {run_dir}", "run `hoi preprocess` through 03_segment")
+        return boxes
+    if what != "masks":
+        raise ValueError(f"03_segment has no output {what!r}")
+    return load_masks(run_dir)

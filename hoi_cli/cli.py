@@ -19,6 +19,7 @@ from rich.table import Table
 
 from . import __version__
 from .commands.common import (DEFAULT_DEVICE, DeviceOption, Format, FormatOption, QuietOption, WeightsDirOption,
+                              sigterm_as_interrupt,
                               batch_exit_code, batch_summary, err, fail, out, recipe_help)
 from .errors import BadInputError, ExitCode, HoiError, known_error, print_error
 
@@ -190,7 +191,7 @@ def preprocess(
             existed = (out_dir / rid).exists()
             interrupted = False
             try:
-                with contextlib.redirect_stdout(sys.stderr), _sigterm_as_interrupt():
+                with contextlib.redirect_stdout(sys.stderr), sigterm_as_interrupt():
                     # libraries that print (smplx) must not corrupt stdout
                     outcomes = pl.preprocess_clip(
                         clip, out_dir / rid, recipe, overrides=clip_overrides, force=set(force),
@@ -242,23 +243,6 @@ def _with_clip_prompts(overrides: dict, clip_prompts: dict | None) -> dict:
     return {**overrides, "01_detect": detect}
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (SLURM's time limit, `kill`) stops the clip like Ctrl-C, so the summary of finished clips is written."""
-    import signal
-
-    def _raise(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _make_progress(quiet: bool):

@@ -252,6 +252,32 @@ def test_pairs_batch_interrupted_writes_what_was_done_and_exits_130(app, clips, 
     assert doc["metrics"]["psnr"]["value"] == pytest.approx(_psnr_by_hand(clips / "b.mp4", clips / "a.mp4"), abs=1e-9)
 
 
+def test_pairs_batch_stopped_by_sigterm_writes_what_was_done_and_exits_130(app, clips, batch_csv, tmp_path,
+                                                                           monkeypatch):
+    """SLURM's time limit sends SIGTERM: the batch ends like Ctrl-C, the pairs scored are kept."""
+    import os
+    import signal
+
+    import hoi_cli.metrics.evaluate as ev
+
+    load_clip = ev.load_clip
+
+    def sigterm_on_the_third(pair, run, hands):
+        if pair.name == "third":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return load_clip(pair, run, hands)
+
+    monkeypatch.setattr(ev, "load_clip", sigterm_on_the_third)
+    out = tmp_path / "out"
+    before = signal.getsignal(signal.SIGTERM)
+    r = CliRunner().invoke(app, ["eval", "--pairs", str(batch_csv), "--out", str(out), "--keep-going", *BATCH_ARGS])
+    assert r.exit_code == int(ExitCode.INTERRUPTED), r.output
+    doc = json.loads((out / "metrics.json").read_text())
+    assert (doc["n_ok"], doc["n_failed"], doc["n_not_run"]) == (1, 2, 1)
+    assert doc["pairs"][-1]["name"] == "third" and doc["pairs"][-1]["exit_code"] == 130
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
+
+
 class _PooledTest(MetricGroup):
     """Pools something per clip (like FID's features) and reports how many clips it pooled."""
 

@@ -8,6 +8,8 @@ ends with the same exit code for the same failures.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 from enum import Enum
 from typing import Annotated, NoReturn
@@ -84,3 +86,22 @@ def recipe_help(what: str) -> str:
     except OSError:  # an unreadable HOI_PIPELINES_DIR must not break --help
         names = ""
     return f"{what}: {names or 'a recipe name'}; or a .toml path."
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (SLURM's time limit, `kill`) stops a batch like Ctrl-C, so what it finished is written (its summary, the pairs scored)."""
+    import signal
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

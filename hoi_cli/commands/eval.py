@@ -5,6 +5,7 @@ Importing this module is cheap: torch, OpenCV and the metric code are imported i
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,7 @@ import typer
 from ..errors import BadInputError, ExitCode, HoiError, OutputError, known_error
 from ..metrics.evaluate import METRIC_GROUPS
 from .common import (DEFAULT_DEVICE, DeviceOption, Format, FormatOption, WeightsDirOption, batch_exit_code, err,
-                     fail)
+                     fail, sigterm_as_interrupt)
 
 METRIC_CHOICES = ",".join(METRIC_GROUPS)  # every selectable group of the metric registry
 PathOption = Path | None
@@ -93,7 +94,8 @@ def eval_command(
                            fid_resize=fid_resize, fvd_frames=fvd_frames, hoi_crop=hoi_crop, hoi_margin=hoi_margin,
                            max_frames=max_frames, strict=strict, device=device)
         on_failure = "raise" if pairs is None else "continue" if keep_going else "stop"
-        doc = evaluate(clip_pairs, opts, log=log, on_failure=on_failure)
+        with sigterm_as_interrupt() if pairs is not None else contextlib.nullcontext():  # SLURM's time limit
+            doc = evaluate(clip_pairs, opts, log=log, on_failure=on_failure)
         if out is not None:
             paths = write_outputs(doc, out)
             log(f"wrote {paths['metrics']} and {paths['per_clip']}")

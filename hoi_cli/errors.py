@@ -117,6 +117,24 @@ def known_error(exc: BaseException) -> HoiError | None:
     return None
 
 
+def failure_of(exc: BaseException, *, interrupted_hint: str, bug_hint: str = "") -> tuple[HoiError, str | None]:
+    """One batch item's failure (a clip, a generated row, an evaluated pair): ``(error, traceback)``.
+
+    Known errors keep their code (`known_error`); Ctrl-C or SIGTERM is ``interrupted`` with exit code
+    130 and ``interrupted_hint`` (how to resume); anything else is a bug, exit 1, with ``bug_hint``
+    and its traceback returned for the item's record (not the terminal). ``traceback`` is None
+    unless it is a bug."""
+    if isinstance(exc, KeyboardInterrupt):
+        return HoiError("interrupted", interrupted_hint, exit_code=ExitCode.INTERRUPTED), None
+    known = known_error(exc)
+    if known is not None:
+        return known, None
+    import traceback
+
+    return (HoiError(f"unexpected {type(exc).__name__}: {exc}", bug_hint, exit_code=ExitCode.FAILED),
+            "".join(traceback.format_exception(exc)))
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 

@@ -46,7 +46,7 @@ import numpy as np
 from . import __version__
 from .conventions import CONVENTIONS_VERSION
 from .digest import file_digest
-from .errors import ExitCode, HoiError, OutputError, RunLockedError, known_error
+from .errors import HoiError, OutputError, RunLockedError, failure_of, known_error
 from .params import params_changes
 from .stages.base import MANIFEST, RunReader, StageContext, _json_default, params_to_dict, stage_dependencies
 
@@ -491,16 +491,7 @@ def clip_failure(exc: BaseException, run_dir: str | Path, *, existed: bool) -> t
     as ``<run>.failed.json``.
     """
     run_dir = Path(run_dir)
-    tb = None
-    known = known_error(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        failure = HoiError("interrupted", "run the same command again: finished stages are kept and it resumes",
-                           exit_code=ExitCode.INTERRUPTED)
-    elif known is not None:
-        failure = known
-    else:
-        tb = "".join(traceback.format_exception(exc))
-        failure = HoiError(f"unexpected {type(exc).__name__}: {exc}", "", exit_code=ExitCode.FAILED)
+    failure, tb = failure_of(exc, interrupted_hint="run the same command again: finished stages are kept and it resumes")
     record: dict[str, Any] = {"error": failure.message, "hint": failure.hint, "exit_code": int(failure.exit_code),
                               "kind": type(exc).__name__, "time": time.time(), "traceback": tb}
     path = _keep_failure_record(run_dir, existed, record)

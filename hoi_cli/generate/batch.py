@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
-from ..errors import BadInputError, ExitCode, HoiError, known_error
+from ..errors import BadInputError, failure_of
 
 
 @dataclass
@@ -71,8 +71,6 @@ def read_pairs(csv_path: str | Path, out_dir: str | Path) -> list[BatchRow]:
 def run_batch(rows: list[BatchRow], options, keep_going: bool = True, skip_existing: bool = False,
               log: Callable[[str], None] = lambda m: None, allow_stale: bool = False) -> list[dict]:
     """Generate every row; any exception of a row is that row's failure (in its record), never the batch's."""
-    import traceback
-
     from .run import generate
 
     results = []
@@ -88,15 +86,11 @@ def run_batch(rows: list[BatchRow], options, keep_going: bool = True, skip_exist
                                 options=_copy(options), log=log, allow_stale=allow_stale)
                 rec["sidecar"] = side["sidecar"]
             except (Exception, KeyboardInterrupt) as exc:
-                exc_known = known_error(exc)
-                if isinstance(exc, KeyboardInterrupt):
-                    exc_known = HoiError("interrupted", "run the batch again with --skip-existing",
-                                         exit_code=ExitCode.INTERRUPTED)
-                if exc_known is None:  # a bug: exit 1, its traceback in the row's record, not on the terminal
-                    exc_known = HoiError(f"unexpected {type(exc).__name__}: {exc}",
-                                         "this is a bug in hoi: the traceback is in the --format json summary, "
-                                         "please report it")
-                    rec["traceback"] = "".join(traceback.format_exception(exc))
+                exc_known, tb = failure_of(exc, interrupted_hint="run the batch again with --skip-existing",
+                                           bug_hint="this is a bug in hoi: the traceback is in the --format json "
+                                                    "summary, please report it")
+                if tb is not None:  # a bug: its traceback in the row's record, not on the terminal
+                    rec["traceback"] = tb
                 rec.update(ok=False, error=exc_known.message, hint=exc_known.hint, exit_code=int(exc_known.exit_code))
                 log(f"error: {row.run.name} x {rec['reference']}: {' '.join(exc_known.message.split())}")
                 if isinstance(exc, KeyboardInterrupt):

@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import BadInputError, ExitCode, HoiError, MissingWeightsError, known_error
+from ..errors import BadInputError, MissingWeightsError, failure_of
 from . import groups as _groups  # noqa: F401  (registers the metric groups)
 from .groups import hoi_boxes  # noqa: F401  (re-exported: `hoi_cli.metrics.pixel` names it here)
 from .registry import REGISTRY, Clip, EvalRun, Report, metric_info
@@ -293,21 +293,17 @@ def _score_pair(pair: ClipPair, run: EvalRun, groups: list, order: list, hands: 
 
 def _pair_failure(exc: BaseException) -> dict:
     """A failed pair's status: `error_json`'s shape; a bug (exit 1) also carries its traceback."""
-    import traceback
-
     from ..commands.common import error_json
 
-    if isinstance(exc, KeyboardInterrupt):
-        interrupted = HoiError("interrupted", "run the same command again (the pairs scored are in the output)",
-                               exit_code=ExitCode.INTERRUPTED)
-        return {**error_json(interrupted), "kind": "KeyboardInterrupt"}
-    known = known_error(exc)
-    if known is not None:
-        return error_json(known)
-    bug = HoiError(f"unexpected {type(exc).__name__}: {exc}",
-                   "this is a bug in hoi: the traceback is in this pair's record of metrics.json "
-                   "(or of --format json), please report it")
-    return {**error_json(bug), "kind": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))}
+    failure, tb = failure_of(exc, interrupted_hint="run the same command again (the pairs scored are in the output)",
+                             bug_hint="this is a bug in hoi: the traceback is in this pair's record of metrics.json "
+                                      "(or of --format json), please report it")
+    record = error_json(failure)
+    if isinstance(exc, KeyboardInterrupt) or tb is not None:
+        record["kind"] = type(exc).__name__
+    if tb is not None:
+        record["traceback"] = tb
+    return record
 
 
 def _weights_or_skips(opts: EvalOptions, log) -> tuple[dict[str, Path], dict[str, MissingWeightsError]]:

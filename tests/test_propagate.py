@@ -290,3 +290,19 @@ def test_a_prompted_objects_box_goes_on_through_a_lost_mask_with_the_box_track()
     assert np.array_equal(res["object_boxes"][lose_from:], track[lose_from:])
     assert np.array_equal(res["object_boxes"][:lose_from], track[:lose_from])  # the same masks up to the loss
     assert np.isnan(res["boxes"][lose_from:]).all()  # the mask's own boxes stay empty there
+
+
+def test_the_optional_motion_check_gives_a_rotating_object_no_rim_of_background():
+    """With ``motion_px`` on, warped pixels GrabCut dropped come back where they move with the
+    object, but only ``motion_margin_px`` inside the warped mask: the smoothed flow at its edge gave
+    the bar a growing rim of background (mean IoU 0.82 without the margin; 0.955 with it, 0.962 off)."""
+    from hoi_cli.segment.propagate import PropagateParams
+
+    frames, obj, hand = moving_clip()
+    f = 12
+    ious = {}
+    for margin in (0, 2):
+        p = PropagateParams(motion_px=1.0, motion_margin_px=margin)
+        masks, _ = propagate_masks(frames, box_from_mask(obj[f]), f, hand_masks=hand, params=p)
+        ious[margin] = np.mean([iou(a, b) for a, b in zip(masks, obj)])
+    assert ious[2] > 0.93 and ious[0] < ious[2] - 0.08, ious

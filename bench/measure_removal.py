@@ -10,8 +10,10 @@ Two measurements per clip, both scored against the reference (SAM2) masks:
   (bench/measure_objects.py's) the same prompt is run here (`prompted_masks`).
 
 Each is run with the current `hoi_cli.inpaint.remove_object` and, with ``--peer REV``, with the
-one at git revision REV of this repository (the old removal) in the same process, for the
-speed ratio and the before/after remnant. Tuning clips and validation clips are printed side by
+one at git revision REV of this repository (the old removal, with its own `removal_masks` where it
+has one) in the same process, for the speed ratio and the before/after figures. Besides the
+remnant: ``obj-fill`` (`object_coloured_fill`: filled pixels in the object's colours, what the
+remnant cannot see), ``missed`` (the scored pixels the removal mask left out) and the hand erased. Tuning clips and validation clips are printed side by
 side; a split's figure is the mean over its clips.
 
 With ``--sample [RUN]`` it also scores the bundled sample clip against the true masks its
@@ -19,7 +21,7 @@ generator renders (`hoi_cli.sample.render_sample_masks`): (a) those masks remove
 of RUN (a run of the sample through 03_segment, e.g. ``hoi demo``'s runs/demo/hands_box).
 
 Usage: python bench/measure_removal.py [--runs /tmp/runs] [--modes a,b] [--peer c7649e2]
-       [--clips 243,35671] [--sample [RUN]] [--json]
+       [--clips 243,35671] [--sample [RUN]] [--save DIR] [--json]
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "interdyn"
 TUNE = ("125021", "137875", "141667", "176110", "182974", "191021")
 VALIDATE = ("204076", "208810", "243", "24815", "33576", "35671")
+TABLE_COLUMNS = ("remnant", "peer_remnant", "object_fill", "peer_object_fill", "missed_by_mask")
 
 
 def load_peer(rev: str):
@@ -109,7 +112,38 @@ def clip_inputs(clip: str, mode: str, runs: Path | None):
     return frames, masks["object"], masks["hand"], ref_obj, ref_hand
 
 
-def measure(clip: str, mode: str, runs: Path | None, peer) -> dict:
+def peer_removal(peer, frames: np.ndarray, obj: np.ndarray, hand: np.ndarray, dilate: int) -> np.ndarray:
+    """The old revision's removal of ``obj``: its own `removal_masks` where it has one, else the old
+    07_genhoi mask (the object mask dilated by ``dilate``)."""
+    if hasattr(peer, "removal_masks"):
+        remove, keep = peer.removal_masks(frames, obj, hand, dilate)
+        return peer.remove_object(frames, remove, keep_masks=keep)
+    import cv2
+
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1,) * 2)
+    return peer.remove_object(frames, np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj]), keep_masks=hand)
+
+
+def object_coloured_fill(out: np.ndarray, frames: np.ndarray, remove: np.ndarray, ref_obj: np.ndarray,
+                         ref_hand: np.ndarray, ratio: float = 8.0, bins: int = 16) -> float:
+    """The share of the scored pixels (`remnant_region`) inside the removal mask whose filled colour
+    is ``ratio`` x likelier under the reference object's RGB histogram than under that of the pixels
+    far (7 px) from the reference object and hand: the object copied back from a frame where its mask
+    missed it, or smeared in by the inpainting. The remnant cannot see these (they differ from the
+    source pixel). A proxy: background in the object's colours counts too."""
+    import cv2
+
+    from hoi_cli.inpaint import _colour_index, _colour_model
+    from hoi_cli.metrics.removal import remnant_region
+
+    idx = _colour_index(frames, bins)
+    near = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0 for m in ref_obj | ref_hand])
+    obj_like = _colour_model(idx[ref_obj & ~ref_hand], bins) > ratio * _colour_model(idx[~near], bins)
+    region = np.stack([remnant_region(o, h) for o, h in zip(ref_obj, ref_hand)]) & remove
+    return float(obj_like[_colour_index(out, bins)[region]].mean()) if region.any() else float("nan")
+
+
+def measure(clip: str, mode: str, runs: Path | None, peer, save: Path | None = None) -> dict:
     from hoi_cli.metrics.removal import remnant_region, removal_remnant
     from hoi_cli.stages.genhoi import Params, object_removal
 
@@ -119,7 +153,7 @@ def measure(clip: str, mode: str, runs: Path | None, peer) -> dict:
     out, remove = object_removal(frames, obj, hand, dilate)  # exactly what 07_genhoi stores
     t_new = time.perf_counter() - t0
     row = {"clip": clip, "mode": mode, "remnant": removal_remnant(out, frames, ref_obj, ref_hand)["remnant"],
-           "seconds": t_new}
+           "object_fill": object_coloured_fill(out, frames, remove, ref_obj, ref_hand), "seconds": t_new}
     # where the survivors are: outside the removal mask (the mask missed them) or filled back
     region = np.stack([remnant_region(o, h) for o, h in zip(ref_obj, ref_hand)])
     big = ref_obj.reshape(len(ref_obj), -1).mean(1) >= 0.003
@@ -130,15 +164,17 @@ def measure(clip: str, mode: str, runs: Path | None, peer) -> dict:
 
     hand_core = np.stack([cv2.erode(h.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0 for h in ref_hand])
     row["hand_erased"] = float((remove & hand_core).sum() / max(1, hand_core.sum()))
+    old = None
     if peer is not None:
-        import cv2
-
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1,) * 2)
-        old_remove = np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj])  # the old 07_genhoi mask
         t0 = time.perf_counter()
-        old = peer.remove_object(frames, old_remove, keep_masks=hand)
+        old = peer_removal(peer, frames, obj, hand, dilate)
         row["peer_seconds"] = time.perf_counter() - t0
         row["peer_remnant"] = removal_remnant(old, frames, ref_obj, ref_hand)["remnant"]
+        row["peer_object_fill"] = object_coloured_fill(old, frames, remove, ref_obj, ref_hand)
+    if save is not None:  # for looking at the frames: source, masks, new and old removal
+        save.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(save / f"{clip}_{mode}.npz", frames=frames, object=obj, hand=hand, remove=remove,
+                            ref_object=ref_obj, removed=out, **({} if old is None else {"removed_old": old}))
     return row
 
 
@@ -163,11 +199,7 @@ def measure_sample(run: Path | None, peer) -> list[dict]:
         row = {"clip": "sample", "mode": mode,
                "remnant": removal_remnant(out, f, truth["object"], truth["hand"])["remnant"]}
         if peer is not None:
-            import cv2
-
-            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * Params().dilate_px + 1,) * 2)
-            old = peer.remove_object(f, np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj]),
-                                     keep_masks=hand)
+            old = peer_removal(peer, f, obj, hand, Params().dilate_px)
             row["peer_remnant"] = removal_remnant(old, f, truth["object"], truth["hand"])["remnant"]
         rows.append(row)
         print(f"sample ({mode}) remnant {row['remnant']:.4f}"
@@ -182,6 +214,7 @@ def main() -> None:
     ap.add_argument("--peer", default=None, help="git revision of the old removal to compare with")
     ap.add_argument("--clips", default=None)
     ap.add_argument("--sample", nargs="?", const="", default=None, help="also the bundled sample [its RUN]")
+    ap.add_argument("--save", type=Path, default=None, help="store each clip's frames, masks and removals here")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     modes = [m for m in a.modes.split(",") if m]
@@ -195,28 +228,28 @@ def main() -> None:
             for clip in clips:
                 if wanted and clip not in wanted:
                     continue
-                r = measure(clip, mode, a.runs, peer)
+                r = measure(clip, mode, a.runs, peer, a.save)
                 r["split"] = split
                 rows.append(r)
-                extra = (f"  old {r['peer_remnant']:.3f}  time new/old {r['seconds']:.1f}/{r['peer_seconds']:.1f} s"
-                         if peer else f"  {r['seconds']:.1f} s")
-                print(f"({mode}) {split:>8} {clip:>7}  remnant {r['remnant']:.3f}  missed by mask "
-                      f"{r['missed_by_mask']:.3f}  hand erased {r['hand_erased']:.4f}{extra}", file=sys.stderr,
-                      flush=True)
+                extra = (f"  old {r['peer_remnant']:.3f}  object fill old {r['peer_object_fill']:.3f}  time "
+                         f"new/old {r['seconds']:.1f}/{r['peer_seconds']:.1f} s" if peer else f"  {r['seconds']:.1f} s")
+                print(f"({mode}) {split:>8} {clip:>7}  remnant {r['remnant']:.3f}  object fill {r['object_fill']:.3f}"
+                      f"  missed by mask {r['missed_by_mask']:.3f}  hand erased {r['hand_erased']:.4f}{extra}",
+                      file=sys.stderr, flush=True)
     print()
     for mode in modes:
         print(f"mode ({mode}): " + ("reference object mask removed (the fill alone)" if mode == "a"
                                     else "the pipeline's own 03_segment masks (the real figure)"))
         by = {s: [r for r in rows if r["mode"] == mode and r["split"] == s] for s in ("tune", "validate")}
-        head = f"{'tune clip':>10} {'remnant':>8} {'old':>6} {'missed':>7} | {'val clip':>10} {'remnant':>8} {'old':>6} {'missed':>7}"
-        print(head)
+        cols = TABLE_COLUMNS
+        head = " ".join(f"{n:>8}" for n in ("remnant", "old", "obj-fill", "old", "missed"))
+        print(f"{'tune clip':>11} {head} | {'val clip':>11} {head}")
         n = max(len(v) for v in by.values())
 
         def cell(r):
             if r is None:
-                return " " * 35
-            old = f"{r['peer_remnant']:.3f}" if "peer_remnant" in r else "  -  "
-            return f"{r['clip']:>10} {r['remnant']:>8.3f} {old:>6} {r['missed_by_mask']:>7.3f}"
+                return " " * (12 + 9 * len(TABLE_COLUMNS) - 1)
+            return f"{r['clip']:>11} " + " ".join(f"{r[c]:>8.3f}" if c in r else f"{'-':>8}" for c in TABLE_COLUMNS)
 
         for i in range(n):
             print(cell(by["tune"][i] if i < len(by["tune"]) else None) + " | "
@@ -226,11 +259,9 @@ def main() -> None:
             vals = [r[key] for r in by[split] if key in r]
             return float(np.mean(vals)) if vals else float("nan")
 
-        print(f"{'mean':>10} {mean('tune', 'remnant'):>8.3f} {mean('tune', 'peer_remnant'):>6.3f} "
-              f"{mean('tune', 'missed_by_mask'):>7.3f} | {'mean':>10} {mean('validate', 'remnant'):>8.3f} "
-              f"{mean('validate', 'peer_remnant'):>6.3f} {mean('validate', 'missed_by_mask'):>7.3f}")
-        print(f"{'hand erased':>10} {mean('tune', 'hand_erased'):>8.4f} {'':>14} | {'':>10} "
-              f"{mean('validate', 'hand_erased'):>8.4f}")
+        print(" | ".join(f"{'mean':>11} " + " ".join(f"{mean(sp, c):>8.3f}" for c in cols) for sp in ("tune", "validate")))
+        print(" | ".join(f"{'hand erased':>11} {mean(sp, 'hand_erased'):>8.4f}" + " " * (9 * len(cols) - 9)
+                         for sp in ("tune", "validate")))
         if peer:
             new = sum(r["seconds"] for r in rows if r["mode"] == mode)
             old = sum(r["peer_seconds"] for r in rows if r["mode"] == mode)

@@ -27,13 +27,19 @@ Method:
    measured worse: a majority of sightings outvotes a frame whose mask missed a piece of the
    object). A sighting equal to the hole's own pixel (mean absolute RGB difference below
    ``unchanged_diff``) is not taken: the hole shows the object, so that source shows it too.
+   Nor is one in the object's or the hands' colours (`foreground_coloured`, both steps 2 and 3):
+   a piece of the object or of a hand that its frame's masks missed, which would otherwise be
+   copied in as background (validation 243: the closed dark case, unmasked in late frames,
+   pasted where the open case was).
 4. The rest (background never seen in any frame) is filled with ``cv2.inpaint`` (Telea); with
-   a static camera this is done once on the plate, again so that it does not flicker.
+   a static camera this is done once on the plate, again so that it does not flicker. Its
+   sources are background too: hands and those missed pieces are hidden from it.
 5. A filled pixel that still equals its own frame's pixel (below ``unchanged_diff``) is
    inpainted again in its frame (`_refill_unchanged`): the static plate, or the median of
    sightings each a little off, showed the object there.
 
-Source pixels are background only: never removed, never kept (hands move), with a 2-px rim.
+Source pixels are background only: never removed, never kept (hands move), with a 2-px rim,
+never in the object's or the hands' colours.
 """
 
 from __future__ import annotations
@@ -78,10 +84,7 @@ def hand_coloured_rim(frames: np.ndarray, band: np.ndarray, keep: np.ndarray, ob
     if hand_core.sum() < 50 or obj_core.sum() < 50:
         return np.zeros_like(band)
     idx = _colour_index(frames, bins)
-    n = bins ** 3
-    p_hand = np.bincount(idx[hand_core], minlength=n) + 0.5
-    p_obj = np.bincount(idx[obj_core], minlength=n) + 0.5
-    hand_like = (p_hand / p_hand.sum()) >= (p_obj / p_obj.sum())
+    hand_like = _colour_model(idx[hand_core], bins) >= _colour_model(idx[obj_core], bins)
     out = np.zeros_like(band)
     for t in range(len(band)):
         if not band[t].any() or not keep[t].any():
@@ -109,6 +112,12 @@ def _colour_index(frames: np.ndarray, bins: int) -> np.ndarray:
     return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
 
 
+def _colour_model(colour_indices: np.ndarray, bins: int) -> np.ndarray:
+    """Normalised RGB histogram (``bins`` per channel, `_colour_index`) with a 0.5 prior per bin."""
+    h = np.bincount(colour_indices, minlength=bins ** 3).astype(np.float64) + 0.5
+    return h / h.sum()
+
+
 def grow_by_colour(frames: np.ndarray, object_masks: np.ndarray, keep: np.ndarray, *, bins: int = 16,
                    ratio: float = 3.0, reach: float = 0.5, ring_px: int = 25) -> np.ndarray:
     """Object masks grown into the pieces of the object they missed next to them.
@@ -130,18 +139,12 @@ def grow_by_colour(frames: np.ndarray, object_masks: np.ndarray, keep: np.ndarra
     core = np.stack([cv2.erode(m.astype(np.uint8), k3, iterations=2) > 0 for m in obj]) & ~keep
     dist = np.stack([_distance_to(m) for m in obj])  # a distance transform: cheap for any radius
     ring = (dist > 5) & (dist <= ring_px) & ~keep
-    n = bins ** 3
-
-    def model(sel):
-        h = np.bincount(idx[sel], minlength=n).astype(np.float64) + 0.5
-        return h / h.sum()
-
     if core.sum() < 50 or ring.sum() < 50:
         return obj
-    p_obj, p_bg = model(core), model(ring)
+    p_obj, p_bg = _colour_model(idx[core], bins), _colour_model(idx[ring], bins)
     # the hands' inside (a hand mask's rim is often object or background)
     hand_core = np.stack([cv2.erode(m.astype(np.uint8), k3, iterations=3) > 0 for m in keep])
-    p_hand = model(hand_core) if hand_core.sum() >= 50 else np.zeros(n)
+    p_hand = _colour_model(idx[hand_core], bins) if hand_core.sum() >= 50 else np.zeros(bins ** 3)
     likely = (p_obj > ratio * p_bg) & (p_obj > ratio * p_hand)
     out = obj.copy()
     for t in range(T):
@@ -316,6 +319,41 @@ def estimate_camera_motion(frames: np.ndarray, invalid: np.ndarray | None = None
     return A
 
 
+def foreground_coloured(frames: np.ndarray, rem: np.ndarray, keep: np.ndarray, bad: np.ndarray, ratio: float, *,
+                        bins: int = 16, core_px: int = 7, hand_core_px: int = 3, rim_px: int = 2) -> np.ndarray:
+    """``(T, H, W)`` bool: the pixels outside ``bad`` that are not background all the same: a piece
+    of the object or of a hand that its frame's masks missed.
+
+    Their colour is ``ratio`` times likelier under the object's colour model (RGB histogram, ``bins``
+    per channel, of the removal masks ``rem`` eroded by ``core_px``, over the clip), or under the
+    hands' (``keep`` eroded by ``hand_core_px``), than under the background's: every pixel outside
+    ``bad`` over the clip, of which a missed piece is a small part (a ring around the masks would be
+    mostly that piece). Specks (a 3x3 opening) are dropped, and the rest grown by ``rim_px`` (a
+    piece's blurred edge is neither colour). A colour the background shows as often is not flagged:
+    a white object on a white sheet, the wood seen through a clear glass."""
+    out = np.zeros(rem.shape, bool)
+    if ratio <= 0:
+        return out
+    core = np.stack([cv2.erode(m.astype(np.uint8), _disk(core_px)) > 0 for m in rem]) & ~keep
+    hand_core = np.stack([cv2.erode(m.astype(np.uint8), _disk(hand_core_px)) > 0 for m in keep])
+    seen = ~bad[:, ::2, ::2]  # every other pixel: the background model at a quarter of the cost
+    if seen.sum() < 50 or core.sum() + hand_core.sum() < 50:
+        return out
+    idx = _colour_index(frames, bins)
+    p_bg = _colour_model(idx[:, ::2, ::2][seen], bins)
+    likely = np.zeros(bins ** 3, bool)
+    for fg in (core, hand_core):
+        if fg.sum() >= 50:
+            likely |= _colour_model(idx[fg], bins) > ratio * p_bg
+    k3 = np.ones((3, 3), np.uint8)
+    for t in range(len(frames)):
+        m = cv2.morphologyEx((likely[idx[t]] & ~bad[t]).astype(np.uint8), cv2.MORPH_OPEN, k3)
+        if rim_px > 0 and m.any():
+            m = cv2.dilate(m, _disk(rim_px))
+        out[t] = m > 0
+    return out
+
+
 def _nanmedian(vals: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel median over axis 0 where ``ok``: (values, found)."""
     v = vals.astype(np.float32)
@@ -351,12 +389,20 @@ def _interpolate_flow(flow: np.ndarray, known: np.ndarray) -> np.ndarray:
 def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.ndarray | None = None, *,
                   static_px: float = 0.75, inpaint_radius: int = 5, max_sources: int = 32,
                   observations: int = 32, dense_flow: bool = False, margin_px: int = 24,
-                  unchanged_diff: float = 12.0) -> np.ndarray:
+                  unchanged_diff: float = 12.0, foreground_ratio: float = 4.0, veto_rim_px: int = 2) -> np.ndarray:
     """Frames ``(T, H, W, 3)`` uint8 with the ``remove_masks`` pixels filled with background.
 
     ``unchanged_diff``: a fill closer than this (mean absolute RGB) to the pixel it replaces is the
     object again (steps 3 and 5; 0 turns that off). 12 from the InterDyn tuning clips' remnant:
-    0.142 at 6, 0.130 at 12, 0.128 at 20 (a larger one rejects more true background)."""
+    0.142 at 6, 0.130 at 12, 0.128 at 20 (a larger one rejects more true background).
+
+    ``foreground_ratio``: a source pixel this many times likelier under the object's or the hands'
+    colour model than under the background's is not background (`foreground_coloured`, grown by
+    ``veto_rim_px``; 0 turns that off). 4 from the InterDyn tuning clips (the pipeline's masks), by
+    the share of fill in the object's colours (bench/measure_removal.py's obj-fill): 0.210 off,
+    0.172 at 2, 0.174 at 4, 0.191 at 8, remnant 0.130-0.132 throughout; 4 over 2 for an object whose
+    colours the background shares (tests/test_inpaint.py's white spots). The rim: 2 px over 0 (tuning
+    141667, object's colours only: obj-fill 0.239 vs 0.304)."""
     frames = np.asarray(frames)
     T, H, W = frames.shape[:3]
     rem = np.asarray(remove_masks, bool).copy()
@@ -368,9 +414,11 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
     bad = np.stack([cv2.dilate((r | k).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
                     for r, k in zip(rem, keep)])
     A = estimate_camera_motion(frames, bad, static_px)
+    # a fill source is background: never removed or kept, nor a piece of the object or a hand its masks missed
+    unseen = bad | foreground_coloured(frames, rem, keep, bad, foreground_ratio, rim_px=veto_rim_px)
     if A is None:
-        _fill_static(frames, rem, bad, out, inpaint_radius)
-        _refill_unchanged(frames, out, rem, bad, unchanged_diff, inpaint_radius)
+        _fill_static(frames, rem, unseen, out, inpaint_radius)
+        _refill_unchanged(frames, out, rem, unseen, unchanged_diff, inpaint_radius)
         return out
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]) if dense_flow else None
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) if dense_flow else None
@@ -393,7 +441,7 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
             M = np.linalg.inv(shift) @ np.linalg.inv(A[t]) @ A[s]  # s -> 0 -> t -> ROI
             size = (x1 - x0, y1 - y0)
             warped = cv2.warpPerspective(frames[s], M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            vis = cv2.warpPerspective((~bad[s]).astype(np.uint8), M, size, flags=cv2.INTER_NEAREST,
+            vis = cv2.warpPerspective((~unseen[s]).astype(np.uint8), M, size, flags=cv2.INTER_NEAREST,
                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
             if not vis[hole].any():
                 continue
@@ -429,17 +477,18 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
             # in the ROI: its margin (``margin_px``) holds what the inpainting reads around the hole
             miss = np.zeros(hole.shape, bool)
             miss[hy[~found], hx[~found]] = True
-            # kept pixels (hands) are not background: hide them from the inpainting's sources too
-            guard = (bad[t] & ~rem[t])[y0:y1, x0:x1]
+            # kept pixels (hands) and missed pieces of the object are not background: hide them from
+            # the inpainting's sources too
+            guard = (unseen[t] & ~rem[t])[y0:y1, x0:x1]
             win = f[y0:y1, x0:x1]
             filled = cv2.inpaint(np.ascontiguousarray(win), (miss | guard).astype(np.uint8), inpaint_radius,
                                  cv2.INPAINT_TELEA)
             win[miss] = filled[miss]
-    _refill_unchanged(frames, out, rem, bad, unchanged_diff, inpaint_radius)
+    _refill_unchanged(frames, out, rem, unseen, unchanged_diff, inpaint_radius)
     return out
 
 
-def _refill_unchanged(frames: np.ndarray, out: np.ndarray, rem: np.ndarray, bad: np.ndarray, max_diff: float,
+def _refill_unchanged(frames: np.ndarray, out: np.ndarray, rem: np.ndarray, unseen: np.ndarray, max_diff: float,
                       inpaint_radius: int) -> None:
     """Inpaint (Telea, in its own frame) every filled pixel that came back as it was (mean absolute
     RGB difference < ``max_diff``). The hole shows the object, so a fill equal to it is the object
@@ -463,23 +512,23 @@ def _refill_unchanged(frames: np.ndarray, out: np.ndarray, rem: np.ndarray, bad:
         x0, x1 = max(xs[same].min() - m, 0), min(xs[same].max() + m + 1, W)
         miss = np.zeros((y1 - y0, x1 - x0), bool)
         miss[ys[same] - y0, xs[same] - x0] = True
-        guard = (bad[t] & ~rem[t])[y0:y1, x0:x1]  # hands are not background: not the inpainting's sources
+        guard = (unseen[t] & ~rem[t])[y0:y1, x0:x1]  # hands, missed object: not the inpainting's sources
         win = out[t, y0:y1, x0:x1]
         filled = cv2.inpaint(np.ascontiguousarray(win), (miss | guard).astype(np.uint8), inpaint_radius,
                              cv2.INPAINT_TELEA)
         win[miss] = filled[miss]
 
 
-def _fill_static(frames: np.ndarray, rem: np.ndarray, bad: np.ndarray, out: np.ndarray, inpaint_radius: int) -> None:
+def _fill_static(frames: np.ndarray, rem: np.ndarray, unseen: np.ndarray, out: np.ndarray, inpaint_radius: int) -> None:
     """Static camera: one background plate for the whole clip, from background observations only
-    (never hands or object), over the region to fill plus a margin for the inpainting's sources."""
+    (never hands or object, `unseen`), over the region to fill plus a margin for the inpainting's sources."""
     T, H, W = frames.shape[:3]
     ys, xs = np.nonzero(rem.any(axis=0))
     margin = 3 * inpaint_radius + 4
     y0, y1 = max(ys.min() - margin, 0), min(ys.max() + margin + 1, H)
     x0, x1 = max(xs.min() - margin, 0), min(xs.max() + margin + 1, W)
     crop = frames[:, y0:y1, x0:x1].reshape(T, -1, 3)
-    ok = ~bad[:, y0:y1, x0:x1].reshape(T, -1)
+    ok = ~unseen[:, y0:y1, x0:x1].reshape(T, -1)
     med, found = _nanmedian(crop, ok)
     plate = np.clip(np.round(med), 0, 255).astype(np.uint8).reshape(y1 - y0, x1 - x0, 3)
     hole = (~found).reshape(y1 - y0, x1 - x0).astype(np.uint8)  # never background: object or hand always

@@ -184,6 +184,71 @@ def test_a_fill_that_shows_the_object_again_is_rejected():
         left = np.abs(out.astype(int) - obj_colour).mean(-1)[masks]
         assert (left < 12).mean() == 0, shift  # no hole pixel keeps the object's colour
         assert np.array_equal(out[~masks], frames[~masks])
-        # without the rejection the fill is the object again: the test can fail
-        old = remove_object(frames, masks, unchanged_diff=0)
+        # without the rejection (nor the colour veto, which catches this too) the fill is the object
+        # again: the test can fail
+        old = remove_object(frames, masks, unchanged_diff=0, foreground_ratio=0)
         assert (np.abs(old.astype(int) - obj_colour).mean(-1)[masks] < 12).mean() > 0.9, shift
+
+
+def test_a_source_frame_whose_mask_missed_the_object_is_not_copied():
+    """The object rests in one place (in the world) in every frame and changes its look: open (magenta)
+    in frames 0-4, masked whole; closed (dark green) in frames 5-9, where its mask misses the right
+    half. The background under it is never seen. The fill of frames 0-4 must not copy that unmasked
+    green half back (validation 243's closed case, pasted back where the case was open): it differs
+    from the hole's own pixels, so only the object's colour model tells it from background."""
+    big = _texture(120, 220, seed=7)
+    T, H, W = 10, 96, 160
+    open_colour, closed_colour = np.array([250, 20, 200]), np.array([20, 90, 40])
+    for shift in (0, 3):
+        bgs = np.stack([big[10:10 + H, 5 + shift * t:5 + shift * t + W] for t in range(T)])
+        frames, masks = bgs.copy(), np.zeros((T, H, W), bool)
+        for t in range(T):
+            x0 = 50 - shift * t  # fixed in the world: moves against the camera
+            frames[t, 25:65, x0:x0 + 40] = open_colour if t < 5 else closed_colour
+            masks[t, 25:65, x0:x0 + (40 if t < 5 else 20)] = True
+
+        def closed_share(out, masks=masks):  # hole pixels of frames 0-4 filled with the closed case's colour
+            return (np.abs(out[:5].astype(int) - closed_colour).mean(-1)[masks[:5]] < 12).mean()
+
+        out = remove_object(frames, masks)
+        assert closed_share(out) == 0, shift
+        assert np.array_equal(out[~masks], frames[~masks])
+        # inpainted from the background around it instead: neither of the object's colours
+        assert (np.abs(out[:5].astype(int) - open_colour).mean(-1)[masks[:5]] < 12).mean() == 0
+        # without the colour model the fill copies the missed half: the test can fail
+        assert closed_share(remove_object(frames, masks, foreground_ratio=0)) > 0.4, shift
+
+
+def test_background_in_the_objects_colours_is_still_copied():
+    """A half-white object moves over a sheet with white spots (a third of it): the sheet under the
+    object, seen in other frames, is copied back, spots included. The colour model vetoes only
+    colours far likelier on the object than in the background (white: 0.5 of the object, 0.3 of
+    the sheet). Scored where the hole differs from the sheet (a white spot under the white half is
+    inpainted by the unchanged rule: no fill can tell it from the object)."""
+    import cv2
+
+    T, H, W = 12, 96, 160
+    bg = _texture(H, W, seed=8)
+    spots = _texture(H, W, seed=9)[..., 0] > 160  # white spots over about a third of the sheet
+    bg[spots] = (245, 245, 245)
+    frames = np.repeat(bg[None], T, axis=0)
+    masks = np.zeros((T, H, W), bool)
+    for t in range(T):
+        x0 = 5 + 9 * t
+        masks[t, 25:65, x0:x0 + 40] = True
+        frames[t, 25:65, x0:x0 + 20] = (245, 245, 245)
+        frames[t, 25:65, x0 + 20:x0 + 40] = (150, 30, 30)
+    scored = masks & (np.abs(frames.astype(int) - bg.astype(int)).mean(-1) >= 12)
+    white_under = scored & spots[None]
+    assert white_under.sum() > 500
+
+    def errors(out):
+        return np.abs(out.astype(int) - bg[None].astype(int)).mean(-1)[scored]
+
+    err = errors(remove_object(frames, masks))
+    assert err.mean() < 1.0 and np.percentile(err, 99) <= 3
+    # inpainting the same holes does not bring the spots back: this test tells a copy from a fill
+    inpainted = np.stack([cv2.inpaint(f, m.astype(np.uint8), 5, cv2.INPAINT_TELEA) for f, m in zip(frames, masks)])
+    assert np.abs(inpainted.astype(int) - bg[None].astype(int)).mean(-1)[scored].mean() > 10
+    # a veto of any colour likelier on the object than in the background loses the spots
+    assert errors(remove_object(frames, masks, foreground_ratio=1.0)).mean() > 10

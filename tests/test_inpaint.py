@@ -285,3 +285,26 @@ def test_a_still_camera_over_a_bare_table_is_not_taken_for_a_moving_one():
     moving, m = _moving_square(bgs, size=20, step=5)
     A = inpaint.estimate_camera_motion(moving, m)
     assert A is not None and abs(A[1][0, 2] - 3.0) < 0.5  # frame 1 maps into frame 0's view 3 px to the right
+
+
+
+def test_colour_growth_takes_back_the_dark_shell_of_an_open_case_whose_mask_holds_its_inside():
+    """InterDyn 243's defect: the case is closed in two frames (its mask holds it all) and open in
+    two (its mask holds only the white inside). The ring around the inside is the dark shell, so a
+    background model from that ring took the shell for background and it stayed; from the whole
+    clip away from the masks, the shell is a small part of the background and the growth takes it."""
+    from hoi_cli.inpaint import grow_by_colour
+
+    T, H, W = 4, 120, 200
+    frames = np.repeat((_texture(H, W, seed=3) // 2 + 120)[None], T, axis=0)  # a bright, textured sheet
+    case = np.zeros((T, H, W), bool)
+    case[:, 30:90, 30:170] = True
+    frames[case] = (25, 25, 30)
+    inside = np.zeros_like(case)
+    inside[2:, 50:70, 50:150] = True  # frames 2, 3: the case is open...
+    frames[inside] = (235, 235, 240)
+    mask = case.copy()
+    mask[2:] = inside[2:]  # ...and its mask holds only the inside
+    grown = grow_by_colour(frames, mask, np.zeros_like(mask))
+    assert (grown[2:] & case[2:]).sum() / case[2:].sum() > 0.99  # was 0.24: the inside alone
+    assert (grown & ~case).sum() <= 0.001 * case.sum()  # and none of the sheet

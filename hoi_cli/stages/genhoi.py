@@ -40,7 +40,8 @@ VERSION = "8"  # 4: removal mask with holes filled, less the hands, missed hands
 # 6: the colour growth does not run out of an image edge the object does not reach; the hands' missed rim is kept
 # 7: a fill that equals the object's own pixel (a source frame showing the object there) is rejected, inpainted
 # 8: fill sources in the object's or the hands' colours (pieces their masks missed) are not background; a camera
-#    homography counts only where it aligns the background better than no motion
+#    homography counts only where it aligns the background better than no motion; the colour growth's background
+#    model is the whole clip away from the masks, not a ring around them
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, segment_stage.NAME)
 
 

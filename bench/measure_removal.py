@@ -112,16 +112,18 @@ def clip_inputs(clip: str, mode: str, runs: Path | None):
     return frames, masks["object"], masks["hand"], ref_obj, ref_hand
 
 
-def peer_removal(peer, frames: np.ndarray, obj: np.ndarray, hand: np.ndarray, dilate: int) -> np.ndarray:
-    """The old revision's removal of ``obj``: its own `removal_masks` where it has one, else the old
-    07_genhoi mask (the object mask dilated by ``dilate``)."""
+def peer_removal(peer, frames: np.ndarray, obj: np.ndarray, hand: np.ndarray, dilate: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The old revision's removal of ``obj`` and the mask it removed: its own `removal_masks` where
+    it has one, else the old 07_genhoi mask (the object mask dilated by ``dilate``)."""
     if hasattr(peer, "removal_masks"):
         remove, keep = peer.removal_masks(frames, obj, hand, dilate)
-        return peer.remove_object(frames, remove, keep_masks=keep)
+        return peer.remove_object(frames, remove, keep_masks=keep), remove & ~keep
     import cv2
 
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1,) * 2)
-    return peer.remove_object(frames, np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj]), keep_masks=hand)
+    remove = np.stack([cv2.dilate(m.astype(np.uint8), k) > 0 for m in obj])
+    return peer.remove_object(frames, remove, keep_masks=hand), remove & ~np.asarray(hand, bool)
 
 
 def object_coloured_fill(out: np.ndarray, frames: np.ndarray, remove: np.ndarray, ref_obj: np.ndarray,
@@ -167,10 +169,11 @@ def measure(clip: str, mode: str, runs: Path | None, peer, save: Path | None = N
     old = None
     if peer is not None:
         t0 = time.perf_counter()
-        old = peer_removal(peer, frames, obj, hand, dilate)
+        old, old_remove = peer_removal(peer, frames, obj, hand, dilate)
         row["peer_seconds"] = time.perf_counter() - t0
         row["peer_remnant"] = removal_remnant(old, frames, ref_obj, ref_hand)["remnant"]
-        row["peer_object_fill"] = object_coloured_fill(old, frames, remove, ref_obj, ref_hand)
+        # over the old removal's own mask: an object pixel it never filled is not a fill
+        row["peer_object_fill"] = object_coloured_fill(old, frames, old_remove, ref_obj, ref_hand)
     if save is not None:  # for looking at the frames: source, masks, new and old removal
         save.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(save / f"{clip}_{mode}.npz", frames=frames, object=obj, hand=hand, remove=remove,
@@ -257,7 +260,7 @@ def main() -> None:
 
         def mean(split, key, by=by):
             vals = [r[key] for r in by[split] if key in r]
-            return float(np.mean(vals)) if vals else float("nan")
+            return float(np.nanmean(vals)) if vals and not np.isnan(vals).all() else float("nan")
 
         print(" | ".join(f"{'mean':>11} " + " ".join(f"{mean(sp, c):>8.3f}" for c in cols) for sp in ("tune", "validate")))
         print(" | ".join(f"{'hand erased':>11} {mean(sp, 'hand_erased'):>8.4f}" + " " * (9 * len(cols) - 9)

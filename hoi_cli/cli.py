@@ -243,8 +243,6 @@ def _with_clip_prompts(overrides: dict, clip_prompts: dict | None) -> dict:
     return {**overrides, "01_detect": detect}
 
 
-
-
 def _make_progress(quiet: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

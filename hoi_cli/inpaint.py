@@ -13,8 +13,9 @@ Convention:
 Method:
 1. Camera motion. Sparse optical flow (Shi-Tomasi corners + pyramidal Lucas-Kanade) on the
    pixels outside both masks gives a RANSAC homography between consecutive frames, kept only
-   where it aligns the background better than no motion (`_explains_motion`: corners on a bare
-   table are noise or a moving arm); chained, they map every frame into every other. If no
+   where it aligns the background clearly better than no motion (error < 0.85 x the identity's,
+   `_explains_motion`: corners on a bare table are noise or a moving arm); chained, they map
+   every frame into every other. If no
    consecutive pair moves by more than ``static_px`` (corner displacement), the camera is
    treated as static.
 2. Temporal fill, static camera: one background plate shared by all frames (the per-pixel
@@ -302,24 +303,28 @@ def _consecutive_homographies(gray: np.ndarray, valid: np.ndarray, max_corners: 
 
 def _explains_motion(gray: np.ndarray, valid: np.ndarray, t: int, M: np.ndarray, gain: float = 0.85,
                      step: int = 2) -> bool:
-    """Does ``M`` (frame t -> t+1) align the background better than no motion at all? Its mean
-    absolute grey difference over the background of both frames (every ``step``-th pixel) must be
-    below ``gain`` x that of the identity. On a still camera over a bare table the corners sit on
-    a moving arm or on noise, and RANSAC returns a homography that moves the frame corners by
-    3-30 px while aligning nothing (InterDyn 125021: no pair's error below the identity's); taken
-    as camera motion, it sends far-off pixels into the fill."""
+    """Does ``M`` (frame t -> t+1) align the background clearly better than no motion at all? Its
+    mean absolute grey difference over the background (every ``step``-th pixel of frame t+1 that is
+    background there and, moved, in frame t) must be below ``gain`` x that of the identity, each
+    frame's median level taken off first (an exposure step must not hide a real move). On a still
+    camera over a bare table the corners sit on a moving arm or on noise, and RANSAC returns a
+    homography that moves the frame corners by 3-30 px while aligning nothing (InterDyn 125021:
+    no pair's error below the identity's); taken as camera motion, it sends far-off pixels into
+    the fill."""
     h, w = gray.shape[1:]
     src = gray[t].astype(np.float32)
     dst = gray[t + 1].astype(np.float32)
     moved = cv2.warpPerspective(src, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
+    moved_valid = cv2.warpPerspective(valid[t].astype(np.uint8), M, (w, h), flags=cv2.INTER_NEAREST,
+                                      borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
     sub = np.zeros((h, w), bool)
     sub[::step, ::step] = True
-    sub &= valid[t + 1] & valid[t] & (moved >= 0)
+    sub &= valid[t + 1] & valid[t] & moved_valid & (moved >= 0)
     if sub.sum() < 100:
         return True  # too little background to judge: trust the points
-    err_moved = float(np.abs(moved[sub] - dst[sub]).mean())
-    err_still = float(np.abs(src[sub] - dst[sub]).mean())
-    return err_moved < gain * err_still
+    d, m, s = dst[sub], moved[sub], src[sub]
+    d, m, s = d - np.median(d), m - np.median(m), s - np.median(s)
+    return float(np.abs(m - d).mean()) < gain * float(np.abs(s - d).mean())
 
 
 def _corner_motion(H: np.ndarray, w: int, h: int) -> float:

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import time
-import traceback
 import uuid
 from dataclasses import dataclass
 from importlib import metadata
@@ -396,19 +395,11 @@ class RunStore:
             shutil.rmtree(old, ignore_errors=True)
 
     def _record_failure(self, name: str, exc: BaseException) -> None:
-        known = known_error(exc)
-        if isinstance(exc, KeyboardInterrupt):
-            message = "interrupted"
-        elif known is not None:
-            message = known.one_line()
-        else:
-            message = f"{type(exc).__name__}: {exc}"
+        failure, tb = failure_of(exc, interrupted_hint="")
         try:
             (self.run_dir / FAILED_DIR).mkdir(exist_ok=True)
             _write_json_atomic(self.run_dir / FAILED_DIR / f"{name}.json", {
-                "stage": name, "error": message, "time": time.time(),
-                "traceback": None if known is not None or isinstance(exc, KeyboardInterrupt)
-                else "".join(traceback.format_exception(exc))})
+                "stage": name, "error": failure.one_line(), "time": time.time(), "traceback": tb})
         except OSError:  # a full disk may refuse even this; the CLI's summary still has the error
             pass
 

@@ -308,3 +308,21 @@ def test_colour_growth_takes_back_the_dark_shell_of_an_open_case_whose_mask_hold
     grown = grow_by_colour(frames, mask, np.zeros_like(mask))
     assert (grown[2:] & case[2:]).sum() / case[2:].sum() > 0.99  # was 0.24: the inside alone
     assert (grown & ~case).sum() <= 0.001 * case.sum()  # and none of the sheet
+
+
+def test_an_exposure_step_does_not_hide_a_real_camera_move():
+    """A camera panning 1 px per frame over a low-contrast wall, one frame 10 grey levels brighter
+    (auto-exposure): `_explains_motion` compares the errors with each frame's level taken off, so
+    the pan is kept on both sides of that frame (with raw differences it was dropped to identity
+    there and every later frame was off by 2 px)."""
+    from hoi_cli import inpaint
+
+    wall = _texture(140, 260, seed=4).astype(np.float32) * 0.3 + 100
+    frames = np.stack([wall[20:116, 10 + t:170 + t] for t in range(10)])
+    frames[5] += 10
+    frames = np.clip(frames, 0, 255).astype(np.uint8)
+    masks = np.zeros(frames.shape[:3], bool)
+    masks[:, 40:60, 60:90] = True
+    A = inpaint.estimate_camera_motion(frames, masks)
+    assert A is not None
+    assert np.abs(np.array([a[0, 2] for a in A]) - np.arange(10)).max() < 0.2  # frame t sits t px right of frame 0

@@ -544,8 +544,8 @@ def boxes_through_losses(mask_boxes: np.ndarray, track_boxes: np.ndarray | None,
         border = start - 1 if start > anchor_frame else t  # the masked frame the loss came from
         if not (0 <= border < T and have[border] and tracked[border]):
             continue
-        if box_iou(track[border][None], boxes[border][None].astype(np.float64))[0] < min_iou:
-            continue
+        if not box_iou(track[border][None], boxes[border][None].astype(np.float64))[0] >= min_iou:
+            continue  # (a NaN IoU, from a degenerate box, is no agreement either)
         run = np.arange(start, t)
         run = run[tracked[run]]
         boxes[run] = track[run]

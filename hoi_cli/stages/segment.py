@@ -306,9 +306,10 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
                                params=p.grabcut,
                                progress=progress, seeds=seeds)
     hand = hand & ~obj
-    return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32),
-            "object_boxes": extra.pop("object_boxes", None) if "object_boxes" in extra else boxes_from_masks(obj),
-            **extra}
+    object_boxes = extra.pop("object_boxes", None)
+    if object_boxes is None:
+        object_boxes = boxes_from_masks(obj)
+    return {"object": obj, "hand": hand, "boxes": boxes.astype(np.float32), "object_boxes": object_boxes, **extra}
 
 
 def run(ctx: StageContext) -> dict:
@@ -340,7 +341,7 @@ def run(ctx: StageContext) -> dict:
     seconds = time.perf_counter() - started
     save_masks(ctx.out_dir / "masks.npz", res["object"], res["hand"], res["object_boxes"], **res.get("arrays", {}))
     if p.preview:
-        write_preview(ctx.out_dir / "preview.mp4", frames, res["object"], res["hand"], res["boxes"],
+        write_preview(ctx.out_dir / "preview.mp4", frames, res["object"], res["hand"], res["object_boxes"],
                       meta.get("fps") or 12.0)
     T = len(frames)
     return {

@@ -249,8 +249,13 @@ def test_boxes_through_losses_takes_the_track_only_where_it_agreed_where_the_los
     track[13:20] = [40.0, 12.0, 60.0, 42.0]  # the object moved while its mask was lost
     track[12] = [12.0, 10.0, 32.0, 40.0]  # IoU 18*30 / (22*30) = 0.82 with the mask's box
     boxes, source = boxes_through_losses(mask_boxes, track, anchor_frame=10)
-    assert np.array_equal(boxes[13:20], track[13:20]) and (source[13:20] == 2).all()
+    # the track's boxes, moved by frame 12's offset from the mask's box (2 px to the left): no jump
+    assert np.array_equal(boxes[13:20], track[13:20] - [2.0, 0.0, 2.0, 0.0]) and (source[13:20] == 2).all()
     assert np.array_equal(boxes[:13], mask_boxes[:13]) and (source[:13] == 1).all() and (source[20:] == 1).all()
+    unshifted, _ = boxes_through_losses(mask_boxes, track, anchor_frame=10, shift=False)
+    assert np.array_equal(unshifted[13:20], track[13:20])
+    clipped, _ = boxes_through_losses(mask_boxes, track, anchor_frame=10, image_size=(55, 100))
+    assert np.array_equal(clipped[13:20, 2], np.full(7, 55.0))  # 58 clipped to the image's width
     # a track that had drifted off the mask where the loss began (IoU 0.33) is not trusted
     track[12] = [20.0, 10.0, 40.0, 40.0]
     boxes, source = boxes_through_losses(mask_boxes, track, anchor_frame=10)

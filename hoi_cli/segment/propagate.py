@@ -511,18 +511,23 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
 
 
 def boxes_through_losses(mask_boxes: np.ndarray, track_boxes: np.ndarray | None, anchor_frame: int,
-                         min_iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                         min_iou: float = 0.5, *, shift: bool = True,
+                         image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The object's box per frame: its mask's tight box, and through a run of frames where the mask
     was lost, the prompt's box track (01_detect's CSRT boxes) where the track agreed with the mask
     (box IoU >= ``min_iou``) on the frame the loss came from (the run's border on the anchor's side).
     A mask can drop an object whose colour shifts (exposure, something put into it) while the box
-    tracker still holds it; a track that had already drifted from the mask is not trusted.
+    tracker still holds it; a track that had already drifted from the mask is not trusted. With
+    ``shift`` the carried boxes keep the offset each edge had from the mask's box on that border
+    frame (so the box does not jump where the loss begins), clipped to ``image_size`` (w, h).
 
     Returns ``(boxes (T, 4) float32, source (T,) uint8)``: 1 = mask, 2 = track, 0 = none (NaN box).
 
     Convention: anchor 10, masks on 0..12 and 20..29, nothing on 13..19: frames 13..19 take the
-    track's boxes if the track's box on frame 12 overlaps frame 12's mask box by IoU >= 0.5; a run
-    before the anchor looks at its right border instead (the frame after it)."""
+    track's boxes if the track's box on frame 12 overlaps frame 12's mask box by IoU >= 0.5, moved
+    by frame 12's difference (mask box [10, 10, 30, 40], track [12, 10, 32, 40]: each carried box
+    is the track's, 2 px to the left); a run before the anchor looks at its right border instead
+    (the frame after it)."""
     from ..conventions import box_iou
 
     boxes = np.array(mask_boxes, np.float32)
@@ -533,6 +538,7 @@ def boxes_through_losses(mask_boxes: np.ndarray, track_boxes: np.ndarray | None,
         return boxes, source
     track = np.asarray(track_boxes, np.float64)
     tracked = np.isfinite(track).all(axis=1)
+    w, h = image_size if image_size is not None else (0, 0)
     t = 0
     while t < T:
         if have[t]:
@@ -548,7 +554,11 @@ def boxes_through_losses(mask_boxes: np.ndarray, track_boxes: np.ndarray | None,
             continue  # (a NaN IoU, from a degenerate box, is no agreement either)
         run = np.arange(start, t)
         run = run[tracked[run]]
-        boxes[run] = track[run]
+        if shift:  # the track's edges, moved by where they stood off the mask's on the border frame
+            carried = track[run] + (boxes[border].astype(np.float64) - track[border])
+            boxes[run] = np.clip(carried, 0, [w, h, w, h]) if image_size is not None else carried
+        else:
+            boxes[run] = track[run]
         source[run] = 2
     return boxes, source
 

@@ -293,7 +293,8 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         f = prompt_frame(det)
         obj, info = propagate_masks(frames, boxes[f], f, hand_masks=hand_bg, soft_hand_masks=hand,
                                     params=propagate_params, track_boxes=boxes, progress=progress)
-        object_boxes, source = boxes_through_losses(boxes_from_masks(obj), boxes, info.get("anchor_frame", f))
+        object_boxes, source = boxes_through_losses(boxes_from_masks(obj), boxes, info.get("anchor_frame", f),
+                                                    image_size=(frames.shape[2], frames.shape[1]))
         boxes = boxes_from_masks(obj)
         extra = {"object_boxes": object_boxes, "arrays": {"object_box_source": source},
                  "summary": {"object_boxes_from_track": int((source == 2).sum())}}

@@ -65,28 +65,30 @@ def removal_masks(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.n
     T = len(object_masks)
     keep = np.zeros(np.shape(object_masks), bool) if hand_masks is None else complete_hand_masks(frames, hand_masks)
     obj = np.asarray(object_masks, bool)
-    grown = grow_by_colour(frames, obj, keep)
+    idx = _colour_index(frames, 16) if obj.any() else None  # one colour index for both colour steps
+    grown = grow_by_colour(frames, obj, keep, colour_index=idx)
     keep &= ~(grown & ~obj)  # a hand mask drawn too wide over the object (between the fingers) gives it back
     remove = removal_mask(grown, keep, dilate_px)
     if keep.any():
         # the hand's rim that its mask missed, in the band the removal adds around the object mask
-        keep |= hand_coloured_rim(frames, remove & ~obj, keep, obj, dilate_px + 2)
+        keep |= hand_coloured_rim(frames, remove & ~obj, keep, obj, dilate_px + 2, colour_index=idx)
         remove &= ~keep
     return remove, keep[:T]
 
 
 def hand_coloured_rim(frames: np.ndarray, band: np.ndarray, keep: np.ndarray, obj: np.ndarray, reach: int,
-                      bins: int = 16) -> np.ndarray:
+                      bins: int = 16, colour_index: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``band`` (the removal's margin outside the object mask) that are hand-coloured
     and connected to the hand mask ``keep`` within ``reach`` px: a finger tip or knuckle its mask
     cut short. Hand-coloured: at least as likely under the hands' colour histogram (their inside)
-    as under the object's (``obj`` inside), RGB with ``bins`` per channel."""
+    as under the object's (``obj`` inside), RGB with ``bins`` per channel (``colour_index``: the
+    frames' `_colour_index` at those bins, where the caller has it)."""
     k3 = np.ones((3, 3), np.uint8)
     hand_core = np.stack([cv2.erode(m.astype(np.uint8), k3, iterations=2) > 0 for m in keep])
     obj_core = np.stack([cv2.erode(m.astype(np.uint8), k3, iterations=2) > 0 for m in obj]) & ~keep
     if hand_core.sum() < 50 or obj_core.sum() < 50:
         return np.zeros_like(band)
-    idx = _colour_index(frames, bins)
+    idx = _colour_index(frames, bins) if colour_index is None else colour_index
     hand_like = _colour_model(idx[hand_core], bins) >= _colour_model(idx[obj_core], bins)
     out = np.zeros_like(band)
     for t in range(len(band)):
@@ -122,7 +124,8 @@ def _colour_model(colour_indices: np.ndarray, bins: int) -> np.ndarray:
 
 
 def grow_by_colour(frames: np.ndarray, object_masks: np.ndarray, keep: np.ndarray, *, bins: int = 16,
-                   ratio: float = 3.0, reach: float = 0.5, gap_px: int = 5) -> np.ndarray:
+                   ratio: float = 3.0, reach: float = 0.5, gap_px: int = 5,
+                   colour_index: np.ndarray | None = None) -> np.ndarray:
     """Object masks grown into the pieces of the object they missed next to them.
 
     Colour models (RGB histograms, ``bins`` per channel) of the object (its masks over the clip,
@@ -135,13 +138,14 @@ def grow_by_colour(frames: np.ndarray, object_masks: np.ndarray, keep: np.ndarra
     model than under either other, and it is connected to the mask through such pixels within
     ``reach`` x the object's size (the square root of its area), or enclosed by the hand mask
     within that reach. That takes in pixels of a hand mask drawn too wide (the object between
-    the fingers), never ones coloured like the hand.
+    the fingers), never ones coloured like the hand. ``colour_index``: the frames'
+    `_colour_index` at ``bins``, where the caller has it.
     """
     obj = np.asarray(object_masks, bool)
     T = len(obj)
     if not obj.any():
         return obj
-    idx = _colour_index(frames, bins)
+    idx = _colour_index(frames, bins) if colour_index is None else colour_index
     k3 = np.ones((3, 3), np.uint8)
     core = np.stack([cv2.erode(m.astype(np.uint8), k3, iterations=2) > 0 for m in obj]) & ~keep
     dist = np.stack([_distance_to(m) for m in obj])  # a distance transform: cheap for any radius

@@ -178,8 +178,8 @@ def run_auto(frames, det, mano, params):
     return res, time.perf_counter() - t0
 
 
-def write_overlay(path: Path, frames, pred, ref=None, ref_boxes=None, every: int = 4):
-    """A sheet of every ``every``-th frame: prediction green, reference outline/box magenta."""
+def write_overlay(path: Path, frames, pred, ref=None, ref_boxes=None, every: int = 4, pred_boxes=None):
+    """A sheet of every ``every``-th frame: prediction green (its object box cyan), reference outline/box magenta."""
     import cv2
 
     from hoi_cli.video import write_image
@@ -194,6 +194,9 @@ def write_overlay(path: Path, frames, pred, ref=None, ref_boxes=None, every: int
         if ref_boxes is not None and np.isfinite(ref_boxes[t]).all():
             b = ref_boxes[t].astype(int)
             cv2.rectangle(f, (b[0], b[1]), (b[2] - 1, b[3] - 1), (255, 0, 255), 1)
+        if pred_boxes is not None and np.isfinite(pred_boxes[t]).all():
+            b = pred_boxes[t].astype(int)
+            cv2.rectangle(f, (b[0], b[1]), (b[2] - 1, b[3] - 1), (0, 255, 255), 1)
         cv2.putText(f, str(t), (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
         tiles.append(f)
     cols = 4
@@ -250,7 +253,7 @@ def measure(a) -> dict:
                                  "box_iou": mask_box_iou(res["object_boxes"], rb), "fps": T / sec}
                     if a.overlays:
                         write_overlay(a.overlays / f"{split}_{clip}_{name}_{mode}.png".replace(" ", "_"), frames,
-                                      res["object"], rm, rb if rm is None else None)
+                                      res["object"], rm, rb if rm is None else None, pred_boxes=res["object_boxes"])
                 rows.append(row)
                 if not a.json:
                     print(fmt_row(row, modes), flush=True)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from hoi_cli.conventions import box_from_mask, box_iou
-from hoi_cli.segment.propagate import ColourModel, boxes_from_masks, boxes_through_losses, propagate_masks
+from hoi_cli.segment.propagate import (ColourModel, boxes_from_masks, boxes_in_prompt_convention, boxes_through_losses,
+                                      propagate_masks)
 from hoi_cli.stages import segment
 
 H, W = 150, 240
@@ -295,6 +296,47 @@ def test_a_prompted_objects_box_goes_on_through_a_lost_mask_with_the_box_track()
     assert np.array_equal(res["object_boxes"][lose_from:], track[lose_from:])
     assert np.array_equal(res["object_boxes"][:lose_from], track[:lose_from])  # the same masks up to the loss
     assert np.isnan(res["boxes"][lose_from:]).all()  # the mask's own boxes stay empty there
+
+
+def test_boxes_in_prompt_convention_keep_the_prompts_margins_in_units_of_the_box():
+    # the docstring's worked example: prompt [10, 20, 50, 120] around the mask box [20, 30, 40, 110]
+    boxes = np.array([[20, 30, 40, 110], [100, 0, 140, 40], [np.nan] * 4], np.float32)
+    out = boxes_in_prompt_convention(boxes, [10, 20, 50, 120], 0)
+    assert np.array_equal(out[0], [10, 20, 50, 120])  # the prompt frame gets the prompt box itself
+    assert np.array_equal(out[1], [80, -5, 160, 45])  # 0.5 x 40 px left and right, 0.125 x 40 px up and down
+    assert np.isnan(out[2]).all()
+    assert np.array_equal(boxes_in_prompt_convention(boxes, [10, 20, 50, 120], 0, image_size=(150, 100))[1],
+                          [80, 0, 150, 45])
+    # a prompt box tighter than the mask's box narrows the others the same way
+    assert np.array_equal(boxes_in_prompt_convention(boxes, [25, 30, 40, 110], 0)[1], [110, 0, 140, 40])
+    # no box on the prompt frame (or the prompt frame outside the clip): unchanged
+    assert np.array_equal(boxes_in_prompt_convention(boxes, [10, 20, 50, 120], 2), boxes, equal_nan=True)
+    assert np.array_equal(boxes_in_prompt_convention(boxes, [10, 20, 50, 120], 5), boxes, equal_nan=True)
+
+
+def test_a_loose_box_prompt_gives_boxes_drawn_the_users_way():
+    """A user draws a box 30% wider and taller than the object, as the people who drew something_else's
+    boxes did; 03_segment's object boxes keep those margins on every frame, the masks are unchanged."""
+    T, f = 10, 2
+    bg = textured_background(1)
+    frames, obj = np.zeros((T, H, W, 3), np.uint8), np.zeros((T, H, W), bool)
+    for t in range(T):  # the striped bar sliding right and down
+        img = bg.copy()
+        draw_object(img, obj[t], 70 + 8 * t, 60 + 3 * t, 0)
+        frames[t] = np.clip(img, 0, 255).astype(np.uint8)
+    tight = np.stack([box_from_mask(m) for m in obj]).astype(np.float64)
+    wh = np.concatenate([tight[:, 2:] - tight[:, :2]] * 2, axis=1)
+    loose = tight + 0.15 * wh * [-1, -1, 1, 1]  # 15% of the box's width and height on each side
+
+    det = _det_without_hands(T, loose[f], f)
+    res = segment.segment_clip(frames, det, None, segment.Params(preview=False))
+    plain = segment.segment_clip(frames, det, None, segment.Params(preview=False, prompt_box_margins=False))
+    assert np.array_equal(res["object"], plain["object"])
+    assert np.array_equal(plain["object_boxes"], boxes_from_masks(plain["object"]), equal_nan=True)
+    assert np.allclose(res["object_boxes"][f], loose[f], atol=1e-3)  # the prompt frame: the user's box
+    users = box_iou(res["object_boxes"].astype(np.float64), loose)
+    masks_own = box_iou(plain["object_boxes"].astype(np.float64), loose)
+    assert users.min() > 0.9 and masks_own.max() < 0.8, (users, masks_own)
 
 
 def test_the_optional_motion_check_gives_a_rotating_object_no_rim_of_background():

@@ -562,3 +562,31 @@ def boxes_through_losses(mask_boxes: np.ndarray, track_boxes: np.ndarray | None,
         source[run] = 2
     return boxes, source
 
+
+def boxes_in_prompt_convention(boxes: np.ndarray, prompt_box, prompt_frame: int,
+                               image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """The object's boxes drawn the way the user drew the prompt box: each box widened (or narrowed)
+    on each side by the margin the prompt box had around the mask's box on the prompt frame, in units
+    of the box's own width or height. A user's box says how far the object reaches on that frame,
+    including what the fingers hide and however loosely they draw; the mask sees only the visible
+    part, and its box stays short of the user's in the same way through the clip (a phone's dark
+    bezel GrabCut leaves out, a glass of which only the inside is cut). Unchanged where the prompt
+    frame has no box. Clipped to ``image_size`` (w, h) where given.
+
+    Convention: prompt [10, 20, 50, 120] around the prompt frame's mask box [20, 30, 40, 110]
+    (w 20, h 80): margins 0.5 w left and right, 0.125 h top and bottom; a later box
+    [100, 0, 140, 40] (w 40, h 40) becomes [80, -5, 160, 45], clipped to the image [80, 0, 160, 45]."""
+    out = np.array(boxes, np.float64)
+    if not 0 <= prompt_frame < len(out):
+        return out.astype(np.float32)
+    a, pb = out[prompt_frame].copy(), np.asarray(prompt_box, np.float64)
+    w, h = a[2] - a[0], a[3] - a[1]
+    if not (np.isfinite(a).all() and np.isfinite(pb).all() and w > 0 and h > 0):
+        return out.astype(np.float32)
+    left, top, right, bottom = (a[0] - pb[0]) / w, (a[1] - pb[1]) / h, (pb[2] - a[2]) / w, (pb[3] - a[3]) / h
+    bw, bh = out[:, 2] - out[:, 0], out[:, 3] - out[:, 1]
+    out += np.stack([-left * bw, -top * bh, right * bw, bottom * bh], axis=1)
+    if image_size is not None:
+        out = np.clip(out, 0, [image_size[0], image_size[1]] * 2)
+    return out.astype(np.float32)
+

@@ -14,6 +14,8 @@ Outputs:
                     frames where the mask was lost take 01_detect's tracked box when the track
                     agreed with the mask where the loss began (`boxes_through_losses`);
                     ``object_box_source`` uint8 ``(T,)`` says which: 1 mask, 2 track, 0 none.
+                    Since VERSION 9, with a box prompt, the boxes keep the margins the user's
+                    box had around the mask on the prompt frame (``prompt_box_margins``).
     ``preview.mp4`` the frames with the object (green) and hand (red) masks and the object box.
 
 Prompted object (01_detect ran with ``object_box`` / ``object_point``; its record, `object_prompt`): with the
@@ -66,11 +68,12 @@ from .base import StageContext, resolve_device
 from . import detect as detect_stage, frames as frames_stage, hands as hands_stage
 
 NAME = "03_segment"
-VERSION = "8"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
+VERSION = "9"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
 # 7: a prompt whose cut misses its box is anchored on a sharper frame or the box; a lost object is found near a hand
 # 8: a prompted object's box goes on through the mask's losses by the box track (object_box_source)
+# 9: a box-prompted object's boxes keep the prompt box's margins around the mask (prompt_box_margins)
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 
 
@@ -117,6 +120,10 @@ class Params:
     """A prompted object (01_detect's object_box / object_point): propagate its mask from the prompt
     frame with optical flow (`hoi_cli.segment.propagate`) instead of cutting it out of 01_detect's
     tracked box in every frame."""
+    prompt_box_margins: bool = True
+    """A box prompt, with prompt_propagate: the object boxes keep the margins the user's box had around
+    the mask's box on the prompt frame (`boxes_in_prompt_convention`): a box as the user draws it,
+    reaching behind the fingers, not the visible mask's tight box. The masks are unchanged."""
     refine_hands: bool = True
     """Hand mask: refine the mesh silhouette against the image (skin colour + GrabCut in a band)."""
     hand_keypoints: bool = True
@@ -262,7 +269,7 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
     their prompt record (`object_prompt`). ``propagate_params``: a
     `hoi_cli.segment.propagate.PropagateParams` for a prompted object (default: its defaults)."""
     from ..segment.grabcut import segment_sequence
-    from ..segment.propagate import boxes_from_masks, boxes_through_losses
+    from ..segment.propagate import boxes_from_masks, boxes_in_prompt_convention, boxes_through_losses
 
     boxes = object_boxes_from_detections(det, p)
     extra: dict = {}
@@ -293,8 +300,13 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         f = prompt_frame(det)
         obj, info = propagate_masks(frames, boxes[f], f, hand_masks=hand_bg, soft_hand_masks=hand,
                                     params=propagate_params, track_boxes=boxes, progress=progress)
-        object_boxes, source = boxes_through_losses(boxes_from_masks(obj), boxes, info.get("anchor_frame", f),
-                                                    image_size=(frames.shape[2], frames.shape[1]))
+        size = (frames.shape[2], frames.shape[1])
+        object_boxes = boxes_from_masks(obj)
+        prompt = object_prompt(det) or {}
+        if p.prompt_box_margins and prompt.get("box") is not None and info.get("anchor_frame", f) == f:
+            object_boxes = boxes_in_prompt_convention(object_boxes, boxes[f], f, image_size=size)
+        object_boxes, source = boxes_through_losses(object_boxes, boxes, info.get("anchor_frame", f),
+                                                    image_size=size)
         boxes = boxes_from_masks(obj)
         extra = {"object_boxes": object_boxes, "arrays": {"object_box_source": source},
                  "summary": {"object_boxes_from_track": int((source == 2).sum())}}

@@ -210,6 +210,7 @@ def test_pairs_batch_keep_going_scores_the_rest_and_means_only_them(app, clips, 
     for p in failed.values():
         assert p["exit_code"] == 3 and p["kind"] == "BadInputError" and p["hint"] and p["error"]
     assert "not found" in failed["gone"]["error"]
+    assert all(p["seconds"] >= 0 for p in doc["pairs"]) and sum(p["seconds"] for p in doc["pairs"]) > 0
     assert failed["broken"]["error"].startswith("not a readable video:") and "corrupt.mp4" in failed["broken"]["error"]
     assert [c["name"] for c in doc["clips"]] == ["first", "third"]
     first = _psnr_by_hand(clips / "b.mp4", clips / "a.mp4")
@@ -283,6 +284,7 @@ class _PooledTest(MetricGroup):
 
     name = "pooled_test"
     metrics = (Metric("pooled_test", "", None, "clips pooled"),)
+    pooled_lists = ("pooled",)  # undone for a pair that fails half-way
 
     def load(self) -> None:
         self.pooled: list[str] = []
@@ -334,10 +336,11 @@ def test_pairs_batch_bug_in_one_pair_is_recorded_and_undone(app, clips, tmp_path
 
 
 def test_one_pair_failing_is_as_before(app, clips, batch_csv, tmp_path):
-    """A single pair is no batch: its failure is the command's error (error JSON, its code), nothing written."""
+    """A single pair without --keep-going is no batch: its failure is the command's error (error JSON, its code),
+    nothing written."""
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["eval", "-g", str(batch_csv.parent / "corrupt.mp4"), "-r", str(clips / "a.mp4"),
-                                 "--out", str(out), "--keep-going", *BATCH_ARGS])
+                                 "--out", str(out), *BATCH_ARGS])
     assert r.exit_code == int(ExitCode.BAD_INPUT)
     doc = json.loads(_stdout(r))
     assert set(doc) == {"ok", "error", "hint", "exit_code", "kind"} and "not a readable video" in doc["error"]
@@ -345,6 +348,139 @@ def test_one_pair_failing_is_as_before(app, clips, batch_csv, tmp_path):
     r = CliRunner().invoke(app, ["eval", "-g", str(clips / "b.mp4"), "-r", str(clips / "a.mp4"), *BATCH_ARGS])
     assert r.exit_code == 0
     assert not {"pairs", "n_ok", "n_failed"} & set(json.loads(_stdout(r)))  # no batch keys for one pair
+
+
+class _CountsFrames(MetricGroup):
+    """Pools a number, not a list (a frame count), so it declares its own checkpoint and rollback."""
+
+    name = "frames_test"
+    metrics = (Metric("frames_test", "", None, "frames pooled"),)
+
+    def load(self) -> None:
+        self.n_frames = 0
+        self.asked: list[str] = []  # every pair it was asked to score, failed ones too: a log, not a pool
+
+    def compute(self, clip) -> None:
+        self.asked.append(clip.pair.name)
+        self.n_frames += clip.shape[0]
+
+    def checkpoint(self):
+        return self.n_frames
+
+    def rollback(self, state) -> None:
+        self.n_frames = state
+
+    def finish(self, report) -> None:
+        report.entry(self.metrics[0], self.n_frames, asked=list(self.asked))
+
+
+def test_pooled_groups_undo_a_failed_pair_through_their_own_hook(app, clips, tmp_path):
+    """Only what a group declares pooled is undone: a non-list pool is rolled back, a list that is no pool is kept."""
+    from hoi_cli.metrics import registry
+
+    for group in (_CountsFrames, _FailsOnBoom):
+        registry.register(group)
+    try:
+        csv_path = tmp_path / "pairs.csv"
+        csv_path.write_text("name,generated,reference\n"
+                            f"one,{clips / 'b.mp4'},{clips / 'a.mp4'}\n"
+                            f"boom,{clips / 'a.mp4'},{clips / 'b.mp4'}\n"
+                            f"two,{clips / 'a.mp4'},{clips / 'a.mp4'}\n")
+        r = CliRunner().invoke(app, ["eval", "--pairs", str(csv_path), "--keep-going", "--max-frames", "4",
+                                     "--metrics", "frames_test,boom_test", "--format", "json"])
+    finally:
+        for group in (_CountsFrames, _FailsOnBoom):
+            registry.REGISTRY.remove(group)
+    assert r.exit_code == int(ExitCode.FAILED), r.output
+    entry = json.loads(_stdout(r))["metrics"]["frames_test"]
+    assert entry["value"] == 8  # 4 frames of "one" and of "two"; "boom"'s 4 were pooled, then undone
+    assert entry["asked"] == ["one", "boom", "two"]  # not a pool: left alone
+
+
+def test_fid_and_fvd_declare_what_they_pool():
+    """FID's and FVD's per-clip features (and FVD's frame counts) go back to a checkpoint."""
+    from hoi_cli.metrics.evaluate import EvalOptions
+    from hoi_cli.metrics.groups import FID, FVD
+    from hoi_cli.metrics.registry import EvalRun
+
+    run = EvalRun(EvalOptions(metrics=("fid", "fvd")), found={}, missing={})
+    for group_class in (FID, FVD):
+        group = group_class(run)
+        group.load()  # no weights: the lists are made, no network
+        group.generated_features.append(np.zeros((3, 4)))
+        group.reference_features.append(np.ones((3, 4)))
+        state = group.checkpoint()
+        group.generated_features.append(np.zeros((2, 4)))
+        group.reference_features.append(np.ones((2, 4)))
+        if group_class is FVD:
+            group.frames_used += [16, 16]
+        group.rollback(state)
+        assert [f.shape for f in group.generated_features] == [(3, 4)]
+        assert [f.shape for f in group.reference_features] == [(3, 4)]
+        if group_class is FVD:
+            assert group.frames_used == []
+
+
+def test_pairs_batch_with_no_pair_scored_still_lists_pairs_and_skipped_metrics(app, clips, tmp_path, monkeypatch):
+    """All pairs failed: the summary still has every pair's failure and the metrics skipped for missing weights,
+    as a batch with scored pairs has."""
+    monkeypatch.setenv("HOI_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(2).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text("name,generated,reference\n"
+                        f"gone,{tmp_path / 'missing.mp4'},{clips / 'a.mp4'}\n"
+                        f"broken,corrupt.mp4,{clips / 'a.mp4'}\n")
+    out = tmp_path / "out"
+    args = ["eval", "--pairs", str(csv_path), "--keep-going", "--metrics", "psnr,lpips,fid,motion_smoothness",
+            "--no-hoi-crop"]
+    r = CliRunner().invoke(app, [*args, "--out", str(out), "--format", "json"])
+    assert r.exit_code == int(ExitCode.BAD_INPUT), r.output
+    doc = json.loads(_stdout(r))
+    assert doc == json.loads((out / "metrics.json").read_text())
+    assert (doc["ok"], doc["n_ok"], doc["n_failed"], doc["n_not_run"], doc["n_pairs"], doc["n_clips"]) == \
+        (False, 0, 2, 0, 2, 0)
+    assert [(p["name"], p["ok"], p["exit_code"]) for p in doc["pairs"]] == [("gone", False, 3), ("broken", False, 3)]
+    m = doc["metrics"]
+    assert m["lpips"]["status"] == "skipped" and m["lpips"]["needs"] == "alexnet-owt-7be5be79.pth"
+    assert m["fid"]["status"] == "skipped" and m["fid"]["needs"] == "pt_inception-2015-12-05-6726825d.pth"
+    assert m["motion_smoothness"]["status"] == "skipped" and m["motion_smoothness"]["needs"] == "amt-s_torchscript.pt"
+    assert m["fid"]["looked_in"] and m["fid"]["hint"]
+    assert "psnr" not in m  # nothing to average: no value, as for a metric no scored pair had
+    assert (out / "per_clip.csv").read_text().splitlines() == ["name,generated,reference,n_frames"]
+    r = CliRunner().invoke(app, args, terminal_width=200)  # the table says the same
+    assert r.exit_code == 3
+    assert "pairs: 0 of 2 scored, 2 failed, 0 not run" in _stdout(r) and "failed: broken:" in _stdout(r)
+    assert "needs pt_inception-2015-12-05-6726825d.pth" in _stdout(r)
+
+
+def test_one_pair_with_keep_going_is_a_one_pair_batch(app, clips, batch_csv, tmp_path):
+    """--keep-going on a single pair: its failure is recorded in the written summary and the exit code is the
+    batch's, as for a one-row --pairs CSV."""
+    out = tmp_path / "out"
+    for generated, why in ((batch_csv.parent / "corrupt.mp4", "not a readable video"),
+                           (tmp_path / "missing.mp4", "not found")):
+        r = CliRunner().invoke(app, ["eval", "-g", str(generated), "-r", str(clips / "a.mp4"), "--out", str(out),
+                                     "--keep-going", *BATCH_ARGS])
+        assert r.exit_code == int(ExitCode.BAD_INPUT), r.output
+        doc = json.loads(_stdout(r))
+        assert doc == json.loads((out / "metrics.json").read_text())
+        assert (doc["ok"], doc["n_ok"], doc["n_failed"], doc["n_not_run"], doc["n_pairs"]) == (False, 0, 1, 0, 1)
+        (pair,) = doc["pairs"]
+        assert pair["name"] == generated.stem and pair["exit_code"] == 3 and why in pair["error"] and pair["hint"]
+        assert doc["n_clips"] == 0 and doc["clips"] == []
+    r = CliRunner().invoke(app, ["eval", "-g", str(tmp_path / "missing.mp4"), "-r", str(clips / "a.mp4"),
+                                 "--keep-going", "--metrics", "psnr"], terminal_width=200)
+    assert r.exit_code == int(ExitCode.BAD_INPUT)
+    assert _stdout(r).splitlines() == ["pairs: 0 of 1 scored, 1 failed, 0 not run",
+                                       f"failed: missing: not found: {tmp_path / 'missing.mp4'} (exit 3; hint: check "
+                                       "the path)"]  # no empty table
+    r = CliRunner().invoke(app, ["eval", "-g", str(clips / "b.mp4"), "-r", str(clips / "a.mp4"), "--keep-going",
+                                 *BATCH_ARGS])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(_stdout(r))
+    assert (doc["ok"], doc["n_ok"], doc["n_failed"], doc["n_pairs"]) == (True, 1, 0, 1)
+    assert doc["metrics"]["psnr"]["value"] == pytest.approx(_psnr_by_hand(clips / "b.mp4", clips / "a.mp4"), abs=1e-9)
 
 
 # ----------------------------------------------------------------------------- real data

@@ -29,7 +29,8 @@ def eval_command(
         help="CSV of clip pairs: generated,reference[,name,generated_mask,reference_mask].")] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help=(
         "--pairs: go on with the other pairs after a failed one (without it the batch stops there); "
-        "the pairs scored are written either way."))] = False,
+        "the pairs scored are written either way. With one pair (-g/-r) it makes a one-pair batch: "
+        "a failure is recorded in the summary written, and the exit code is the batch's."))] = False,
     generated_mask: Annotated[PathOption, typer.Option(
         help="Object masks of the generated clip (mask video, folder or npz).")] = None,
     reference_mask: Annotated[PathOption, typer.Option(
@@ -62,6 +63,7 @@ def eval_command(
     def log(msg: str) -> None:
         err.print(msg, highlight=False, markup=False)
 
+    batch = pairs is not None or keep_going  # one pair with --keep-going: a one-pair batch
     try:
         from ..metrics.evaluate import (ClipPair, EvalOptions, check_paths, evaluate, read_pairs_csv, render_table,
                                         to_json, write_outputs)
@@ -76,7 +78,8 @@ def eval_command(
                 raise BadInputError("need --generated and --reference (or --pairs CSV)",
                                     "hoi eval --generated gen.mp4 --reference gt.mp4", exit_code=ExitCode.USAGE)
             clip_pairs = [ClipPair(generated, reference, generated_mask=generated_mask, reference_mask=reference_mask)]
-            check_paths(clip_pairs[0])  # a batch's missing file is its pair's failure, met when the pair's turn comes
+            if not batch:  # a batch's missing file is its pair's failure, met when the pair's turn comes
+                check_paths(clip_pairs[0])
         from ..device import resolve_device
 
         device = resolve_device(device)
@@ -93,14 +96,14 @@ def eval_command(
                            amt_weights=str(amt_weights) if amt_weights else None,
                            fid_resize=fid_resize, fvd_frames=fvd_frames, hoi_crop=hoi_crop, hoi_margin=hoi_margin,
                            max_frames=max_frames, strict=strict, device=device)
-        on_failure = "raise" if pairs is None else "continue" if keep_going else "stop"
-        with sigterm_as_interrupt() if pairs is not None else contextlib.nullcontext():  # SLURM's time limit
+        on_failure = "continue" if keep_going else "stop" if batch else "raise"
+        with sigterm_as_interrupt() if batch else contextlib.nullcontext():  # SLURM's time limit
             doc = evaluate(clip_pairs, opts, log=log, on_failure=on_failure)
         if out is not None:
             paths = write_outputs(doc, out)
             log(f"wrote {paths['metrics']} and {paths['per_clip']}")
     except KeyboardInterrupt:
-        if pairs is None:
+        if not batch:
             raise  # one pair: as before
         # a batch stopped outside its pairs (loading networks, pooling, writing): nothing more to keep
         fail(HoiError("interrupted", "run the same command again", exit_code=ExitCode.INTERRUPTED), fmt)
@@ -110,7 +113,7 @@ def eval_command(
         sys.stdout.write(to_json(doc) + "\n")
     else:
         render_table(doc, Console())
-    code = batch_exit_code(doc.get("pairs", []))  # one pair: 0 (its failure exited above)
+    code = batch_exit_code(doc.get("pairs", []))  # one pair, no batch: 0 (its failure exited above)
     if code:
         raise typer.Exit(code)
 

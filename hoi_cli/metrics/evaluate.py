@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import BadInputError, MissingWeightsError, failure_of
+from ..errors import BadInputError, ExitCode, MissingWeightsError, failure_of
 from . import groups as _groups  # noqa: F401  (registers the metric groups)
 from .groups import hoi_boxes  # noqa: F401  (re-exported: `hoi_cli.metrics.pixel` names it here)
 from .registry import REGISTRY, Clip, EvalRun, Report, metric_info
@@ -252,20 +252,25 @@ def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None
             clips.append(_score_pair(pair, run, groups, order, hands))
             continue
         status = {"name": pair.name, "generated": str(pair.generated), "reference": str(pair.reference)}
+        t_pair = time.perf_counter()
         try:
             clips.append(_score_pair(pair, run, groups, order, hands))
             tried.append({**status, "ok": True})
         except (Exception, KeyboardInterrupt) as exc:  # this pair's failure, not the batch's
             tried.append({**status, **_pair_failure(exc)})
+        tried[-1]["seconds"] = round(time.perf_counter() - t_pair, 3)  # as `hoi preprocess`/`generate` records
+        if not tried[-1]["ok"]:
             log(f"error: {pair.name}: {' '.join(tried[-1]['error'].split())}")
             log(f"hint: {' '.join(tried[-1]['hint'].split())}")
-            if isinstance(exc, KeyboardInterrupt) or on_failure == "stop":
+            if tried[-1]["exit_code"] == ExitCode.INTERRUPTED or on_failure == "stop":
                 break
 
     report = Report(clips)
-    if clips:  # pooled metrics (FID) have nothing to pool when no pair was scored
-        for group in groups:
+    for group in groups:
+        if clips:
             group.aggregate(report)
+        else:  # no pair scored: nothing to average or pool (FID), but what was skipped is still said
+            group.report_skipped(report)
     doc = _document(report, run, time.perf_counter() - t_start)
     if on_failure == "raise":
         return doc
@@ -279,14 +284,13 @@ def evaluate(pairs: list[ClipPair], opts: EvalOptions, log: Callable[[str], None
 def _score_pair(pair: ClipPair, run: EvalRun, groups: list, order: list, hands: set[str]) -> dict:
     """One pair's record with its metrics; a pair failing half-way leaves nothing in the pooled groups."""
     clip = load_clip(pair, run, hands)
-    # pooled groups (FID, FVD) append per-clip features to lists: note their lengths to undo a partial pair
-    pooled = [(values, len(values)) for g in groups for values in vars(g).values() if isinstance(values, list)]
+    before = [(group, group.checkpoint()) for group in groups]  # pooled groups (FID, FVD): what to go back to
     try:
         for group in order:
             group.compute(clip)
     except BaseException:
-        for values, n in pooled:
-            del values[n:]
+        for group, state in before:
+            group.rollback(state)
         raise
     return clip.record
 
@@ -296,8 +300,9 @@ def _pair_failure(exc: BaseException) -> dict:
     from ..commands.common import error_json
 
     failure, tb = failure_of(exc, interrupted_hint="run the same command again (the pairs scored are in the output)",
-                             bug_hint="this is a bug in hoi: the traceback is in this pair's record of metrics.json "
-                                      "(or of --format json), please report it")
+                             bug_hint="this is a bug in hoi: the traceback is in this pair's record in metrics.json "
+                                      "(--out) and in --format json (rerun with one where you gave neither), "
+                                      "please report it")
     record = error_json(failure)
     if isinstance(exc, KeyboardInterrupt) or tb is not None:
         record["kind"] = type(exc).__name__
@@ -442,7 +447,8 @@ def render_table(doc: dict, console=None) -> None:
                 note = "weight-free flow variant"
         arrow = {True: "↑", False: "↓"}.get(e.get("higher_is_better"), "")
         table.add_row(name, val, arrow, note)
-    console.print(table)
+    if doc["metrics"]:  # no pair scored and nothing skipped: the pairs' lines below say it all
+        console.print(table)
     if doc.get("hand_detector"):
         console.print(f"hand detector: {doc['hand_detector']}")
     if doc.get("n_failed") or doc.get("n_not_run"):  # a batch that did not score every pair

@@ -143,6 +143,7 @@ class FID(MetricGroup):
     name = "fid"
     metrics = (Metric("fid", "", False, "FID, Inception-v3 pool3, frames of all clips pooled", needs_weights=True),)
     weights = ("fid_inception", "fid_weights")
+    pooled_lists = ("generated_features", "reference_features")
 
     @classmethod
     def check_options(cls, opts) -> None:
@@ -191,6 +192,7 @@ class FVD(MetricGroup):
     name = "fvd"
     metrics = (Metric("fvd", "", False, "FVD, I3D Kinetics-400 logits, one clip = one sample", needs_weights=True),)
     weights = ("i3d_kinetics400", "i3d_weights")
+    pooled_lists = ("generated_features", "reference_features", "frames_used")
 
     def load(self) -> None:
         self.generated_features: list[np.ndarray] = []

@@ -9,7 +9,11 @@ A group (a name ``--metrics`` accepts, e.g. ``fid``) declares, in one place:
 - ``load``: its networks, once per evaluation (`EvalRun.network` shares one between groups);
 - ``compute``: its per-clip values, written into ``clip.metrics``;
 - ``aggregate``: what it adds to the report after the per-clip means (`Report`): a pooled value
-  (FID, FVD), notes, conventions.
+  (FID, FVD), notes, conventions;
+- ``pooled_lists`` (or ``checkpoint``/``rollback``): what it accumulates over the clips for
+  ``aggregate``, so that a pair failing half-way in a batch is undone (`checkpoint` before the
+  pair, `rollback` when it fails) and the pool holds the scored pairs only. A pool that is not a
+  list (a running sum) overrides both methods.
 
 `hoi_cli.metrics.evaluate.evaluate` runs the registered groups in registration order; the
 order of ``REGISTRY`` is the order of the metrics in metrics.json and per_clip.csv.
@@ -157,6 +161,7 @@ class MetricGroup:
     skip_reason: ClassVar[str | None] = None  # the skipped entries' reason, when not "missing weights"
     reads_hands: ClassVar[tuple[str, ...]] = ()  # "reference", "generated": hand detections it reads
     computed_first: ClassVar[bool] = False  # computed before the other groups of a clip
+    pooled_lists: ClassVar[tuple[str, ...]] = ()  # attributes (lists) that gather per-clip values for `aggregate`
     not_computable_reason: ClassVar[str] = "not computable on these clips (too few frames or empty masks)"
 
     def __init__(self, run: EvalRun):
@@ -189,16 +194,29 @@ class MetricGroup:
     def compute(self, clip: Clip) -> None:
         """Write this clip's values into ``clip.metrics`` (and notes into ``clip.record``)."""
 
+    def checkpoint(self) -> Any:
+        """The state of the group's pools before a clip (its ``pooled_lists``' lengths), for `rollback`."""
+        return {name: len(getattr(self, name)) for name in self.pooled_lists}
+
+    def rollback(self, state: Any) -> None:
+        """Undo what the clips after ``checkpoint`` (which returned ``state``) added to the pools."""
+        for name, length in state.items():
+            del getattr(self, name)[length:]
+
     def aggregate(self, report: Report) -> None:
         """Per-clip means of the group's metrics, skipped entries, then `finish`."""
         for metric in self.metrics:
             if report.computed(metric.name):
                 report.mean(metric, self.not_computable_reason)
+        self.report_skipped(report)
+        self.finish(report)
+
+    def report_skipped(self, report: Report) -> None:
+        """The entries of the metrics skipped for missing weights (also when no clip was scored)."""
         if self.missing is not None:
             for metric in self.metrics:
                 if metric.needs_weights:
                     report.skipped(metric, self.missing, self.skip_reason)
-        self.finish(report)
 
     def finish(self, report: Report) -> None:
         """Group-level values and notes, after the per-clip means."""

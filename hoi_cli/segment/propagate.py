@@ -9,7 +9,10 @@ How (`propagate_masks`):
    (`hoi_cli.segment.grabcut.grabcut_box`, the hand as background). A cut whose tight box covers
    little of the prompt box failed (motion blur, a clear glass): it is redone on the sharpest
    nearby frames of the prompt's box track, and failing that the prompt box itself (off the hand)
-   is the anchor (`confident_anchor`). A colour model of the object against its surroundings
+   is the anchor (`confident_anchor`). Where none of these holds (a smeared prompt frame under the
+   fingers: a "weak" anchor), the clip is propagated from the weak cut, then again from a cut on the
+   sharpest frame of that first pass in a box of the prompt's size (`clearer_anchor`, "later").
+   A colour model of the object against its surroundings
    (`ColourModel`: Lab histograms) is learnt there.
 2. **Warp.** Each next frame (forward to the end, then backward to the start, both from the
    anchor) takes the previous mask moved by dense optical flow (OpenCV DIS, computed from the
@@ -83,6 +86,11 @@ class PropagateParams:
     # edge, so its rim moves "with the object" (synthetic rotating bar with motion_px=1: 0.816 -> 0.955 mean IoU
     # at margin 2, 0.962 without the check; tuning 0.726 with the check on, so it stays off)
     motion_margin_px: int = 2
+    # a weak anchor (no cut filled its box: a prompt frame smeared by motion, under the fingers) is replaced by
+    # a cut on the clearest frame of its first pass, in a box of the prompt's size (`clearer_anchor`; 0 = off)
+    reanchor_tries: int = 3
+    reanchor_max_hand: float = 0.25  # ...on frames where the hand covers at most this share of that box
+    reanchor_box_scale: float = 1.3  # ...a box this x the prompt's size: room for the part the first pass missed
     box_fallback: bool = True  # ...and where no cut fills its box, the prompt box itself (off the hand) is the anchor,
     box_fallback_fill: float = 0.2  # ...if the cut covers less than this x the box (a thin object lying across its
     # box, cut short at one end, has a small box but a fair mask: synthetic bar: IoU 0.88, box IoU 0.49, fill 0.25;
@@ -374,7 +382,8 @@ def confident_anchor(frames: np.ndarray, box, frame: int, hand_at, p: PropagateP
     "cut") when its mask's box covers the prompt box (``anchor_min_box_iou``); else the same cut on
     the frames of the box track within ``anchor_search`` of the prompt, sharpest first ("near"); else
     the prompt box itself off the hand ("box"; with ``box_fallback``, where the cut covers less than
-    ``box_fallback_fill`` of the box and the hand leaves at least half of it), else the cut."""
+    ``box_fallback_fill`` of the box and the hand leaves at least half of it), else the cut ("weak":
+    `propagate_masks` looks for a clearer frame to anchor on, `clearer_anchor`)."""
     m = anchor_mask(frames[frame], box, hand_at(frame), p)
     if p.anchor_min_box_iou <= 0 or _fills_box(m, box, p.anchor_min_box_iou):
         return frame, m, "cut"
@@ -398,7 +407,55 @@ def confident_anchor(frames: np.ndarray, box, frame: int, hand_at, p: PropagateP
         whole = box_mask(m.shape, box, None).sum()
         if m.sum() < p.box_fallback_fill * whole and seen.sum() >= 0.5 * whole:
             return frame, bm, "box"
-    return frame, m, "cut"
+    return frame, m, "weak"
+
+
+def _same_size(mask: np.ndarray, box, min_iou: float) -> bool:
+    """Whether ``mask``'s box is ``box``'s size: their IoU with both centred at the same point."""
+    from ..conventions import box_from_mask
+
+    if not mask.any():
+        return False
+    b = box_from_mask(mask)
+    w, h, bw, bh = b[2] - b[0], b[3] - b[1], box[2] - box[0], box[3] - box[1]
+    inter = min(w, bw) * min(h, bh)
+    return bool(inter / max(w * h + bw * bh - inter, 1e-9) >= min_iou)
+
+
+def clearer_anchor(frames: np.ndarray, masks: np.ndarray, box, hand_at, p: PropagateParams
+                   ) -> tuple[int, np.ndarray] | None:
+    """``(frame, mask)``: a confident anchor found after a weak one, or None. The first pass from the
+    weak anchor still says roughly where the object goes; on its frames the object is cut out
+    (`anchor_mask`) of a box ``reanchor_box_scale`` x the prompt box's size (and no smaller than that
+    pass's mask), centred on that pass's mask, where the hand covers at most ``reanchor_max_hand`` of
+    it; the ``reanchor_tries`` sharpest such frames are tried, and the first cut whose box is the
+    prompt box's size (IoU >= ``anchor_min_box_iou`` with both centred) is the anchor.
+
+    Convention: a prompt box 36 x 140 px on a frame where a marker is a smear under the fingers;
+    20 frames later the first pass holds a 19 x 50 px piece of it centred at (208, 73): the box cut
+    there is 47 x 182 px, [185, -18, 232, 164] clipped to the image, where the marker, now lying
+    still, is cut out whole (24 x 150 px: IoU 0.64 with the prompt's 36 x 140)."""
+    H, W = frames.shape[1:3]
+    bw, bh = float(box[2] - box[0]), float(box[3] - box[1])
+    if p.reanchor_tries <= 0 or not (bw > 2 and bh > 2):
+        return None
+    candidates = []
+    for t in np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1)):
+        ys, xs = np.nonzero(masks[t])
+        cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
+        hw = p.reanchor_box_scale * max(bw, xs.max() + 1 - xs.min()) / 2
+        hh = p.reanchor_box_scale * max(bh, ys.max() + 1 - ys.min()) / 2
+        b = np.array([max(0.0, cx - hw), max(0.0, cy - hh), min(W, cx + hw), min(H, cy + hh)])
+        whole = box_mask((H, W), b, None)
+        hand = hand_at(t)
+        if hand is not None and (hand & whole).sum() > p.reanchor_max_hand * whole.sum():
+            continue
+        candidates.append((sharpness(frames[t], b), int(t), b))
+    for _, t, b in sorted(candidates, key=lambda c: -c[0])[:p.reanchor_tries]:
+        m = anchor_mask(frames[t], b, hand_at(t), p)
+        if _same_size(m, box, p.anchor_min_box_iou):
+            return t, m
+    return None
 
 
 def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarray | None = None,
@@ -493,6 +550,13 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                 masks[t], state[t] = m, st
                 prev_t, prev = t, m
             tick()
+    if how == "weak":
+        found = clearer_anchor(frames, masks, box, hand_at, p)
+        if found is not None:  # propagate again, from the clearer anchor
+            t2, m2 = found
+            masks2, info2 = propagate_masks(frames, None, t2, hand_masks=hand_masks, soft_hand_masks=soft_hand_masks,
+                                            params=p, init_mask=m2)
+            return masks2, {**info2, "anchor": "later", "anchor_frame": t2, "weak_anchor_frame": f}
     if p.vote > 1:
         from .grabcut import temporal_vote
 

@@ -73,7 +73,8 @@ VERSION = "9"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: gro
 # propagated by optical flow; masks.npz gains object_boxes
 # 7: a prompt whose cut misses its box is anchored on a sharper frame or the box; a lost object is found near a hand
 # 8: a prompted object's box goes on through the mask's losses by the box track (object_box_source)
-# 9: a box-prompted object's boxes keep the prompt box's margins around the mask (prompt_box_margins)
+# 9: a box-prompted object's boxes keep the prompt box's margins around the mask (prompt_box_margins); a weak
+# anchor (a smeared prompt frame under the fingers) is redone from a clearer frame (`clearer_anchor`)
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 
 
@@ -309,7 +310,9 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
                                                     image_size=size)
         boxes = boxes_from_masks(obj)
         extra = {"object_boxes": object_boxes, "arrays": {"object_box_source": source},
-                 "summary": {"object_boxes_from_track": int((source == 2).sum())}}
+                 "summary": {"object_boxes_from_track": int((source == 2).sum()),
+                             # how the prompt was anchored: cut, near, box, weak or later (`propagate_masks`)
+                             "prompt_anchor": info.get("anchor"), "prompt_anchor_frame": info.get("anchor_frame")}}
     else:
         hand, hand_bg = hand_masks_from_inputs(frames, det, mano, p, with_object_bg=True)
         seeds = det.get("object_seed") if p.object_seed else None

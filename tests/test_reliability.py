@@ -516,6 +516,31 @@ def test_generate_batch_row_with_an_unexpected_error_fails_alone(synthetic_run, 
     assert "UnicodeDecodeError" in summary["results"][0]["traceback"] and summary["results"][0]["exit_code"] == 1
 
 
+def test_generate_batch_stopped_by_sigterm_keeps_the_rows_done_and_exits_130(synthetic_run, tmp_path, monkeypatch):
+    """SLURM's time limit sends SIGTERM: the batch ends like Ctrl-C, with its summary and the rows done."""
+    import signal
+
+    import hoi_cli.generate.run as gen_run
+
+    real = gen_run.generate
+
+    def generate(run, out, **kw):
+        if Path(out).stem == "second":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(run, out, **kw)
+
+    monkeypatch.setattr(gen_run, "generate", generate)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("run,reference,out\n" + "".join(f"{synthetic_run},frame:1,{n}.mp4\n" for n in ("first", "second", "third")))
+    before = signal.getsignal(signal.SIGTERM)
+    r = _cli("generate", "--batch", csv, "--out-dir", tmp_path / "gen", "--format", "json", "-q")
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
+    assert r.exit_code == 130, r.output
+    summary = _summary(r)
+    assert [x["ok"] for x in summary["results"]] == [True, False] and summary["results"][1]["error"] == "interrupted"
+    assert (tmp_path / "gen" / "first.mp4").exists() and not (tmp_path / "gen" / "third.mp4").exists()
+
+
 def test_a_damaged_frame_rate_does_not_shrink_the_announced_count():
     """A fuzzed MP4 (one flipped byte) announced 16 frames at 4/60075 fps over 1.33 s; the edit-list
     cap (duration x fps) then expected 1 frame and accepted 1 decoded frame of 16 in silence."""

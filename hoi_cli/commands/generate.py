@@ -14,7 +14,7 @@ import typer
 
 from ..errors import BadInputError, ExitCode
 from .common import (DEFAULT_DEVICE, DeviceOption, Format, FormatOption, QuietOption, batch_exit_code, batch_summary,
-                     err, fail)
+                     err, fail, sigterm_as_interrupt)
 
 
 class Backend(str, Enum):
@@ -119,8 +119,9 @@ def generate_command(
             from ..generate.batch import read_pairs, run_batch
 
             rows = read_pairs(batch, out_dir)
-            results = run_batch(rows, opts, keep_going=keep_going, skip_existing=skip_existing, log=log,
-                                allow_stale=allow_stale)
+            with sigterm_as_interrupt():  # SLURM's time limit: the rows done are kept and the summary written
+                results = run_batch(rows, opts, keep_going=keep_going, skip_existing=skip_existing, log=log,
+                                    allow_stale=allow_stale)
             summary = {**batch_summary(results, len(rows)), "n_rows": len(rows), "results": results}
             if fmt == Format.json:
                 print(json.dumps(summary, indent=1))

@@ -93,6 +93,7 @@ def run_batch(rows: list[BatchRow], options, keep_going: bool = True, skip_exist
                     rec["traceback"] = tb
                 rec.update(ok=False, error=exc_known.message, hint=exc_known.hint, exit_code=int(exc_known.exit_code))
                 log(f"error: {row.run.name} x {rec['reference']}: {' '.join(exc_known.message.split())}")
+                log(f"hint: {' '.join(exc_known.hint.split())}")
                 if isinstance(exc, KeyboardInterrupt):
                     rec["seconds"] = round(time.perf_counter() - t0, 3)
                     results.append(rec)

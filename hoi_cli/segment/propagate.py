@@ -470,7 +470,10 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
     box track, where a failed cut on the prompt frame looks for a sharper frame (`confident_anchor`).
 
     Returns ``(masks, info)``; ``info``: ``state`` per frame (``anchor``, ``refined``, ``warped``:
-    refinement rejected, ``lost``, ``found``: re-acquired by colour)."""
+    refinement rejected, ``lost``, ``found``: re-acquired by colour), ``colour_score`` per frame (the
+    followed mask's mean object probability over the anchor's, and on the frame it was lost the dropped
+    mask's; NaN elsewhere), ``anchor``
+    (how it was anchored: cut, near, box, weak, later, mask) and ``anchor_frame``."""
     p = params or PropagateParams()
     T, H, W = frames.shape[:3]
     masks = np.zeros((T, H, W), bool)
@@ -489,8 +492,10 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
             full = soft_hand_masks[f] | (hand_masks[f] if hand_masks is not None else False)
         f, m0, how = confident_anchor(frames, box, f, hand_at, p, track_boxes, full)
     if not m0.any():
-        return masks, {"state": state, "anchor": how}
+        return masks, {"state": state, "anchor": how, "colour_score": np.full(T, np.nan)}
     masks[f], state[f] = m0, "anchor"
+    score = np.full(T, np.nan)  # the followed mask's colour score / the anchor's (NaN: not followed)
+    score[f] = 1.0
     colour = ColourModel(frames[f], m0)
     anchor_area = float(m0.sum())
     warper = FlowWarper(frames, p.flow_max_side, p.flow_preset)
@@ -519,6 +524,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                 if m.sum() < p.lost_frac * anchor_area:
                     m = found
                 masks[t], state[t] = m, "found"
+                score[t] = colour.score(image, m) / max(colour.anchor_score, 1e-9)
                 prev_t, prev, lost = t, m, False
             else:
                 flow = warper.flow(prev_t, t)
@@ -538,12 +544,15 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                     ratio = r.sum() / max(m.sum(), 1)
                     ok_area = (1.0 / p.max_area_jump <= ratio <= p.max_area_jump
                                and not (p.max_growth > 0 and r.sum() > p.max_growth * anchor_area))
-                    ok_colour = colour.score(image, r) >= p.min_colour * colour.anchor_score
-                    if ok_area and ok_colour:
-                        m, st = r, "refined"
+                    r_score = colour.score(image, r)
+                    if ok_area and r_score >= p.min_colour * colour.anchor_score:
+                        m, st, m_score = r, "refined", r_score
+                if st == "warped":
+                    m_score = colour.score(image, m)
+                score[t] = m_score / max(colour.anchor_score, 1e-9)
                 too_big = p.max_growth > 0 and m.sum() > p.max_growth * anchor_area
                 if (m.sum() < p.lost_frac * anchor_area or too_big
-                        or colour.score(image, m) < p.lost_colour * colour.anchor_score):
+                        or m_score < p.lost_colour * colour.anchor_score):
                     lost = True
                     tick()
                     continue
@@ -561,7 +570,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
         from .grabcut import temporal_vote
 
         masks = temporal_vote(masks, p.vote)
-    return masks, {"state": state, "anchor": how, "anchor_frame": f}
+    return masks, {"state": state, "anchor": how, "anchor_frame": f, "colour_score": score}
 
 
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:

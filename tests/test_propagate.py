@@ -246,6 +246,50 @@ def test_a_weak_anchor_on_a_smeared_frame_under_the_fingers_is_replaced_by_a_cle
     assert mean_iou > 0.78 and weak_iou < 0.6, (mean_iou, weak_iou)
 
 
+def test_a_cut_that_reaches_its_boxs_side_is_redone_in_a_box_grown_past_it():
+    from hoi_cli.segment.propagate import PropagateParams, _cut_to_its_edges, anchor_mask
+
+    rng = np.random.default_rng(0)
+    image = textured_background(2).astype(np.uint8)
+    bar = np.zeros((H, W), bool)
+    bar[60:80, 40:160] = True  # two rounds of growth (+25% of the box each) reach its end
+    image[bar] = np.clip(rng.normal((200, 40, 40), 6, (bar.sum(), 3)), 0, 255).astype(np.uint8)
+    part = np.array([34.0, 54.0, 110.0, 86.0])  # a box around the bar's left 58% only
+    p = PropagateParams()
+    one = anchor_mask(image, part, None, p)
+    grown = _cut_to_its_edges(image, part, None, p)
+    assert iou(one, bar) < 0.65 and iou(grown, bar) > 0.9, (iou(one, bar), iou(grown, bar))  # 0.625 -> 1.0
+
+
+def test_a_lost_object_is_searched_for_against_the_whole_frames_colours():
+    """A bar half dark, half blue on a light table, a dark floor over a third of the frame: against the
+    bar's surroundings alone dark means "bar", and with the bar gone the floor is "found"; against the
+    whole frame dark is as much floor as bar, and the bar is still found by both its colours."""
+    from hoi_cli.segment.propagate import PropagateParams, reacquire
+
+    rng = np.random.default_rng(0)
+
+    def noisy(mean, n):
+        return np.clip(rng.normal(mean, 4, (n, 3)), 0, 255).astype(np.uint8)
+
+    frame = noisy(200, H * W).reshape(H, W, 3)
+    floor = np.zeros((H, W), bool)
+    floor[: H // 3] = True
+    frame[floor] = noisy(35, floor.sum())
+    bar = np.zeros((H, W), bool)
+    bar[100:130, 40:190] = True
+    with_bar = frame.copy()
+    with_bar[bar] = noisy(35, bar.sum())
+    with_bar[100:130, 115:190] = np.array([40, 60, 200], np.uint8)  # its blue half
+    p, area = PropagateParams(), float(bar.sum())
+    found = reacquire(frame, ColourModel(with_bar, bar), area, None, p, near=None)
+    assert found is not None and floor[found].mean() > 0.9  # the floor taken for the bar
+    whole = ColourModel(with_bar, bar, whole_frame=True)
+    assert reacquire(frame, whole, area, None, p) is None
+    again = reacquire(with_bar, whole, area, None, p)
+    assert again is not None and iou(again, bar) > 0.9
+
+
 def box_mask(box):
     m = np.zeros((H, W), bool)
     m[int(box[1]):int(box[3]), int(box[0]):int(box[2])] = True

@@ -64,6 +64,7 @@ class PropagateParams:
     max_growth: float = 0.0  # ...or whose area exceeds this x the anchor's (spread onto the background; 0 = off:
     # at 3.0 a cup lifted towards the camera was dropped, tuning 176110 0.956 -> 0.544)
     reacquire: bool = True  # search the frame for a lost object by its colour model
+    reacquire_whole_frame: bool = True  # the search's colour model: object vs the whole anchor frame (False: vs its ring)
     reacquire_min_prob: float = 0.7  # a find's mean object probability must reach this
     reacquire_area: tuple = (0.15, 3.0)  # ... and its area this range x the anchor area
     reacquire_near: float = 1.0  # ... and it lies within this x the object's size of a hand or where it was last seen
@@ -101,15 +102,19 @@ class PropagateParams:
 
 # ------------------------------------------------------------------ colour model
 class ColourModel:
-    """Object vs surroundings colour model: quantised Lab histograms, ``prob`` = P(object | colour)."""
+    """Object vs surroundings colour model: quantised Lab histograms, ``prob`` = P(object | colour).
+    The surroundings: a ring around the mask (``ring_px``; half the object's size by default), or
+    with ``whole_frame`` the rest of the frame (to search a frame for the object: a colour common
+    anywhere in the frame is weak evidence of it, though its surroundings lack it)."""
 
-    def __init__(self, image: np.ndarray, mask: np.ndarray, ring_px: int | None = None, bins: int = 12):
+    def __init__(self, image: np.ndarray, mask: np.ndarray, ring_px: int | None = None, bins: int = 12,
+                 whole_frame: bool = False):
         self.bins = bins
         lab = self.lab(image)
         if ring_px is None:
             ring_px = max(8, int(0.5 * np.sqrt(mask.sum())))
         k = 2 * ring_px + 1
-        ring = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool) & ~mask
+        ring = ~mask if whole_frame else cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool) & ~mask
         if ring.sum() < 16:
             ring = ~mask
         self.fg = self._hist(lab, mask)
@@ -452,10 +457,35 @@ def clearer_anchor(frames: np.ndarray, masks: np.ndarray, box, hand_at, p: Propa
             continue
         candidates.append((sharpness(frames[t], b), int(t), b))
     for _, t, b in sorted(candidates, key=lambda c: -c[0])[:p.reanchor_tries]:
-        m = anchor_mask(frames[t], b, hand_at(t), p)
+        m = _cut_to_its_edges(frames[t], b, hand_at(t), p)
         if _same_size(m, box, p.anchor_min_box_iou):
             return t, m
     return None
+
+
+def _cut_to_its_edges(image: np.ndarray, box, hand: np.ndarray | None, p: PropagateParams, grow: float = 0.25,
+                      rounds: int = 2) -> np.ndarray:
+    """`anchor_mask` in ``box``; where the cut reaches a side of the box that is not the image's edge,
+    the object may go on past it: that side moves out by ``grow`` x the box's size and the cut is redone
+    (at most ``rounds`` times). A box centred on a piece of the object need not hold all of it."""
+    from ..conventions import box_from_mask
+
+    H, W = image.shape[:2]
+    b = np.asarray(box, np.float64).copy()
+    m = anchor_mask(image, b, hand, p)
+    for _ in range(rounds):
+        if not m.any():
+            break
+        c = box_from_mask(m)
+        bw, bh = b[2] - b[0], b[3] - b[1]
+        step = np.array([-grow * bw, -grow * bh, grow * bw, grow * bh])
+        touches = np.array([c[0] <= b[0] + 1 and b[0] > 0, c[1] <= b[1] + 1 and b[1] > 0,
+                            c[2] >= b[2] - 1 and b[2] < W, c[3] >= b[3] - 1 and b[3] < H])
+        if not touches.any():
+            break
+        b = np.clip(b + step * touches, 0, [W, H, W, H])
+        m = anchor_mask(image, b, hand, p)
+    return m
 
 
 def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarray | None = None,
@@ -497,6 +527,9 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
     score = np.full(T, np.nan)  # the followed mask's colour score / the anchor's (NaN: not followed)
     score[f] = 1.0
     colour = ColourModel(frames[f], m0)
+    # a lost object is searched for over the frame: against all of the anchor frame's other colours, not
+    # only its surroundings' (a black marker on a white table is not the dark floor past the table's edge)
+    finder = ColourModel(frames[f], m0, whole_frame=True) if p.reacquire_whole_frame else colour
     anchor_area = float(m0.sum())
     warper = FlowWarper(frames, p.flow_max_side, p.flow_preset)
     done = [1]
@@ -515,7 +548,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
             if lost:
                 found = None
                 if p.reacquire:
-                    found = reacquire(image, colour, anchor_area, hand, p,
+                    found = reacquire(image, finder, anchor_area, hand, p,
                                       _where_it_can_be(prev, hand_at(t), soft_hand_masks, t, anchor_area, p))
                 if found is None:
                     tick()

@@ -118,3 +118,25 @@ def test_removal_scored_against_the_plate(bench):
     assert row["mae"] < 0.5 * row["peer_mae"]
     assert row["psnr"] > row["peer_psnr"] + 4
     assert images["remove"][visible].all()
+
+
+def test_solid_fills_holes_without_growing(bench):
+    m = np.zeros((1, 20, 20), bool)
+    m[0, 0:8, 0:8] = True  # against the image's corner
+    m[0, 3, 3] = m[0, 4, 5] = False  # speckle inside
+    m[0, 14:18, 14:18] = True
+    out = bench.solid(m)
+    assert out[0, 0:8, 0:8].all() and out[0, 14:18, 14:18].all()
+    assert out.sum() == 64 + 16  # nothing added outside the two squares
+
+
+def test_moving_content_is_what_changes_unmasked(bench):
+    plate = np.full((5, 20, 20, 3), 100, np.uint8)
+    for t in range(5):
+        plate[t, 5:10, 2 + 3 * t:6 + 3 * t] = 220  # a bright bar sliding right: an unmasked arm
+    front = np.zeros((5, 20, 20), bool)
+    front[:, :, 14:] = True  # masked: not counted
+    moving = bench.moving_content(plate, front)
+    assert moving[0, 5:10, 2:6].all()  # the bar where it is not in most frames
+    assert not moving[:, :5].any() and not moving[:, 10:].any()  # still background
+    assert not moving[:, :, 14:].any()

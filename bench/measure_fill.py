@@ -23,8 +23,8 @@ white table) as a failure. Here the truth is known, by compositing:
   and object (their SAM2 masks) stay in front where they overlap (``occl``: the share of the pasted
   object hidden). A hard-edged paste: no shadow, blur or light of the plate's scene, so its edge is
   easier to remove than a real object's;
-- 07_genhoi's removal runs on the composite (`hoi_cli.stages.genhoi.object_removal` = its
-  `removal_masks` + `remove_object`, default `Params`), with the pasted object's visible mask
+- 07_genhoi's removal runs on the composite (as its `object_removal`: `hoi_cli.inpaint.removal_masks`
+  + `remove_object`, default `Params`; ``--remove-set KEY=VALUE`` tries another `remove_object` keyword), with the pasted object's visible mask
   (exact by construction, whatever the source's SAM2 mask got wrong) and the plate's SAM2 hand mask
   (``kept``: with the plate's object masks, which the removal then treats as a hand: its hand
   completion and hand-colour steps see them too);
@@ -62,7 +62,7 @@ its clips):
   of the scored region, the margin the removal mask adds around it, background in the composite),
   ``over`` (the pixels removed farther than ``dilate_px`` + 2 from the pasted object, as a share of
   its visible pixels: the removal mask's colour growth taking in background), the scored share of
-  the image and the seconds of each method (ours: the whole `object_removal`, its masks included).
+  the image and the seconds of each method (ours: `removal_masks` + `remove_object`).
   Ratios ours/peer per split follow the table (MAE, flicker, time; PSNR as ours - peer in dB).
 
 ``--save DIR`` writes a PNG sheet per plate clip and mode (``<plate>_<source>_<mode>.png``), every
@@ -70,12 +70,13 @@ its clips):
 our fill | peer fill | plate.
 
 Usage: python bench/measure_fill.py [--splits tune,val] [--plate-object background,kept]
-       [--clips 243,125021] [--seed 0] [--save /tmp/fill] [--json]
+       [--clips 243,125021] [--seed 0] [--remove-set unchanged_diff=0] [--save /tmp/fill] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
 import json
 import sys
@@ -338,16 +339,21 @@ def peer_fill(frames: np.ndarray, remove: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_removal(comp: dict, plate_object: str = "background") -> tuple[dict, dict]:
+def score_removal(comp: dict, plate_object: str = "background", remove_params: dict | None = None
+                  ) -> tuple[dict, dict]:
     """Our removal and the peer on one composite: ``(row of figures, images for the sheet)``.
     ``plate_object``: "background" (the removal keeps the plate's hand only; its object is
-    background, scored) or "kept" (kept with the hand, as a hand is, and not scored)."""
-    from hoi_cli.stages.genhoi import Params, object_removal
+    background, scored) or "kept" (kept with the hand, as a hand is, and not scored).
+    ``remove_params``: `remove_object` keywords to try instead of its defaults (07_genhoi's)."""
+    from hoi_cli.inpaint import remove_object, removal_masks
+    from hoi_cli.stages.genhoi import Params
 
     frames, plate = comp["composite"], comp["plate"]
     hand = comp["hand"] | comp["plate_object"] if plate_object == "kept" else comp["hand"]
     t0 = time.perf_counter()
-    ours, remove = object_removal(frames, comp["visible"], hand, Params().dilate_px)  # what 07_genhoi stores
+    # what 07_genhoi's object_removal does (and stores)
+    remove, keep = removal_masks(frames, comp["visible"], hand, Params().dilate_px)
+    ours = np.asarray(remove_object(frames, remove, keep_masks=keep, **(remove_params or {})))
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     peer = peer_fill(frames, remove)
@@ -365,7 +371,7 @@ def score_removal(comp: dict, plate_object: str = "background") -> tuple[dict, d
     # removed beyond the dilation's reach of the pasted object: the colour growth taking in background
     near = np.stack([cv2.dilate(m.astype(np.uint8), _disk(Params().dilate_px + 2)) > 0 for m in comp["pasted"]])
     row["over_removed"] = float((remove & ~near).sum() / max(1, comp["visible"].sum()))
-    return row, {"ours": ours, "peer": peer, "remove": remove, "keep": hand}
+    return row, {"ours": ours, "peer": peer, "remove": remove, "keep": keep}
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -387,12 +393,13 @@ def save_sheet(path: Path, comp: dict, images: dict, every: int = SHEET_EVERY) -
     write_image(path, np.concatenate(rows, 0))
 
 
-def measure(plate_clip: str, source_clip: str, seed: int, modes: list[str], save: Path | None) -> list[dict]:
+def measure(plate_clip: str, source_clip: str, seed: int, modes: list[str], save: Path | None,
+            remove_params: dict | None = None) -> list[dict]:
     """One row per plate-object mode, on the same composite."""
     comp = make_composite(plate_clip, source_clip, seed)
     rows = []
     for mode in modes:
-        row, images = score_removal(comp, mode)
+        row, images = score_removal(comp, mode, remove_params)
         if save is not None:
             save_sheet(save / f"{plate_clip}_{source_clip}_{mode}.png", comp, images)
         rows.append({"clip": plate_clip, "object_from": source_clip, "plate_object": mode, **row})
@@ -429,6 +436,24 @@ def print_table(rows: list[dict], splits: list[str]) -> None:
               f"doing nothing: MAE {mean(s, 'none_mae'):.2f}")
 
 
+def remove_settings(pairs: list[str]) -> dict:
+    """``--remove-set KEY=VALUE`` as `remove_object` keywords, each checked against its signature."""
+    from hoi_cli.inpaint import remove_object
+
+    known = inspect.signature(remove_object).parameters
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in known or known[key].kind != inspect.Parameter.KEYWORD_ONLY:
+            raise SystemExit(f"--remove-set {pair!r}: expected KEY=VALUE with KEY one of remove_object's "
+                             f"keywords ({', '.join(k for k, v in known.items() if v.kind == v.KEYWORD_ONLY)})")
+        try:
+            out[key] = type(known[key].default)(ast.literal_eval(value))
+        except (ValueError, SyntaxError, TypeError):
+            raise SystemExit(f"--remove-set {pair!r}: {value!r} is not a {type(known[key].default).__name__}") from None
+    return out
+
+
 def clip_line(r: dict) -> str:
     return (f"{r['split']:>4} {r['clip']:>7} < {r['object_from']:>7} {r['plate_object']:>10}  MAE {r['mae']:.2f} "
             f"(peer {r['peer_mae']:.2f}, none {r['none_mae']:.2f})  PSNR {r['psnr']:.2f} ({r['peer_psnr']:.2f})  "
@@ -445,6 +470,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="pairing and paths")
     ap.add_argument("--plate-object", default=",".join(PLATE_OBJECT_MODES),
                     help="the plate's own object: background (scored) and/or kept (with the hand)")
+    ap.add_argument("--remove-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a remove_object keyword instead of its default (to try a change)")
     ap.add_argument("--save", type=Path, default=None, help="write a PNG sheet per plate clip here")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
@@ -456,6 +483,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"unknown choice {bad[0] if bad else ''!r}: choose from {', '.join(known)}")
     if not DATA.is_dir():
         raise SystemExit(f"no InterDyn clips at {DATA}: put ../shared/data beside the checkout")
+    remove_params = remove_settings(a.remove_set)
     wanted = set(a.clips.split(",")) - {""}
     pairs = pairing(a.seed)
     rows = []
@@ -463,7 +491,7 @@ def main(argv=None) -> int:
         for clip in SPLITS[split]:
             if wanted and clip not in wanted:
                 continue
-            for r in measure(clip, pairs[clip], a.seed, modes, a.save):
+            for r in measure(clip, pairs[clip], a.seed, modes, a.save, remove_params):
                 r = {"split": split, **r}
                 rows.append(r)
                 print(clip_line(r), file=sys.stderr, flush=True)

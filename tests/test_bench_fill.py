@@ -118,6 +118,19 @@ def test_removal_scored_against_the_plate(bench):
     assert row["mae"] < 0.5 * row["peer_mae"]
     assert row["psnr"] > row["peer_psnr"] + 4
     assert images["remove"][visible].all()
+    # exactly what 07_genhoi stores for these masks
+    from hoi_cli.stages.genhoi import Params, object_removal
+
+    stored, removed = object_removal(comp, visible, hand, Params().dilate_px)
+    assert np.array_equal(images["ours"], stored) and np.array_equal(images["remove"], removed)
+
+
+def test_remove_settings(bench):
+    assert bench.remove_settings(["unchanged_diff=0", "observations=8"]) == {"unchanged_diff": 0.0, "observations": 8}
+    assert isinstance(bench.remove_settings(["unchanged_diff=0"])["unchanged_diff"], float)
+    for bad in (["nope=1"], ["unchanged_diff"], ["unchanged_diff=abc"], ["frames=1"]):
+        with pytest.raises(SystemExit):
+            bench.remove_settings(bad)
 
 
 def test_solid_fills_holes_without_growing(bench):

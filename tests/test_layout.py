@@ -38,7 +38,7 @@ def test_stage(tmp_path):
         (run / s / "manifest.json").write_text("{}")
     out = tmp_path / "out"
     out.mkdir()
-    layout.run(StageContext(run, out, layout.Params(write_video=False)))
+    layout.run(StageContext(run, out, layout.Params(object_box_from="detect", write_video=False)))
     (run / "06_layout").symlink_to(out)
     lay = layout.load_layout(run)["layout"]
     assert lay.shape == (T, 3, H, W) and lay.dtype == np.uint8

@@ -29,7 +29,7 @@ def run(tmp_path) -> Path:
 
 # ---------------------------------------------------------------- the door
 def test_reading_an_undeclared_stage_is_refused(run, tmp_path):
-    ctx = StageContext(run, tmp_path, layout.Params())  # the stage is the module of its Params
+    ctx = StageContext(run, tmp_path, layout.Params(object_box_from="detect"))  # the stage is the module of its Params
     assert ctx.stage is layout and ctx.depends_on == ("00_frames", "01_detect")
     assert ctx.read(detect)["object_boxes"].shape == (T, 4)  # the owning loader's arrays
     for attempt in (lambda: ctx.read(segment), lambda: ctx.path(segment, "masks.npz"),
@@ -151,9 +151,8 @@ def test_the_audit_catches_a_raw_read_of_an_undeclared_stage(run):
 
 # ---------------------------------------------------------------- dependencies that follow the params
 def test_layout_mask_mode_selects_and_fingerprints_03_segment():
-    assert stage_dependencies(layout, layout.Params()) == ("00_frames", "01_detect")
-    assert stage_dependencies(layout, layout.Params(object_box_from="mask")) == ("00_frames", "01_detect",
-                                                                                 "03_segment")
+    assert stage_dependencies(layout, layout.Params(object_box_from="detect")) == ("00_frames", "01_detect")
+    assert stage_dependencies(layout, layout.Params()) == ("00_frames", "01_detect", "03_segment")  # the default
     recipe = pl.load_recipe("rehold")  # 00_frames, 01_detect, 02_hands, 06_layout
     plain, _ = pl.select_stages(recipe.stages, params_of=lambda s: pl.resolve_params(s, recipe, {}))
     assert "03_segment" not in plain
@@ -176,7 +175,7 @@ def test_layout_from_masks_goes_stale_when_03_segment_reruns(run):
         state = store.state(layout, p)
         assert state.status == "stale" and "upstream 03_segment changed" in state.reason
         # the detect mode does not read the masks: a 03_segment rerun leaves it alone
-        plain = layout.Params(write_video=False)
+        plain = layout.Params(object_box_from="detect", write_video=False)
         store.run_stage(layout, plain)
         store.run_stage(segment, segment.Params(preview=True))
         assert store.state(layout, plain).status == "ok"

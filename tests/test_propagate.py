@@ -417,6 +417,29 @@ def test_a_loose_box_prompt_gives_boxes_drawn_the_users_way():
     assert users.min() > 0.9 and masks_own.max() < 0.8, (users, masks_own)
 
 
+@pytest.mark.parametrize("anchor", ["later", "weak", "near"])
+def test_the_prompt_margins_come_only_from_a_cut_that_filled_the_prompt_box(monkeypatch, anchor):
+    """A re-cut that lands back on the prompt frame ("later"), a weak cut, a cut on another frame: their
+    mask's box says nothing of how the user draws boxes, so the object boxes stay the masks' own (a
+    re-cut larger than a tight prompt box shrank every box of the sample's clip: IoU 0.51)."""
+    import hoi_cli.segment.propagate as prop
+
+    frames, obj, _ = moving_clip(T=6)
+    f = 0
+    tight = box_from_mask(obj[f]).astype(np.float64) + [8, 4, -8, -4]  # inside the object's box
+
+    def fake(frames_, box, frame, **kw):
+        return obj.copy(), {"state": np.array(["refined"] * len(obj), object), "anchor": anchor, "anchor_frame": f,
+                            "colour_score": np.ones(len(obj))}
+
+    monkeypatch.setattr(prop, "propagate_masks", fake)
+    res = segment.segment_clip(frames, _det_without_hands(len(frames), tight, f), None, segment.Params(preview=False))
+    assert np.array_equal(res["object_boxes"], boxes_from_masks(obj), equal_nan=True)
+    monkeypatch.setattr(prop, "propagate_masks", lambda *a, **k: (fake(*a, **k)[0], {**fake(*a, **k)[1], "anchor": "cut"}))
+    cut = segment.segment_clip(frames, _det_without_hands(len(frames), tight, f), None, segment.Params(preview=False))
+    assert np.allclose(cut["object_boxes"][f], tight, atol=1e-3)  # a cut that filled it: the user's margins
+
+
 def test_the_optional_motion_check_gives_a_rotating_object_no_rim_of_background():
     """With ``motion_px`` on, warped pixels GrabCut dropped come back where they move with the
     object, but only ``motion_margin_px`` inside the warped mask: the smoothed flow at its edge gave

@@ -514,6 +514,7 @@ def test_generate_batch_row_with_an_unexpected_error_fails_alone(synthetic_run, 
     summary = _summary(r)
     assert [x["ok"] for x in summary["results"]] == [False, True]
     assert "UnicodeDecodeError" in summary["results"][0]["traceback"] and summary["results"][0]["exit_code"] == 1
+    assert "hint: this is a bug in hoi" in r.stderr  # the failed row's hint line, as a clip's in `hoi preprocess`
 
 
 def test_generate_batch_stopped_by_sigterm_keeps_the_rows_done_and_exits_130(synthetic_run, tmp_path, monkeypatch):

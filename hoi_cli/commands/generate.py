@@ -121,7 +121,8 @@ def generate_command(
             rows = read_pairs(batch, out_dir)
             with sigterm_as_interrupt():  # SLURM's time limit: the rows done are kept and the summary written
                 results = run_batch(rows, opts, keep_going=keep_going, skip_existing=skip_existing, log=log,
-                                    allow_stale=allow_stale)
+                                    allow_stale=allow_stale,  # a failed row is said even with -q, as in preprocess
+                                    log_error=lambda m: err.print(m, highlight=False, markup=False))
             summary = {**batch_summary(results, len(rows)), "n_rows": len(rows), "results": results}
             if fmt == Format.json:
                 print(json.dumps(summary, indent=1))

@@ -69,8 +69,11 @@ def read_pairs(csv_path: str | Path, out_dir: str | Path) -> list[BatchRow]:
 
 
 def run_batch(rows: list[BatchRow], options, keep_going: bool = True, skip_existing: bool = False,
-              log: Callable[[str], None] = lambda m: None, allow_stale: bool = False) -> list[dict]:
-    """Generate every row; any exception of a row is that row's failure (in its record), never the batch's."""
+              log: Callable[[str], None] = lambda m: None, allow_stale: bool = False,
+              log_error: Callable[[str], None] | None = None) -> list[dict]:
+    """Generate every row; any exception of a row is that row's failure (in its record), never the batch's.
+    ``log``: progress lines; ``log_error``: a failed row's error and hint lines (default ``log``)."""
+    log_error = log_error or log
     from .run import generate
 
     results = []
@@ -92,8 +95,9 @@ def run_batch(rows: list[BatchRow], options, keep_going: bool = True, skip_exist
                 if tb is not None:  # a bug: its traceback in the row's record, not on the terminal
                     rec["traceback"] = tb
                 rec.update(ok=False, error=exc_known.message, hint=exc_known.hint, exit_code=int(exc_known.exit_code))
-                log(f"error: {row.run.name} x {rec['reference']}: {' '.join(exc_known.message.split())}")
-                log(f"hint: {' '.join(exc_known.hint.split())}")
+                log_error(f"error: {row.run.name} x {rec['reference']}: {' '.join(exc_known.message.split())}")
+                if exc_known.hint:
+                    log_error(f"hint: {' '.join(exc_known.hint.split())}")
                 if isinstance(exc, KeyboardInterrupt):
                     rec["seconds"] = round(time.perf_counter() - t0, 3)
                     results.append(rec)

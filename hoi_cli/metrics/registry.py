@@ -161,7 +161,9 @@ class MetricGroup:
     skip_reason: ClassVar[str | None] = None  # the skipped entries' reason, when not "missing weights"
     reads_hands: ClassVar[tuple[str, ...]] = ()  # "reference", "generated": hand detections it reads
     computed_first: ClassVar[bool] = False  # computed before the other groups of a clip
-    pooled_lists: ClassVar[tuple[str, ...]] = ()  # attributes (lists) that gather per-clip values for `aggregate`
+    # attributes (lists) that gather per-clip values for `aggregate`: a group that pools into a list must name it
+    # here (or override checkpoint/rollback), else a pair failing half-way leaves its values in the pool
+    pooled_lists: ClassVar[tuple[str, ...]] = ()
     not_computable_reason: ClassVar[str] = "not computable on these clips (too few frames or empty masks)"
 
     def __init__(self, run: EvalRun):

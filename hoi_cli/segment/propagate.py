@@ -10,8 +10,9 @@ How (`propagate_masks`):
    little of the prompt box failed (motion blur, a clear glass): it is redone on the sharpest
    nearby frames of the prompt's box track, and failing that the prompt box itself (off the hand)
    is the anchor (`confident_anchor`). Where none of these holds (a smeared prompt frame under the
-   fingers: a "weak" anchor), the clip is propagated from the weak cut, then again from a cut on the
-   sharpest frame of that first pass in a box of the prompt's size (`clearer_anchor`, "later").
+   fingers: a "weak" anchor), the clip is propagated from the weak cut, then again (twice the time)
+   from a cut on the sharpest frame of that first pass, in a box 1.3 x the prompt's size grown
+   past the sides the cut reaches (`clearer_anchor`, "later").
    A colour model of the object against its surroundings
    (`ColourModel`: Lab histograms) is learnt there.
 2. **Warp.** Each next frame (forward to the end, then backward to the start, both from the
@@ -88,7 +89,8 @@ class PropagateParams:
     # at margin 2, 0.962 without the check; tuning 0.726 with the check on, so it stays off)
     motion_margin_px: int = 2
     # a weak anchor (no cut filled its box: a prompt frame smeared by motion, under the fingers) is replaced by
-    # a cut on the clearest frame of its first pass, in a box of the prompt's size (`clearer_anchor`; 0 = off)
+    # a cut on the clearest frame of its first pass, around the prompt's size (`clearer_anchor`; 0 = off); the
+    # clip is then propagated twice
     reanchor_tries: int = 3
     reanchor_max_hand: float = 0.25  # ...on frames where the hand covers at most this share of that box
     reanchor_box_scale: float = 1.3  # ...a box this x the prompt's size: room for the part the first pass missed
@@ -431,15 +433,16 @@ def clearer_anchor(frames: np.ndarray, masks: np.ndarray, box, hand_at, p: Propa
                    ) -> tuple[int, np.ndarray] | None:
     """``(frame, mask)``: a confident anchor found after a weak one, or None. The first pass from the
     weak anchor still says roughly where the object goes; on its frames the object is cut out
-    (`anchor_mask`) of a box ``reanchor_box_scale`` x the prompt box's size (and no smaller than that
-    pass's mask), centred on that pass's mask, where the hand covers at most ``reanchor_max_hand`` of
-    it; the ``reanchor_tries`` sharpest such frames are tried, and the first cut whose box is the
+    (`_cut_to_its_edges`) of a box ``reanchor_box_scale`` x the prompt box's size (and no smaller than
+    that pass's mask), centred on that pass's mask, where the hand covers at most ``reanchor_max_hand``
+    of it; the ``reanchor_tries`` sharpest such frames are tried, and the first cut whose box is the
     prompt box's size (IoU >= ``anchor_min_box_iou`` with both centred) is the anchor.
 
     Convention: a prompt box 36 x 140 px on a frame where a marker is a smear under the fingers;
     20 frames later the first pass holds a 19 x 50 px piece of it centred at (208, 73): the box cut
-    there is 47 x 182 px, [185, -18, 232, 164] clipped to the image, where the marker, now lying
-    still, is cut out whole (24 x 150 px: IoU 0.64 with the prompt's 36 x 140)."""
+    there is 46.8 x 182 px, [184.6, -18, 231.4, 164], clipped to the image [184.6, 0, 231.4, 164],
+    where the marker, now lying still, is cut out whole (24 x 150 px: IoU 0.64 with the prompt's
+    36 x 140)."""
     H, W = frames.shape[1:3]
     bw, bh = float(box[2] - box[0]), float(box[3] - box[1])
     if p.reanchor_tries <= 0 or not (bw > 2 and bh > 2):
@@ -509,7 +512,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
     masks = np.zeros((T, H, W), bool)
     state = np.array(["lost"] * T, dtype=object)
     if T == 0:
-        return masks, {"state": state}
+        return masks, {"state": state, "anchor": "none", "colour_score": np.zeros(0)}
     f = int(np.clip(frame, 0, T - 1))
     hand_at = (lambda t: None) if hand_masks is None else (lambda t: hand_masks[t])
     soft_at = (lambda t: None) if soft_hand_masks is None or not p.soft_hand else (lambda t: soft_hand_masks[t])
@@ -596,8 +599,9 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
         found = clearer_anchor(frames, masks, box, hand_at, p)
         if found is not None:  # propagate again, from the clearer anchor
             t2, m2 = found
+            again = None if progress is None else (lambda d, n: progress(n + d, 2 * n))  # a second pass: 2T steps
             masks2, info2 = propagate_masks(frames, None, t2, hand_masks=hand_masks, soft_hand_masks=soft_hand_masks,
-                                            params=p, init_mask=m2)
+                                            params=p, init_mask=m2, progress=again)
             return masks2, {**info2, "anchor": "later", "anchor_frame": t2, "weak_anchor_frame": f}
     if p.vote > 1:
         from .grabcut import temporal_vote

@@ -8,8 +8,8 @@ empty channel. Boxes are clipped to the image.
 
 Hand boxes are 01_detect's ``hand_boxes_square`` (Re-HOLD's fixed-size squares); the object
 box is 03_segment's object box (``object_box_from = "mask"``, the default: its object mask's
-box; with a prompt, in the prompt box's margins and carried through the mask's losses by the
-box track: `hoi_cli.stages.segment.load_object_boxes`), so the stage depends on 03_segment
+box; with a box prompt, in the prompt box's margins, and with a prompt carried through the mask's
+losses by the box track: `hoi_cli.stages.segment.load_object_boxes`), so the stage depends on 03_segment
 (`depends_on`): the pipeline runs it first and a rerun of it makes this stage stale. With
 ``object_box_from = "detect"`` it is 01_detect's ``object_boxes`` (the rehold recipe, which
 runs no 03_segment).

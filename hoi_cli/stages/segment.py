@@ -15,7 +15,8 @@ Outputs:
                     agreed with the mask where the loss began (`boxes_through_losses`);
                     ``object_box_source`` uint8 ``(T,)`` says which: 1 mask, 2 track, 0 none.
                     Since VERSION 9, with a box prompt, the boxes keep the margins the user's
-                    box had around the mask on the prompt frame (``prompt_box_margins``).
+                    box had around the mask on the prompt frame (``prompt_box_margins``; where
+                    the cut there filled the box, ``prompt_anchor`` cut or box).
     ``preview.mp4`` the frames with the object (green) and hand (red) masks and the object box.
 
 Prompted object (01_detect ran with ``object_box`` / ``object_point``; its record, `object_prompt`): with the
@@ -68,13 +69,14 @@ from .base import StageContext, resolve_device
 from . import detect as detect_stage, frames as frames_stage, hands as hands_stage
 
 NAME = "03_segment"
-VERSION = "9"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
+VERSION = "10"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
 # 7: a prompt whose cut misses its box is anchored on a sharper frame or the box; a lost object is found near a hand
 # 8: a prompted object's box goes on through the mask's losses by the box track (object_box_source)
-# 9: a box-prompted object's boxes keep the prompt box's margins around the mask (prompt_box_margins); a weak
-# anchor (a smeared prompt frame under the fingers) is redone from a clearer frame (`clearer_anchor`)
+# 9: a box-prompted object's boxes keep the prompt box's margins around the mask (prompt_box_margins)
+# 10: a weak anchor (a smeared prompt frame under the fingers) is redone from a clearer frame (`clearer_anchor`); a
+# lost object is searched for against the whole anchor frame's colours; margins only from a cut that fills the box
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 
 
@@ -304,7 +306,10 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         size = (frames.shape[2], frames.shape[1])
         object_boxes = boxes_from_masks(obj)
         prompt = object_prompt(det) or {}
-        if p.prompt_box_margins and prompt.get("box") is not None and info.get("anchor_frame", f) == f:
+        # the margins are measured where the user's box and a cut that fills it (or the box itself) meet:
+        # not from a cut on another frame, nor from a weak cut that fills little of the box
+        if p.prompt_box_margins and prompt.get("box") is not None and info.get("anchor") in ("cut", "box") \
+                and info.get("anchor_frame", f) == f:
             object_boxes = boxes_in_prompt_convention(object_boxes, boxes[f], f, image_size=size)
         object_boxes, source = boxes_through_losses(object_boxes, boxes, info.get("anchor_frame", f),
                                                     image_size=size)
@@ -408,7 +413,8 @@ def write_preview(path: Path, frames: np.ndarray, obj: np.ndarray, hand: np.ndar
 def load_object_boxes(run_dir: str | Path) -> np.ndarray | None:
     """The object's box per frame ``(T, 4)`` from ``03_segment/masks.npz``: its mask's tight box (NaN
     where the mask is empty), with a prompt carried through the mask's losses by the box track since
-    VERSION 8; computed from the masks for runs made before VERSION 6; None without masks."""
+    VERSION 8, and with a box prompt in the prompt box's margins around the mask since VERSION 9;
+    computed from the masks for runs made before VERSION 6; None without masks."""
     path = Path(run_dir) / NAME / "masks.npz"
     if not path.exists():
         return None

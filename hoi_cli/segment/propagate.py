@@ -31,9 +31,11 @@ How (`propagate_masks`):
    colour score below ``lost_colour`` of the anchor's, or (optional) it grows past ``max_growth``
    x the anchor's area (the object left the frame, was taken away or is hidden: the warped mask now
    covers background), the frame gets no mask and following frames search the
-   frame for it (`reacquire`) near a hand or where it was last seen: connected regions where the
-   anchor colour model says "object", off the hand, of a plausible area, best mean probability; a
-   find is refined as above and propagation restarts from it.
+   frame for it (`reacquire`) where it was last seen (that place moved on with the flow of the
+   frames since: a camera that turns away takes it out of view) and, if a hand was near it when it
+   was lost, near the hands: connected regions where a colour model of the anchor against its
+   whole frame says "object", off the hand, of a plausible area, best mean probability; a find is
+   refined as above and propagation restarts from it.
 
 Speed: DIS flow (preset ``fast``) at <= ``flow_max_side`` px plus one small GrabCut per frame.
 """
@@ -69,6 +71,8 @@ class PropagateParams:
     reacquire_min_prob: float = 0.7  # a find's mean object probability must reach this
     reacquire_area: tuple = (0.15, 3.0)  # ... and its area this range x the anchor area
     reacquire_near: float = 1.0  # ... and it lies within this x the object's size of a hand or where it was last seen
+    reacquire_held_only: bool = True  # ...near a hand only if it was near one when lost (else where last seen)
+    reacquire_ghost: bool = True  # ...where last seen = its last mask moved by the flow of the frames since
     hand_erode_px: int = 2  # the hand mask shrunk by this is sure background
     # use ``soft_hand_masks`` as probable background where given. Off: it took the thumb out of the sponge
     # (tuning 141667 0.785 -> 0.815, mean of 7 tuning rows +0.007) but also the yellow half of a ball, skin-like
@@ -330,18 +334,28 @@ def motion_consistent(refined: np.ndarray, warped: np.ndarray, flow: np.ndarray,
 
 
 def _where_it_can_be(last: np.ndarray, hand: np.ndarray | None, soft_hand_masks: np.ndarray | None, t: int,
-                     anchor_area: float, p: PropagateParams) -> np.ndarray | None:
+                     anchor_area: float, p: PropagateParams, held: bool = True) -> np.ndarray | None:
     """Where a lost object may be found again: within ``reacquire_near`` x its size of where it was
-    last seen or of a hand (objects move with hands); None (anywhere) with ``reacquire_near`` <= 0."""
+    last seen, or of a hand if it was ``held`` when it was lost (objects move with the hands that hold
+    them; one that left the view as the camera turned is not in the hands: a chair is not found again
+    in the wooden counter beside them); None (anywhere) with ``reacquire_near`` <= 0."""
     if p.reacquire_near <= 0:
         return None
     seen = last.copy()
-    if hand is not None:
+    if held and hand is not None:
         seen |= hand
-    if soft_hand_masks is not None:
+    if held and soft_hand_masks is not None:
         seen |= soft_hand_masks[t]
     r = max(2, round(p.reacquire_near * np.sqrt(anchor_area)))
     return cv2.dilate(seen.astype(np.uint8), _disk(r)).astype(bool)
+
+
+def _touches_a_hand(mask: np.ndarray, hand: np.ndarray | None, anchor_area: float, p: PropagateParams) -> bool:
+    """Whether ``mask`` lies within ``reacquire_near`` x the object's size of ``hand``."""
+    if hand is None or not hand.any() or not mask.any():
+        return False
+    r = max(2, round(p.reacquire_near * np.sqrt(anchor_area)))
+    return bool((cv2.dilate(hand.astype(np.uint8), _disk(r)).astype(bool) & mask).any())
 
 
 # ------------------------------------------------------------------ through the clip
@@ -544,15 +558,20 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
 
     for direction in (1, -1):
         prev_t, prev = f, m0
-        lost = False
+        lost = held = False
+        ghost, ghost_t = m0, f
         for t in range(f + direction, T if direction > 0 else -1, direction):
             hand = hand_at(t)
             image = frames[t]
             if lost:
                 found = None
                 if p.reacquire:
+                    # where it was last seen moves with the scene (a camera that turns away takes it out of view)
+                    ghost = warper.warp(ghost, warper.flow(ghost_t, t)) if p.reacquire_ghost else prev
+                    ghost_t = t
                     found = reacquire(image, finder, anchor_area, hand, p,
-                                      _where_it_can_be(prev, hand_at(t), soft_hand_masks, t, anchor_area, p))
+                                      _where_it_can_be(ghost, hand_at(t), soft_hand_masks, t, anchor_area, p,
+                                                       held=held or not p.reacquire_held_only))
                 if found is None:
                     tick()
                     continue
@@ -590,6 +609,11 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                 if (m.sum() < p.lost_frac * anchor_area or too_big
                         or m_score < p.lost_colour * colour.anchor_score):
                     lost = True
+                    hands_then = hand_at(prev_t)
+                    if soft_hand_masks is not None:
+                        hands_then = soft_hand_masks[prev_t] | (hands_then if hands_then is not None else False)
+                    held = _touches_a_hand(prev, hands_then, anchor_area, p)
+                    ghost, ghost_t = prev, prev_t
                     tick()
                     continue
                 masks[t], state[t] = m, st

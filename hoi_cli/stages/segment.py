@@ -76,7 +76,8 @@ VERSION = "10"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: gr
 # 8: a prompted object's box goes on through the mask's losses by the box track (object_box_source)
 # 9: a box-prompted object's boxes keep the prompt box's margins around the mask (prompt_box_margins)
 # 10: a weak anchor (a smeared prompt frame under the fingers) is redone from a clearer frame (`clearer_anchor`); a
-# lost object is searched for against the whole anchor frame's colours; margins only from a cut that fills the box
+# lost object is searched for against the whole anchor frame's colours, where it was last seen moved with the scene,
+# and near the hands only if it was near one when lost; margins only from a cut that fills the box
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 
 

@@ -23,7 +23,7 @@ white table) as a failure. Here the truth is known, by compositing:
   and object (their SAM2 masks) stay in front where they overlap (``occl``: the share of the pasted
   object hidden). A hard-edged paste: no shadow, blur or light of the plate's scene, so its edge is
   easier to remove than a real object's;
-- 07_genhoi's removal runs on the composite (as its `object_removal`: `hoi_cli.inpaint.removal_masks`
+- 07_genhoi's removal runs on the composite (as its `object_removal`: `hoi_cli.inpaint.removal_regions`
   + `remove_object`, default `Params`; ``--remove-set KEY=VALUE`` tries another `remove_object` keyword), with the pasted object's visible mask
   (exact by construction, whatever the source's SAM2 mask got wrong) and the plate's SAM2 hand mask
   (``kept``: with the plate's object masks, which the removal then treats as a hand: its hand
@@ -62,7 +62,7 @@ its clips):
   of the scored region, the margin the removal mask adds around it, background in the composite),
   ``over`` (the pixels removed farther than ``dilate_px`` + 2 from the pasted object, as a share of
   its visible pixels: the removal mask's colour growth taking in background), the scored share of
-  the image and the seconds of each method (ours: `removal_masks` + `remove_object`).
+  the image and the seconds of each method (ours: `removal_regions` + `remove_object`).
   Ratios ours/peer per split follow the table (MAE, flicker, time; PSNR as ours - peer in dB).
 
 ``--save DIR`` writes a PNG sheet per plate clip and mode (``<plate>_<source>_<mode>.png``), every
@@ -345,15 +345,15 @@ def score_removal(comp: dict, plate_object: str = "background", remove_params: d
     ``plate_object``: "background" (the removal keeps the plate's hand only; its object is
     background, scored) or "kept" (kept with the hand, as a hand is, and not scored).
     ``remove_params``: `remove_object` keywords to try instead of its defaults (07_genhoi's)."""
-    from hoi_cli.inpaint import remove_object, removal_masks
+    from hoi_cli.inpaint import remove_object, removal_regions
     from hoi_cli.stages.genhoi import Params
 
     frames, plate = comp["composite"], comp["plate"]
     hand = comp["hand"] | comp["plate_object"] if plate_object == "kept" else comp["hand"]
     t0 = time.perf_counter()
     # what 07_genhoi's object_removal does (and stores)
-    remove, keep = removal_masks(frames, comp["visible"], hand, Params().dilate_px)
-    ours = np.asarray(remove_object(frames, remove, keep_masks=keep, **(remove_params or {})))
+    remove, keep, shows_object = removal_regions(frames, comp["visible"], hand, Params().dilate_px)
+    ours = np.asarray(remove_object(frames, remove, keep, shows_object, **(remove_params or {})))
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     peer = peer_fill(frames, remove)

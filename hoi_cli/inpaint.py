@@ -29,15 +29,23 @@ Method:
    first ``observations`` background sightings, nearest frames first (fewer than all of them
    measured worse: a majority of sightings outvotes a frame whose mask missed a piece of the
    object). A sighting equal to the hole's own pixel (mean absolute RGB difference below
-   ``unchanged_diff``) is not taken: the hole shows the object, so that source shows it too.
+   ``unchanged_diff``) is not taken where the hole shows the object (``object_masks``): that source
+   shows it too. In the margin the removal adds around the object the frame shows background, and
+   a sighting equal to it is right.
    Nor is one in the object's or the hands' colours (`foreground_coloured`, both steps 2 and 3):
    a piece of the object or of a hand that its frame's masks missed, which would otherwise be
    copied in as background (validation 243: the closed dark case, unmasked in late frames,
    pasted where the open case was).
+   Nor is one from a source that disagrees with the target (mean absolute RGB ``agree_diff`` or
+   more beyond what a 1-px misalignment makes there, averaged along the ring) on the background
+   ring just outside the hole (``agree_ring_px``), at the ring pixel nearest to the hole pixel
+   (`_disagrees`): there something the masks do not hold moved (a sari, a duster, a phone's
+   screen), and the source would copy it in. With a static camera, a frame whose plate drew on
+   such sources takes the median of the agreeing ones there instead (`_refill_static_disagreeing`).
 4. The rest (background never seen in any frame) is filled with ``cv2.inpaint`` (Telea); with
    a static camera this is done once on the plate, again so that it does not flicker. Its
    sources are background too: hands and those missed pieces are hidden from it.
-5. A filled pixel that still equals its own frame's pixel (below ``unchanged_diff``) is
+5. A filled object pixel that still equals its own frame's pixel (below ``unchanged_diff``) is
    inpainted again in its frame (`_refill_unchanged`): the static plate, or the median of
    sightings each a little off, showed the object there.
 
@@ -48,6 +56,7 @@ never in the object's or the hands' colours.
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -57,11 +66,29 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
+class RemovalRegions(NamedTuple):
+    remove: np.ndarray
+    """(T, H, W) bool: the pixels the pipeline removes."""
+    keep: np.ndarray
+    """(T, H, W) bool: the hands it keeps."""
+    object: np.ndarray
+    """(T, H, W) bool: the part of ``remove`` that shows the object (its colour-grown mask, holes
+    filled); the rest is the margin the removal adds around it, which shows background."""
+
+
 def removal_masks(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.ndarray | None,
                   dilate_px: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(remove, keep)``: what the pipeline removes and the hands it keeps (07_genhoi and the
-    composite backend both call this, so they agree). ``keep`` is the hand mask completed where
-    the detector missed a hand that its neighbouring frames have (`complete_hand_masks`)."""
+    """``(remove, keep)``: `removal_regions`' removal and hands."""
+    regions = removal_regions(frames, object_masks, hand_masks, dilate_px)
+    return regions.remove, regions.keep
+
+
+def removal_regions(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.ndarray | None,
+                    dilate_px: int) -> RemovalRegions:
+    """What the pipeline removes, the hands it keeps, and which removed pixels show the object
+    (07_genhoi and the composite backend both call this, so they agree). ``keep`` is the hand mask
+    completed where the detector missed a hand that its neighbouring frames have
+    (`complete_hand_masks`)."""
     T = len(object_masks)
     keep = np.zeros(np.shape(object_masks), bool) if hand_masks is None else complete_hand_masks(frames, hand_masks)
     obj = np.asarray(object_masks, bool)
@@ -73,7 +100,8 @@ def removal_masks(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.n
         # the hand's rim that its mask missed, in the band the removal adds around the object mask
         keep |= hand_coloured_rim(frames, remove & ~obj, keep, obj, dilate_px + 2, colour_index=idx)
         remove &= ~keep
-    return remove, keep[:T]
+    shows_object = remove & np.array([_fill_holes(g) if g.any() else g for g in grown], bool).reshape(remove.shape)
+    return RemovalRegions(remove, keep[:T], shows_object)
 
 
 def hand_coloured_rim(frames: np.ndarray, band: np.ndarray, keep: np.ndarray, obj: np.ndarray, reach: int,
@@ -401,36 +429,44 @@ def _nanmedian(vals: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.nan_to_num(med), ok.any(axis=0)
 
 
-def _interpolate_flow(flow: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Flow inside ``~known`` from the known flow around it (normalised convolution, coarse to fine)."""
-    out = flow.copy()
+def _spread_inward(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``values`` ``(H, W, C)`` float32 inside ``~known`` from the known values around it (normalised
+    convolution, coarse to fine: the nearest known pixels decide where there are any)."""
+    out = values.copy()
     if known.all():
         return out
     if not known.any():
-        return np.zeros_like(flow)
+        return np.zeros_like(values)
     w = known.astype(np.float32)
-    filled = np.zeros_like(flow)
+    filled = np.zeros_like(values)
     have = np.zeros(known.shape, bool)
     for sigma in (2.0, 6.0, 18.0, 54.0):  # small scales first: the nearest ring decides where it can
-        num = cv2.GaussianBlur(flow * w[..., None], (0, 0), sigma)
+        num = cv2.GaussianBlur(values * w[..., None], (0, 0), sigma).reshape(values.shape)
         den = cv2.GaussianBlur(w, (0, 0), sigma)
         ok = (den > 1e-3) & ~have
         filled[ok] = num[ok] / den[ok, None]
         have |= ok
     if not have.all():
-        filled[~have] = flow[known].mean(axis=0)
+        filled[~have] = values[known].mean(axis=0)
     out[~known] = filled[~known]
     return out
 
 
-def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.ndarray | None = None, *,
+def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.ndarray | None = None,
+                  object_masks: np.ndarray | None = None, *,
                   static_px: float = 0.75, inpaint_radius: int = 5, max_sources: int = 32,
                   observations: int = 32, dense_flow: bool = False, margin_px: int = 24,
-                  unchanged_diff: float = 12.0, foreground_ratio: float = 4.0, veto_rim_px: int = 2) -> np.ndarray:
+                  unchanged_diff: float = 12.0, foreground_ratio: float = 4.0, veto_rim_px: int = 2,
+                  agree_diff: float = 10.0, agree_ring_px: int = 8) -> np.ndarray:
     """Frames ``(T, H, W, 3)`` uint8 with the ``remove_masks`` pixels filled with background.
 
-    ``unchanged_diff``: a fill closer than this (mean absolute RGB) to the pixel it replaces is the
-    object again (steps 3 and 5; 0 turns that off). 12 from the InterDyn tuning clips' remnant:
+    ``object_masks``: the removed pixels that show the object (`removal_regions`' ``object``); the
+    rest of ``remove_masks`` is the margin around it, which shows background. None: all of them.
+
+    ``unchanged_diff``: a fill closer than this (mean absolute RGB) to the object pixel it replaces
+    is the object again (steps 3 and 5; 0 turns that off). Only on ``object_masks``: in the margin a
+    fill equal to the frame is the background it shows, and rejecting it left that ring to wrong
+    sightings or Telea blur (bench/measure_fill.py: margin MAE down on all 12 clips). 12 from the InterDyn tuning clips' remnant:
     0.142 at 6, 0.130 at 12, 0.128 at 20 (a larger one rejects more true background).
 
     ``foreground_ratio``: a source pixel this many times likelier under the object's or the hands'
@@ -439,7 +475,14 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
     the share of fill in the object's colours (bench/measure_removal.py's obj-fill): 0.210 off,
     0.172 at 2, 0.174 at 4, 0.191 at 8, remnant 0.130-0.132 throughout; 4 over 2 for an object whose
     colours the background shares (tests/test_inpaint.py's white spots). The rim: 2 px over 0 (tuning
-    141667, object's colours only: obj-fill 0.239 vs 0.304)."""
+    141667, object's colours only: obj-fill 0.239 vs 0.304).
+
+    ``agree_diff``: a sighting is taken only where its source agrees with the target to within this
+    (mean absolute RGB, beyond a 1-px misalignment's difference) on the background within
+    ``agree_ring_px`` outside the hole, nearest the hole pixel (0 turns that off). 10 from
+    bench/measure_fill.py's tuning plates (kept mode): MAE 15.22 off, 14.18 at 6, 14.31 at 10;
+    flicker 4.65 off, 4.76 at 6, 4.70 at 10. Without the misalignment slack, 14.57 at 10 with flicker
+    4.86, and on validation a patterned cloth (243) lost its good sightings to Telea blur."""
     frames = np.asarray(frames)
     T, H, W = frames.shape[:3]
     rem = np.asarray(remove_masks, bool).copy()
@@ -448,6 +491,8 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
     out = frames.copy()
     if not rem.any():
         return out
+    # where a fill equal to the frame's pixel is the object again (the margin shows background)
+    shows_object = rem if object_masks is None else rem & np.asarray(object_masks, bool)
     bad = np.stack([cv2.dilate((r | k).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
                     for r, k in zip(rem, keep)])
     A = estimate_camera_motion(frames, bad, static_px)
@@ -455,7 +500,9 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
     unseen = bad | foreground_coloured(frames, rem, keep, bad, foreground_ratio, rim_px=veto_rim_px)
     if A is None:
         _fill_static(frames, rem, unseen, out, inpaint_radius)
-        _refill_unchanged(frames, out, rem, unseen, unchanged_diff, inpaint_radius)
+        if agree_diff > 0:
+            _refill_static_disagreeing(frames, out, rem, unseen, agree_diff, agree_ring_px, inpaint_radius)
+        _refill_unchanged(frames, out, rem, shows_object, unseen, unchanged_diff, inpaint_radius)
         return out
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]) if dense_flow else None
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) if dense_flow else None
@@ -468,8 +515,14 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
         hole = rem[t, y0:y1, x0:x1]
         hy, hx = np.nonzero(hole)
         hole_px = frames[t, y0 + hy, x0 + hx].astype(np.int16)  # the object, as this frame shows it
+        on_object = shows_object[t, y0 + hy, x0 + hx]
         # where the target itself is background: the flow is measured there, interpolated elsewhere
         known = ~bad[t, y0:y1, x0:x1]
+        # the target's background just outside the hole, which a source must agree with (``agree_diff``)
+        ring = ~unseen[t, y0:y1, x0:x1] & (_distance_to(hole) <= agree_ring_px)
+        nearest = _nearest_ring_pixel(ring, hy, hx) if agree_diff > 0 else None
+        target = frames[t, y0:y1, x0:x1].astype(np.float32)
+        slack = _misalignment_slack(target) if nearest is not None else None
         shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)  # ROI -> frame
         vals, oks = [], []
         count = np.zeros(len(hy), np.int32)
@@ -489,15 +542,17 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
                 tg = gray[t, y0:y1, x0:x1].copy()
                 tg[~known] = g[~known]
                 flow = dis.calc(tg, g, None)
-                flow = _interpolate_flow(flow, known & vis)
+                flow = _spread_inward(flow, known & vis)
                 gx, gy = np.meshgrid(np.arange(size[0], dtype=np.float32), np.arange(size[1], dtype=np.float32))
                 mx, my = gx + flow[..., 0], gy + flow[..., 1]
                 warped = cv2.remap(warped, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                 vis = cv2.remap(vis.astype(np.uint8), mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                                 borderValue=0).astype(bool)
             ok = vis[hy, hx] & (count < observations)
-            if unchanged_diff > 0:  # a source pixel equal to the hole's shows the object, not background
-                ok &= np.abs(warped[hy, hx].astype(np.int16) - hole_px).mean(-1) >= unchanged_diff
+            if unchanged_diff > 0:  # a source pixel equal to the object's shows the object, not background
+                ok &= ~on_object | (np.abs(warped[hy, hx].astype(np.int16) - hole_px).mean(-1) >= unchanged_diff)
+            if nearest is not None and ok.any():
+                ok &= ~_disagrees(warped, target, ring & vis, nearest, agree_diff, slack)
             if not ok.any():
                 continue
             vals.append(warped[hy, hx])
@@ -521,24 +576,58 @@ def remove_object(frames: np.ndarray, remove_masks: np.ndarray, keep_masks: np.n
             filled = cv2.inpaint(np.ascontiguousarray(win), (miss | guard).astype(np.uint8), inpaint_radius,
                                  cv2.INPAINT_TELEA)
             win[miss] = filled[miss]
-    _refill_unchanged(frames, out, rem, unseen, unchanged_diff, inpaint_radius)
+    _refill_unchanged(frames, out, rem, shows_object, unseen, unchanged_diff, inpaint_radius)
     return out
 
 
-def _refill_unchanged(frames: np.ndarray, out: np.ndarray, rem: np.ndarray, unseen: np.ndarray, max_diff: float,
-                      inpaint_radius: int) -> None:
-    """Inpaint (Telea, in its own frame) every filled pixel that came back as it was (mean absolute
-    RGB difference < ``max_diff``). The hole shows the object, so a fill equal to it is the object
-    again: other frames' masks missed it there, or it rests in the same place in every frame
-    (validation 243's closed case; static plates have no per-frame sightings to reject). A
-    background pixel in the mask's margin loses little: it is inpainted from the same background
-    around it. Changes ``out`` in place."""
+def _nearest_ring_pixel(ring: np.ndarray, hy: np.ndarray, hx: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """For each pixel ``(hy, hx)``, the coordinates of the nearest pixel of ``ring`` (None: no ring)."""
+    if not ring.any():
+        return None
+    _, labels = cv2.distanceTransformWithLabels((~ring).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    ry, rx = np.nonzero(ring)  # the labels number the ring's pixels in this (raster) order, from 1
+    lab = labels[hy, hx] - 1
+    return ry[lab], rx[lab]
+
+
+def _misalignment_slack(target: np.ndarray) -> np.ndarray:
+    """``(H, W)``: the mean absolute RGB difference a 1-px misalignment makes at each pixel of
+    ``target`` (its larger one-pixel step, across or down): a patterned cloth differs that much
+    from itself, moved a pixel, where a bare table does not."""
+    dx = np.abs(np.diff(target, axis=1, append=target[:, -1:]))
+    dy = np.abs(np.diff(target, axis=0, append=target[-1:]))
+    return np.maximum(dx, dy).mean(-1)
+
+
+def _disagrees(source: np.ndarray, target: np.ndarray, ring: np.ndarray, nearest: tuple[np.ndarray, np.ndarray],
+               max_diff: float, slack: np.ndarray, sigma: float = 4.0) -> np.ndarray:
+    """Per hole pixel: does the aligned ``source`` differ from ``target`` by ``max_diff`` or more (mean
+    absolute RGB beyond the ``slack`` a pixel's misalignment makes, `_misalignment_slack`, averaged
+    along the ring with a Gaussian of ``sigma`` px) on the background ``ring`` just outside the hole,
+    at the ring pixel ``nearest`` to it? False where the source shows none of the ring there (no
+    evidence)."""
+    w = ring.astype(np.float32)
+    d = np.maximum(np.abs(source.astype(np.float32) - target).mean(-1) - slack, 0) * w
+    num = cv2.GaussianBlur(d, (0, 0), sigma)[nearest]
+    den = cv2.GaussianBlur(w, (0, 0), sigma)[nearest]
+    return (den > 0.05) & (num >= max_diff * den)
+
+
+def _refill_unchanged(frames: np.ndarray, out: np.ndarray, rem: np.ndarray, shows_object: np.ndarray,
+                      unseen: np.ndarray, max_diff: float, inpaint_radius: int) -> None:
+    """Inpaint (Telea, in its own frame) every filled pixel of ``shows_object`` that came back as it
+    was (mean absolute RGB difference < ``max_diff``). There the hole shows the object, so a fill
+    equal to it is the object again: other frames' masks missed it there, or it rests in the same
+    place in every frame (validation 243's closed case; static plates have no per-frame sightings
+    to reject). The rest of ``rem`` (the margin, background) is left as filled, and is a source of
+    the inpainting. Changes ``out`` in place."""
     if max_diff <= 0:
         return
     for t in range(len(out)):
-        if not rem[t].any():
+        if not shows_object[t].any():
             continue
-        ys, xs = np.nonzero(rem[t])
+        ys, xs = np.nonzero(shows_object[t])
         same = np.abs(out[t, ys, xs].astype(np.int16) - frames[t, ys, xs].astype(np.int16)).mean(-1) < max_diff
         if not same.any():
             continue
@@ -574,3 +663,48 @@ def _fill_static(frames: np.ndarray, rem: np.ndarray, unseen: np.ndarray, out: n
     full = np.zeros((H, W, 3), np.uint8)
     full[y0:y1, x0:x1] = plate
     out[rem] = np.broadcast_to(full, frames.shape)[rem]
+
+
+def _refill_static_disagreeing(frames: np.ndarray, out: np.ndarray, rem: np.ndarray, unseen: np.ndarray,
+                               agree_diff: float, ring_px: int, inpaint_radius: int) -> None:
+    """Static camera: where a frame's plate (`_fill_static`) drew on frames that disagree with it
+    around the hole (`_disagrees`: something unmasked moved there), that frame's hole pixels take the
+    median of the agreeing frames' sightings instead, and are inpainted (Telea, in their frame) where
+    none agrees. A pixel no frame disagrees at keeps the plate. Changes ``out`` in place."""
+    T, H, W = frames.shape[:3]
+    margin = max(ring_px, 3 * inpaint_radius + 4)
+    for t in range(T):
+        if not rem[t].any():
+            continue
+        ys, xs = np.nonzero(rem[t])
+        y0, y1 = max(ys.min() - margin, 0), min(ys.max() + margin + 1, H)
+        x0, x1 = max(xs.min() - margin, 0), min(xs.max() + margin + 1, W)
+        hole = rem[t, y0:y1, x0:x1]
+        hy, hx = np.nonzero(hole)
+        seen = ~unseen[:, y0:y1, x0:x1]
+        ring = seen[t] & (_distance_to(hole) <= ring_px)
+        nearest = _nearest_ring_pixel(ring, hy, hx)
+        if nearest is None:
+            continue
+        crop = frames[:, y0:y1, x0:x1]
+        target = crop[t].astype(np.float32)
+        slack = _misalignment_slack(target)
+        ok = seen[:, hy, hx]
+        rejected = np.zeros(len(hy), bool)
+        for s in range(T):
+            if s != t and ok[s].any():
+                bad = ok[s] & _disagrees(crop[s], target, ring & seen[s], nearest, agree_diff, slack)
+                ok[s] &= ~bad
+                rejected |= bad
+        if not rejected.any():
+            continue
+        med, found = _nanmedian(crop[:, hy[rejected], hx[rejected]], ok[:, rejected])
+        win = out[t, y0:y1, x0:x1]
+        win[hy[rejected][found], hx[rejected][found]] = np.clip(np.round(med[found]), 0, 255).astype(np.uint8)
+        if (~found).any():
+            miss = np.zeros(hole.shape, bool)
+            miss[hy[rejected][~found], hx[rejected][~found]] = True
+            guard = (unseen[t] & ~rem[t])[y0:y1, x0:x1]  # hands, missed object: not the inpainting's sources
+            filled = cv2.inpaint(np.ascontiguousarray(win), (miss | guard).astype(np.uint8), inpaint_radius,
+                                 cv2.INPAINT_TELEA)
+            win[miss] = filled[miss]

@@ -4,7 +4,7 @@ GenHOI conditions on the object mask video, the video with the object removed, a
 reference image of the object. This stage makes them from 00_frames and 03_segment:
 
     ``object_mask.mp4``     the object mask, white on black
-    ``object_removed.mp4``  the frames with the object region (`hoi_cli.inpaint.removal_masks`:
+    ``object_removed.mp4``  the frames with the object region (`hoi_cli.inpaint.removal_regions`:
                             the mask dilated by ``dilate_px``, holes filled, less the hands,
                             completed where the detector missed one)
                             filled from other frames where the background shows there, by
@@ -36,12 +36,14 @@ from .base import StageContext
 from . import frames as frames_stage, segment as segment_stage
 
 NAME = "07_genhoi"
-VERSION = "8"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
+VERSION = "9"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
 # 6: the colour growth does not run out of an image edge the object does not reach; the hands' missed rim is kept
 # 7: a fill that equals the object's own pixel (a source frame showing the object there) is rejected, inpainted
 # 8: fill sources in the object's or the hands' colours (pieces their masks missed) are not background; a camera
 #    homography counts only where it aligns the background better than no motion; the colour growth's background
 #    model is the whole clip away from the masks, not a ring around them
+# 9: the margin around the object keeps the background its frame shows (a fill equal to the frame is rejected on
+#    the object only); a sighting from a frame that disagrees with the target around the hole is not taken
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, segment_stage.NAME)
 
 
@@ -58,11 +60,12 @@ class Params:
 def object_removal(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np.ndarray | None,
                    dilate_px: int) -> tuple[np.ndarray, np.ndarray]:
     """``(object-removed frames, removed mask)``: what this stage stores and `hoi generate` reuses."""
-    from ..inpaint import removal_masks, remove_object
+    from ..inpaint import removal_regions, remove_object
 
-    remove, keep = removal_masks(frames, object_masks, hand_masks, dilate_px)
+    regions = removal_regions(frames, object_masks, hand_masks, dilate_px)
     # the hands are kept, and never used as background: they move with the object
-    return np.asarray(remove_object(frames, remove, keep_masks=keep)), remove
+    out = remove_object(frames, regions.remove, keep_masks=regions.keep, object_masks=regions.object)
+    return np.asarray(out), regions.remove
 
 
 def run(ctx: StageContext) -> dict:

@@ -107,6 +107,18 @@ def test_composite_hand_in_front_stays_hand_and_object_is_replaced():
     assert red.sum() == 0
 
 
+def test_composite_without_a_stored_removal_removes_the_object_as_07_genhoi_does():
+    """With no 07_genhoi result to reuse, the backend computes the object-removed frames itself: the
+    same call as the stage's (`object_removal`), so both fills agree pixel for pixel."""
+    from hoi_cli.generate.composite import CompositeParams, Compositor
+    from hoi_cli.stages.genhoi import Params, object_removal
+
+    frames, obj, hand, hb = _scene()
+    stored, removed = object_removal(frames, obj, hand, Params().dilate_px)
+    comp = Compositor(frames, obj, hand, _blue_ref(), hb, params=CompositeParams(remove_dilate_px=Params().dilate_px))
+    assert np.array_equal(comp.remove, removed) and np.array_equal(comp.background, stored)
+
+
 def test_composite_hand_behind_object_is_hidden_by_depth_order():
     from hoi_cli.generate.composite import CompositeParams, composite_clip
 

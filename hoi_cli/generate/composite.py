@@ -2,7 +2,7 @@
 
 Per clip (precomputed once):
 
-1. **Remove the source object**: `hoi_cli.inpaint.removal_masks` (the mask dilated by
+1. **Remove the source object**: `hoi_cli.inpaint.removal_regions` (the mask dilated by
    ``remove_dilate_px``, holes filled, less the hands, completed where missed) is filled by
    `hoi_cli.inpaint.remove_object` (other frames, flow-aligned, then inpainting).
 2. **Layout**: Re-HOLD's adaptive layout adjustment (`hoi_cli.generate.layout`) of the source
@@ -286,7 +286,7 @@ class Compositor:
         import cv2
 
         from ..conventions import box_from_mask
-        from ..inpaint import removal_masks, remove_object
+        from ..inpaint import removal_regions, remove_object
 
         self.p = p = params or CompositeParams()
         self.timings: dict[str, float] = {}
@@ -304,12 +304,13 @@ class Compositor:
             boxes[miss] = np.asarray(object_boxes, np.float32)[miss]
         self.source_boxes = boxes
         # 1. remove the source object
-        self.remove, keep = removal_masks(frames, obj, self.hand, p.remove_dilate_px)  # as 07_genhoi removes it
+        regions = removal_regions(frames, obj, self.hand, p.remove_dilate_px)  # as 07_genhoi removes it
+        self.remove, keep = regions.remove, regions.keep
         # the hands as the removal kept them: missed ones carried over, and a hand mask drawn over the
         # object given back to it (pasting the source's "hand" there would bring the old object back)
         self.hand = keep
         if background is None:
-            background = remove_object(frames, self.remove, keep_masks=keep)
+            background = remove_object(frames, self.remove, keep_masks=keep, object_masks=regions.object)
         self.background = background
         self.timings["remove_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()

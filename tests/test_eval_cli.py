@@ -308,23 +308,28 @@ class _FailsOnBoom(MetricGroup):
         clip.metrics["boom_test"] = 1.0
 
 
-def test_pairs_batch_bug_in_one_pair_is_recorded_and_undone(app, clips, tmp_path):
+def _eval_pairs_with_groups(app, groups, rows, tmp_path, args):
+    """`hoi eval --pairs --keep-going --format json` over ``rows`` (name, generated, reference) with the
+    test metric ``groups`` registered for the call only."""
     from hoi_cli.metrics import registry
 
-    for group in (_PooledTest, _FailsOnBoom):
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text("name,generated,reference\n" + "".join(f"{n},{g},{r}\n" for n, g, r in rows))
+    for group in groups:
         registry.register(group)
     try:
-        csv_path = tmp_path / "pairs.csv"
-        csv_path.write_text("name,generated,reference\n"
-                            f"one,{clips / 'b.mp4'},{clips / 'a.mp4'}\n"
-                            f"boom,{clips / 'a.mp4'},{clips / 'b.mp4'}\n"
-                            f"gone,{tmp_path / 'missing.mp4'},{clips / 'a.mp4'}\n"
-                            f"two,{clips / 'a.mp4'},{clips / 'a.mp4'}\n")
-        r = CliRunner().invoke(app, ["eval", "--pairs", str(csv_path), "--keep-going", "--metrics",
-                                     "pooled_test,boom_test", "--format", "json"])
+        return CliRunner().invoke(app, ["eval", "--pairs", str(csv_path), "--keep-going", *args, "--format", "json"])
     finally:
-        for group in (_PooledTest, _FailsOnBoom):
+        for group in groups:
             registry.REGISTRY.remove(group)
+
+
+def test_pairs_batch_bug_in_one_pair_is_recorded_and_undone(app, clips, tmp_path):
+
+    rows = [("one", clips / "b.mp4", clips / "a.mp4"), ("boom", clips / "a.mp4", clips / "b.mp4"),
+            ("gone", tmp_path / "missing.mp4", clips / "a.mp4"), ("two", clips / "a.mp4", clips / "a.mp4")]
+    r = _eval_pairs_with_groups(app, (_PooledTest, _FailsOnBoom), rows, tmp_path,
+                                ["--metrics", "pooled_test,boom_test"])
     assert r.exit_code == int(ExitCode.FAILED), r.output  # a bug (1) and a missing file (3): mixed codes give 1
     doc = json.loads(_stdout(r))
     boom = doc["pairs"][1]
@@ -376,21 +381,11 @@ class _CountsFrames(MetricGroup):
 
 def test_pooled_groups_undo_a_failed_pair_through_their_own_hook(app, clips, tmp_path):
     """Only what a group declares pooled is undone: a non-list pool is rolled back, a list that is no pool is kept."""
-    from hoi_cli.metrics import registry
 
-    for group in (_CountsFrames, _FailsOnBoom):
-        registry.register(group)
-    try:
-        csv_path = tmp_path / "pairs.csv"
-        csv_path.write_text("name,generated,reference\n"
-                            f"one,{clips / 'b.mp4'},{clips / 'a.mp4'}\n"
-                            f"boom,{clips / 'a.mp4'},{clips / 'b.mp4'}\n"
-                            f"two,{clips / 'a.mp4'},{clips / 'a.mp4'}\n")
-        r = CliRunner().invoke(app, ["eval", "--pairs", str(csv_path), "--keep-going", "--max-frames", "4",
-                                     "--metrics", "frames_test,boom_test", "--format", "json"])
-    finally:
-        for group in (_CountsFrames, _FailsOnBoom):
-            registry.REGISTRY.remove(group)
+    rows = [("one", clips / "b.mp4", clips / "a.mp4"), ("boom", clips / "a.mp4", clips / "b.mp4"),
+            ("two", clips / "a.mp4", clips / "a.mp4")]
+    r = _eval_pairs_with_groups(app, (_CountsFrames, _FailsOnBoom), rows, tmp_path,
+                                ["--max-frames", "4", "--metrics", "frames_test,boom_test"])
     assert r.exit_code == int(ExitCode.FAILED), r.output
     entry = json.loads(_stdout(r))["metrics"]["frames_test"]
     assert entry["value"] == 8  # 4 frames of "one" and of "two"; "boom"'s 4 were pooled, then undone

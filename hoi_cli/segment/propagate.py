@@ -333,29 +333,21 @@ def motion_consistent(refined: np.ndarray, warped: np.ndarray, flow: np.ndarray,
     return out
 
 
-def _where_it_can_be(last: np.ndarray, hand: np.ndarray | None, soft_hand_masks: np.ndarray | None, t: int,
-                     anchor_area: float, p: PropagateParams, held: bool = True) -> np.ndarray | None:
+def _within_reach(mask: np.ndarray, anchor_area: float, p: PropagateParams) -> np.ndarray:
+    """``mask`` grown by ``reacquire_near`` x the object's size (the square root of its anchor's area)."""
+    r = max(2, round(p.reacquire_near * np.sqrt(anchor_area)))
+    return cv2.dilate(mask.astype(np.uint8), _disk(r)).astype(bool)
+
+
+def _where_it_can_be(last: np.ndarray, hands: np.ndarray | None, anchor_area: float, p: PropagateParams,
+                     held: bool = True) -> np.ndarray | None:
     """Where a lost object may be found again: within ``reacquire_near`` x its size of where it was
-    last seen, or of a hand if it was ``held`` when it was lost (objects move with the hands that hold
-    them; one that left the view as the camera turned is not in the hands: a chair is not found again
-    in the wooden counter beside them); None (anywhere) with ``reacquire_near`` <= 0."""
+    last seen, or of the ``hands`` if it was ``held`` when it was lost (objects move with the hands that
+    hold them; one that left the view as the camera turned is not in the hands: a chair is not found
+    again in the wooden counter beside them); None (anywhere) with ``reacquire_near`` <= 0."""
     if p.reacquire_near <= 0:
         return None
-    seen = last.copy()
-    if held and hand is not None:
-        seen |= hand
-    if held and soft_hand_masks is not None:
-        seen |= soft_hand_masks[t]
-    r = max(2, round(p.reacquire_near * np.sqrt(anchor_area)))
-    return cv2.dilate(seen.astype(np.uint8), _disk(r)).astype(bool)
-
-
-def _touches_a_hand(mask: np.ndarray, hand: np.ndarray | None, anchor_area: float, p: PropagateParams) -> bool:
-    """Whether ``mask`` lies within ``reacquire_near`` x the object's size of ``hand``."""
-    if hand is None or not hand.any() or not mask.any():
-        return False
-    r = max(2, round(p.reacquire_near * np.sqrt(anchor_area)))
-    return bool((cv2.dilate(hand.astype(np.uint8), _disk(r)).astype(bool) & mask).any())
+    return _within_reach(last | hands if held and hands is not None else last, anchor_area, p)
 
 
 # ------------------------------------------------------------------ through the clip
@@ -468,9 +460,9 @@ def clearer_anchor(frames: np.ndarray, masks: np.ndarray, box, hand_at, p: Propa
         hw = p.reanchor_box_scale * max(bw, xs.max() + 1 - xs.min()) / 2
         hh = p.reanchor_box_scale * max(bh, ys.max() + 1 - ys.min()) / 2
         b = np.array([max(0.0, cx - hw), max(0.0, cy - hh), min(W, cx + hw), min(H, cy + hh)])
-        whole = box_mask((H, W), b, None)
+        x0, y0, x1, y1 = (int(round(v)) for v in b)
         hand = hand_at(t)
-        if hand is not None and (hand & whole).sum() > p.reanchor_max_hand * whole.sum():
+        if hand is not None and hand[y0:y1, x0:x1].sum() > p.reanchor_max_hand * (x1 - x0) * (y1 - y0):
             continue
         candidates.append((sharpness(frames[t], b), int(t), b))
     for _, t, b in sorted(candidates, key=lambda c: -c[0])[:p.reanchor_tries]:
@@ -530,6 +522,11 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
     f = int(np.clip(frame, 0, T - 1))
     hand_at = (lambda t: None) if hand_masks is None else (lambda t: hand_masks[t])
     soft_at = (lambda t: None) if soft_hand_masks is None or not p.soft_hand else (lambda t: soft_hand_masks[t])
+
+    def hands_at(t: int) -> np.ndarray | None:
+        """Every hand pixel known on frame t: the hand masks and the looser ones."""
+        hands = [m[t] for m in (hand_masks, soft_hand_masks) if m is not None]
+        return np.logical_or.reduce(hands) if hands else None
     how = "mask"
     if init_mask is not None:
         m0 = init_mask.astype(bool)
@@ -570,7 +567,7 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                     ghost = warper.warp(ghost, warper.flow(ghost_t, t)) if p.reacquire_ghost else prev
                     ghost_t = t
                     found = reacquire(image, finder, anchor_area, hand, p,
-                                      _where_it_can_be(ghost, hand_at(t), soft_hand_masks, t, anchor_area, p,
+                                      _where_it_can_be(ghost, hands_at(t), anchor_area, p,
                                                        held=held or not p.reacquire_held_only))
                 if found is None:
                     tick()
@@ -609,10 +606,8 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                 if (m.sum() < p.lost_frac * anchor_area or too_big
                         or m_score < p.lost_colour * colour.anchor_score):
                     lost = True
-                    hands_then = hand_at(prev_t)
-                    if soft_hand_masks is not None:
-                        hands_then = soft_hand_masks[prev_t] | (hands_then if hands_then is not None else False)
-                    held = _touches_a_hand(prev, hands_then, anchor_area, p)
+                    then = hands_at(prev_t)
+                    held = then is not None and bool((_within_reach(then, anchor_area, p) & prev).any())
                     ghost, ghost_t = prev, prev_t
                     tick()
                     continue

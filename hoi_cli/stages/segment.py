@@ -305,7 +305,7 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
         obj, info = propagate_masks(frames, boxes[f], f, hand_masks=hand_bg, soft_hand_masks=hand,
                                     params=propagate_params, track_boxes=boxes, progress=progress)
         size = (frames.shape[2], frames.shape[1])
-        object_boxes = boxes_from_masks(obj)
+        object_boxes = mask_boxes = boxes_from_masks(obj)
         prompt = object_prompt(det) or {}
         # the margins are measured where the user's box and a cut that fills it (or the box itself) meet:
         # not from a cut on another frame, nor from a weak cut that fills little of the box
@@ -314,7 +314,7 @@ def segment_clip(frames: np.ndarray, det: dict, mano: dict | None, p: Params, *,
             object_boxes = boxes_in_prompt_convention(object_boxes, boxes[f], f, image_size=size)
         object_boxes, source = boxes_through_losses(object_boxes, boxes, info.get("anchor_frame", f),
                                                     image_size=size)
-        boxes = boxes_from_masks(obj)
+        boxes = mask_boxes
         extra = {"object_boxes": object_boxes, "arrays": {"object_box_source": source},
                  "summary": {"object_boxes_from_track": int((source == 2).sum()),
                              # how the prompt was anchored: cut, near, box, weak or later (`propagate_masks`)

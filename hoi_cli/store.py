@@ -52,6 +52,8 @@ from .stages.base import MANIFEST, RunReader, StageContext, _json_default, param
 SCHEMA_VERSION = 1
 LOCK_FILE = ".lock"
 FAILED_DIR = ".failed"
+# one JSON line per video `hoi generate` made from this run, wherever it was written: `hoi show` finds it there
+GENERATED_LOG = "generated.jsonl"
 TRACKED_PACKAGES = ("numpy", "opencv-contrib-python", "av", "mediapipe", "torch", "smplx", "trimesh",
                     "pyrender", "segment-anything")
 

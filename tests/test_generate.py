@@ -198,6 +198,12 @@ def test_generate_command_writes_h264_and_sidecar(tmp_path):
     assert side["params"]["layout"]["size_mode"] == "area" and "harmonize_l" in side["params"]["composite"]
     assert side["output"]["sha256"] == file_digest(out) and side["output"]["fps"] == 10.0
     assert len(side["layout"]["object_boxes"]) == 6
+    # written away from the run folder, the run's log still leads `hoi show RUN` to it
+    from hoi_cli.commands.show import find_generated
+
+    assert find_generated(run) == out
+    out.unlink()  # a deleted video is no longer shown
+    assert find_generated(run) is None
 
 
 def test_generate_self_reenactment_and_errors(tmp_path):

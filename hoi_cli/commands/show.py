@@ -1,9 +1,10 @@
 """`hoi show RUN`: a contact sheet (PNG) and a video of every stage's outputs, laid out to be read.
 
 Panels are the stages that exist in the run (complete: their manifest is there), plus the
-generated video when one is given (``--generated``) or found beside the run (a `hoi generate`
-sidecar naming this run). The story comes first: source frame, object mask, object removed,
-generated; then the other stages in pipeline order. The video shows every frame as a labelled
+generated video when one is given (``--generated``) or else the newest that `hoi generate` made
+from this run (listed in the run's ``generated.jsonl``, or a sidecar beside the run naming it). The
+story comes first: source frame, object mask, object removed, generated; then the other stages in
+pipeline order. The video shows every frame as a labelled
 grid of panels (``columns`` wide, tiles ``tile_width`` px); the contact sheet has one row per
 picked frame and one labelled column per panel. What each panel draws:
 
@@ -205,12 +206,25 @@ def _even(img):
 
 
 def find_generated(run_dir: Path) -> Path | None:
-    """The newest video that `hoi generate` made from this run, found by its sidecar beside the run."""
+    """The newest video that `hoi generate` made from this run: the sidecars the run's `GENERATED_LOG` lists
+    (a video written anywhere), and any sidecar beside the run folder; one counts only while its video exists
+    and its sidecar still names this run."""
     import json
 
+    from ..store import GENERATED_LOG
+
     target = str(run_dir.resolve())
+    sidecars = set(run_dir.parent.glob("*.json"))
+    try:
+        for line in (run_dir / GENERATED_LOG).read_text().splitlines():
+            try:
+                sidecars.add(Path(json.loads(line)["sidecar"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+    except OSError:
+        pass
     best = None
-    for sidecar in run_dir.parent.glob("*.json"):
+    for sidecar in sidecars:
         try:
             meta = json.loads(sidecar.read_text())
         except (OSError, ValueError):
@@ -227,7 +241,7 @@ def make_show(run_dir: Path, out_dir: Path, n_frames: int = 4, tile_width: int =
     """Write ``show.png`` (+ ``show.mp4``) into ``out_dir``; returns their paths and the panels shown.
 
     ``generated``: a generated video of this run to show beside the object removal (default: the
-    newest one `find_generated` finds beside the run).
+    newest one `find_generated` finds).
     """
     import numpy as np
 
@@ -282,7 +296,7 @@ def show_command(
     tile_width: Annotated[int, typer.Option(help="width of one panel in the video, px")] = 320,
     columns: Annotated[int, typer.Option(min=1, help="panels per row in the video")] = 4,
     generated: Annotated[Path | None, typer.Option(
-        "--generated", "-g", help="a generated video of this run (default: found beside the run)")] = None,
+        "--generated", "-g", help="a generated video of this run (default: the newest `hoi generate` made from it)")] = None,
     video: Annotated[bool, typer.Option("--video/--no-video", help="also write the grid video")] = True,
     max_video_frames: Annotated[int, typer.Option(help="0 = all frames")] = 0,
     fmt: FormatOption = Format.text,

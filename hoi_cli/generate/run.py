@@ -263,7 +263,21 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
     sidecar_path = out.with_suffix(".json")
     sidecar_path.write_text(json.dumps(_clean(sidecar), indent=1, default=_json_nan))
     sidecar["sidecar"] = str(sidecar_path)
+    _log_in_run(run_dir, sidecar_path)
     return sidecar
+
+
+def _log_in_run(run_dir: Path, sidecar_path: Path) -> None:
+    """Note the sidecar in the run folder's `GENERATED_LOG`, so `hoi show RUN` finds a video written anywhere.
+    Best effort: a read-only run folder still generates (the sidecar beside the video is the record)."""
+    from ..store import GENERATED_LOG
+
+    line = json.dumps({"sidecar": str(sidecar_path.resolve()), "time": time.time()})
+    try:
+        with open(Path(run_dir) / GENERATED_LOG, "a") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass
 
 
 def _clean(o):

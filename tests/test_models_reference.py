@@ -127,7 +127,9 @@ def test_outputs_match_the_code_before_the_split(outputs, prefix):
     for k in keys:
         assert outputs[k].shape == saved[k].shape, k
         assert outputs[k].dtype == saved[k].dtype, k
-        torch.testing.assert_close(outputs[k], saved[k], rtol=0, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+        # float32 rounding: torch releases order reductions differently (2.14 against the file's: at most 7e-6 on
+        # outputs up to 4.4); a change in the code moves them by far more than 5e-5
+        torch.testing.assert_close(outputs[k], saved[k], rtol=0, atol=5e-5, msg=lambda m, k=k: f"{k}: {m}")
         assert outputs[k].dtype == torch.bool or outputs[k].abs().sum() > 0, k  # a real output, not zeros
 
 

@@ -68,7 +68,9 @@ def prompted_masks(run: Path, ref_obj: np.ndarray) -> dict:
     """03_segment's masks for a run through 02_hands (as bench/measure_objects.py makes them), prompted
     as a user would: the reference objects' box on their first frame (01_detect's object step, then
     `segment_clip` with the default params: what ``hoi preprocess --object-box B --object-frame F``
-    stores). Cached next to the run as ``prompted_masks.npz`` (delete it after changing the code)."""
+    stores). Cached next to the run as ``prompted_masks-<code>.npz``, ``<code>`` a digest of the code that
+    makes them (`hoi_cli.stagecode.module_digests` of 03_segment and 01_detect's object step): another
+    revision of that code, or a peer checkout reading the same runs, makes its own."""
     from hoi_cli.conventions import box_from_mask
     from hoi_cli.detect.objects import ObjectConfig, detect_objects
     from hoi_cli.stages import segment as seg
@@ -76,7 +78,12 @@ def prompted_masks(run: Path, ref_obj: np.ndarray) -> dict:
     from hoi_cli.stages.frames import load_frames
     from hoi_cli.stages.hands import load_mano
 
-    cache = run / "prompted_masks.npz"
+    import hashlib
+
+    from hoi_cli.stagecode import module_digests
+
+    code = {**module_digests("hoi_cli.stages.segment"), **module_digests("hoi_cli.detect.objects")}
+    cache = run / f"prompted_masks-{hashlib.sha256(json.dumps(code, sort_keys=True).encode()).hexdigest()[:12]}.npz"
     if cache.exists():
         with np.load(cache) as z:
             return {"object": z["object"], "hand": z["hand"]}

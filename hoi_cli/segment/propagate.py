@@ -24,9 +24,9 @@ How (`propagate_masks`):
    (eroded by ``sure_frac`` of the object's size) sure object, the rest of it probable object,
    a band of ``band_frac`` around it probable background, everything further sure background,
    the hand sure background (the hand is in front). The result is kept only if its area stays
-   within ``max_area_jump`` of the warped mask's (and, unless the anchor is the prompt box itself,
-   above ``1 / max_area_drop`` of it: GrabCut trimming a little every frame eats a clear glass
-   away; the object's area changes by the flow, not by GrabCut), and its colour (mean object probability under
+   within ``max_area_jump`` of the warped mask's (and above ``1 / max_area_drop`` of it, unless the
+   anchor is the prompt box itself or what GrabCut drops looks like the surroundings: GrabCut
+   trimming a little every frame eats a clear glass away), and its colour (mean object probability under
    the anchor's colour model) does not fall below ``min_colour`` of the anchor's; otherwise the
    warped mask (off the hand) is kept: the flow is more reliable than a GrabCut that jumped.
 4. **Lost and found.** When the mask shrinks below ``lost_frac`` of the anchor's area, or its

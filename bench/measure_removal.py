@@ -27,8 +27,10 @@ Usage: python bench/measure_removal.py [--runs /tmp/runs] [--modes a,b] [--peer 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -68,33 +70,37 @@ def prompted_masks(run: Path, ref_obj: np.ndarray) -> dict:
     """03_segment's masks for a run through 02_hands (as bench/measure_objects.py makes them), prompted
     as a user would: the reference objects' box on their first frame (01_detect's object step, then
     `segment_clip` with the default params: what ``hoi preprocess --object-box B --object-frame F``
-    stores). Cached next to the run as ``prompted_masks-<code>.npz``, ``<code>`` a digest of the code that
-    makes them (`hoi_cli.stagecode.module_digests` of 03_segment and 01_detect's object step): another
-    revision of that code, or a peer checkout reading the same runs, makes its own."""
+    stores). Cached next to the run as ``prompted_masks-<key>.npz``, ``<key>`` a digest of the code that
+    makes them (`hoi_cli.stagecode.module_digests` of 03_segment and 01_detect's object step), of the
+    run's 00..02 outputs (their manifests' ``output_digest``) and of the prompt: another revision of
+    that code, a peer checkout reading the same runs, or a re-made run makes its own."""
     from hoi_cli.conventions import box_from_mask
     from hoi_cli.detect.objects import ObjectConfig, detect_objects
     from hoi_cli.stages import segment as seg
     from hoi_cli.stages.detect import load_detections
     from hoi_cli.stages.frames import load_frames
+    from hoi_cli.stagecode import module_digests
     from hoi_cli.stages.hands import load_mano
 
-    import hashlib
-
-    from hoi_cli.stagecode import module_digests
-
-    code = {**module_digests("hoi_cli.stages.segment"), **module_digests("hoi_cli.detect.objects")}
-    cache = run / f"prompted_masks-{hashlib.sha256(json.dumps(code, sort_keys=True).encode()).hexdigest()[:12]}.npz"
+    t = int(np.flatnonzero(ref_obj.reshape(len(ref_obj), -1).any(1))[0])
+    box = tuple(float(v) for v in box_from_mask(ref_obj[t]))
+    key = {**module_digests("hoi_cli.stages.segment"), **module_digests("hoi_cli.detect.objects"), "prompt": [box, t]}
+    for stage in ("00_frames", "01_detect", "02_hands"):
+        manifest = run / stage / "manifest.json"
+        key[stage] = json.loads(manifest.read_text()).get("output_digest") if manifest.exists() else None
+    cache = run / f"prompted_masks-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}.npz"
     if cache.exists():
         with np.load(cache) as z:
             return {"object": z["object"], "hand": z["hand"]}
     frames, det = load_frames(run), load_detections(run)
     mano = load_mano(run) if (run / "02_hands" / "mano.npz").exists() else None
-    t = int(np.flatnonzero(ref_obj.reshape(len(ref_obj), -1).any(1))[0])
-    prompt = ObjectConfig(object_box=tuple(float(v) for v in box_from_mask(ref_obj[t])), object_frame=t)
+    prompt = ObjectConfig(object_box=box, object_frame=t)
     det = {**det, **detect_objects(frames, det, prompt)}
     det.pop("object_seed", None)
     res = seg.segment_clip(frames, det, mano, seg.Params())
-    np.savez_compressed(cache, object=res["object"], hand=res["hand"])
+    tmp = cache.with_name(f".{cache.stem}-{os.getpid()}.npz")  # whole or not at all: two benches may share runs
+    np.savez_compressed(tmp, object=res["object"], hand=res["hand"])
+    os.replace(tmp, cache)
     return {"object": res["object"], "hand": res["hand"]}
 
 

@@ -146,7 +146,8 @@ class RunStore:
         """Take the per-run lock (non-blocking); clean temp folders of dead processes.
 
         ``shared=True`` is a reader's lock (`hoi generate`): readers exclude a writer but not
-        each other, and a reader neither records its pid nor touches the folder.
+        each other, and a reader neither records its pid nor touches the folder, but for appending a line to
+        `GENERATED_LOG`.
         """
         if shared:
             self._acquire_shared()

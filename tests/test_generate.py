@@ -202,6 +202,11 @@ def test_generate_command_writes_h264_and_sidecar(tmp_path):
     from hoi_cli.commands.show import find_generated
 
     assert find_generated(run) == out
+    from hoi_cli.generate.run import _log_in_run
+    from hoi_cli.store import GENERATED_LOG
+
+    _log_in_run(run, out, out.with_suffix(".json"))  # generated again to the same path: no second line
+    assert len((run / GENERATED_LOG).read_text().splitlines()) == 1
     out.unlink()  # a deleted video is no longer shown
     assert find_generated(run) is None
 

@@ -393,6 +393,11 @@ def test_grabcut_trimming_a_little_every_frame_does_not_eat_the_object(monkeypat
     # the flow alone drifts a little (measured 0.80 on the last frame); eaten: a disc of radius 11 or less
     assert min(ious) > 0.75 and set(info["state"][1:]) == {"warped"}, ious
     assert eaten[-1].sum() < 0.2 * obj[-1].sum()
+    # an anchor that is the prompt box itself covers background GrabCut must take off: no floor for it
+    monkeypatch.setattr(prop, "confident_anchor", lambda frames, box, f, *a, **k: (f, prop.box_mask(
+        frames.shape[1:3], box, None), "box"))
+    _, boxed = propagate_masks(frames, box_from_mask(obj[0]), 0)
+    assert boxed["anchor"] == "box" and set(boxed["state"][1:5]) == {"refined"}
 
 
 def _box_run(T, lost, box=(10.0, 10.0, 30.0, 40.0)):

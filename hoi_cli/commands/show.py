@@ -214,23 +214,28 @@ def find_generated(run_dir: Path) -> Path | None:
     from ..store import GENERATED_LOG
 
     target = str(run_dir.resolve())
-    sidecars = set(run_dir.parent.glob("*.json"))
+    videos = {p: p.with_suffix(".mp4") for p in run_dir.parent.glob("*.json")}  # sidecar -> its video
     try:
         for line in (run_dir / GENERATED_LOG).read_text().splitlines():
             try:
-                sidecars.add(Path(json.loads(line)["sidecar"]))
-            except (ValueError, KeyError, TypeError):
+                entry = json.loads(line)
+                sidecar = Path(entry["sidecar"])
+                videos[sidecar] = Path(entry.get("video") or sidecar.with_suffix(".mp4"))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a line cut short by a crash
     except OSError:
         pass
     best = None
-    for sidecar in sidecars:
+    for sidecar, video in videos.items():
         try:
             meta = json.loads(sidecar.read_text())
         except (OSError, ValueError):
             continue
-        video = sidecar.with_suffix(".mp4")
-        if isinstance(meta, dict) and (meta.get("run") or {}).get("path") == target and video.exists():
+        if not isinstance(meta, dict) or (meta.get("run") or {}).get("path") != target:
+            continue
+        written = (meta.get("output") or {}).get("path")  # where generate wrote it (any extension's case)
+        video = Path(written) if isinstance(written, str) and Path(written).exists() else video
+        if video.exists():
             if best is None or video.stat().st_mtime > best.stat().st_mtime:
                 best = video
     return best

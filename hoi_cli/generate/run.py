@@ -263,19 +263,23 @@ def _generate(run_dir: str | Path, out: str | Path, *, reference: str | Path | N
     sidecar_path = out.with_suffix(".json")
     sidecar_path.write_text(json.dumps(_clean(sidecar), indent=1, default=_json_nan))
     sidecar["sidecar"] = str(sidecar_path)
-    _log_in_run(run_dir, sidecar_path)
+    _log_in_run(run_dir, out, sidecar_path)
     return sidecar
 
 
-def _log_in_run(run_dir: Path, sidecar_path: Path) -> None:
-    """Note the sidecar in the run folder's `GENERATED_LOG`, so `hoi show RUN` finds a video written anywhere.
-    Best effort: a read-only run folder still generates (the sidecar beside the video is the record)."""
+def _log_in_run(run_dir: Path, video: Path, sidecar_path: Path) -> None:
+    """Note the video and its sidecar in the run folder's `GENERATED_LOG`, so `hoi show RUN` finds a video
+    written anywhere; once per sidecar (regenerating to the same path adds no line). Best effort: a
+    read-only run folder still generates (the sidecar beside the video is the record)."""
     from ..store import GENERATED_LOG
 
-    line = json.dumps({"sidecar": str(sidecar_path.resolve()), "time": time.time()})
+    log = Path(run_dir) / GENERATED_LOG
+    entry = {"video": str(video.resolve()), "sidecar": str(sidecar_path.resolve())}
     try:
-        with open(Path(run_dir) / GENERATED_LOG, "a") as f:
-            f.write(line + "\n")
+        if log.exists() and f'"sidecar": {json.dumps(entry["sidecar"])}' in log.read_text():
+            return
+        with open(log, "a") as f:
+            f.write(json.dumps({**entry, "time": time.time()}) + "\n")
     except OSError:
         pass
 

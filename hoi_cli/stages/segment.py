@@ -78,7 +78,7 @@ VERSION = "11"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: gr
 # 10: a weak anchor (a smeared prompt frame under the fingers) is redone from a clearer frame (`clearer_anchor`); a
 # lost object is searched for against the whole anchor frame's colours, where it was last seen moved with the scene,
 # and near the hands only if it was near one when lost; margins only from a cut that fills the box
-# 11: a prompted mask loses at most 1/1.05 of its warped area to GrabCut a frame, unless what is dropped looks like
+# 11: a prompted mask loses at most 1 - 1/1.05 (~5%) of its warped area to GrabCut a frame, unless what is dropped looks like
 # the surroundings (`max_area_drop`); a lost object is not found again in a look-alike that was beside it
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 

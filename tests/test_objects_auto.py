@@ -255,3 +255,59 @@ def test_key_offset_shifts_the_key_frames_and_keeps_the_first_and_last(monkeypat
     for offset in (0, 1, 2):
         auto_object_boxes(frames, kps, ObjectConfig(key_stride=3, key_offset=offset))
     assert seen == [[0, 3, 6, 9, 10], [0, 1, 4, 7, 10], [0, 2, 5, 8, 10]]
+
+
+def _two_colour_scene(T: int = 8, H: int = 120, W: int = 160):
+    """A grey background; a held object with two colours (a yellow top, a brown bottom, like a plush
+    toy's head and body) moving right and down with a hand whose fingertips touch only the yellow
+    top; a static green panel (the person's sweater) right below the object, touching it. Returns
+    frames, keypoints and the object's true masks."""
+    import cv2
+
+    frames, kps = [], np.full((T, 2, 21, 3), np.nan, np.float32)
+    refs = np.zeros((T, H, W), bool)
+    rng = np.random.default_rng(2)
+    obj = np.zeros((50, 41, 3), np.uint8)
+    obj[:25], obj[25:] = (230, 200, 40), (110, 60, 30)  # a yellow top, a brown bottom
+    # a texture that moves with the object (fur, print): optical flow needs something to follow
+    obj = np.clip(obj.astype(int) + rng.integers(-25, 26, (50, 41, 1)), 0, 255).astype(np.uint8)
+    obj = cv2.GaussianBlur(obj, (3, 3), 0)
+    panel = np.clip(np.array([60, 150, 70]) + rng.integers(-25, 26, (H, W, 1)), 0, 255).astype(np.uint8)
+    for t in range(T):
+        f = np.full((H, W, 3), 128, np.uint8) + rng.integers(0, 6, (H, W, 3), dtype=np.uint8)
+        ox, oy = 60 + 3 * t, 20 + t
+        f[oy + 50:112, 40:150] = panel[oy + 50:112, 40:150]  # the panel, static, right under the object
+        f[oy:oy + 50, ox:ox + 41] = obj
+        refs[t, oy:oy + 50, ox:ox + 41] = True
+        wrist = np.array([ox - 40.0, oy + 22.0])
+        pts = [wrist]
+        for finger in range(5):
+            y = oy + 2 + 4 * finger
+            for k in range(4):
+                pts.append(np.array([ox - 28 + 8 * k, y], float))
+        pts = np.array(pts)
+        for p in pts:
+            cv2.circle(f, tuple(int(v) for v in p), 3, (220, 170, 140), -1)
+        kps[t, 1, :, :2] = pts
+        kps[t, 1, :, 2] = 1.0
+        frames.append(f)
+    return frames, kps, refs
+
+
+def test_auto_mask_covers_every_colour_of_the_held_object():
+    """Only the yellow top is touched and matches the clip's consensus colour; the brown bottom moves
+    with it (a part of the same object) and is added, the static panel it touches is not."""
+    from hoi_cli.detect.objects import detect_objects
+
+    frames, kps, refs = _two_colour_scene()
+    out = detect_objects(frames, {"hand_keypoints": kps}, ObjectConfig())
+    seeds, boxes = out["object_seed"], out["object_boxes"]
+    bottom = refs.copy()
+    bottom[:, :, :] &= np.arange(refs.shape[1])[None, :, None] >= (20 + np.arange(len(refs)) + 25)[:, None, None]
+    for t in range(len(frames)):
+        iou = (seeds[t] & refs[t]).sum() / (seeds[t] | refs[t]).sum()
+        assert iou > 0.75, (t, iou)
+        assert (seeds[t] & bottom[t]).sum() > 0.7 * bottom[t].sum(), t  # the brown part is in
+        assert (seeds[t] & ~refs[t]).sum() < 0.1 * refs[t].sum(), t  # the panel is not
+        ys, xs = np.nonzero(refs[t])
+        assert _iou(boxes[t], (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)) > 0.75, (t, boxes[t])

@@ -19,7 +19,9 @@ Modes:
   consensus histogram of each frame's best, minus penalties for touching frame borders and for
   an area far from hand size^2. Key frames where nothing scores near the clip's typical best
   (``gate``) get no box. A key frame's box covers its candidates within ``merge_margin`` of its
-  best (an object split into regions). Key boxes get a temporal median (``median_window``),
+  best (an object split into regions), grown by the regions next to them that move with them
+  (optical flow; not the hands, forearms or what touches a frame border): the object's other
+  colours (``parts``, `_comoving_parts`). Key boxes get a temporal median (``median_window``),
   frames in between are interpolated linearly. Frames before the first / after the last key
   (the hand left or was lost while the object is still visible) follow the object's optical
   flow from the nearest key box (``follow_flow``; holding the key box instead: box IoU 0.660 ->
@@ -27,7 +29,7 @@ Modes:
   (interpolated), 0.3 (followed / held). Mean auto box IoU on the 12 InterDyn clips: 0.391
   (``grabcut``) -> 0.673 (0.633 / 0.630 at key_stride 2 / 4), at ~45 frames/s.
   The chosen regions are also returned as a coarse object mask per frame (``object_seed``: the
-  union of a key frame's merged candidates; other frames take the nearest key frame's, scaled
+  union of a key frame's merged candidates and parts; other frames take the nearest key frame's, scaled
   and moved from its proposal box onto their box). 03_segment anchors its GrabCut on it (mean
   object IoU with own boxes 0.679 -> 0.718).
 - **auto**, method ``grabcut`` (the previous default, ~300 frames/s): on key frames GrabCut
@@ -106,6 +108,40 @@ class ObjectConfig:
     follow_flow: bool = True  # frames before the first / after the last key follow the object's optical flow
     # instead of holding the key box (see `_follow_held`; 03_segment object IoU with own boxes 0.718 -> 0.734,
     # 0.676 -> 0.691 / 0.689 -> 0.700 at key_stride 2 / 4)
+    # other parts of the object (`_comoving_parts`): a multi-coloured object (a plush toy: yellow head,
+    # brown body, red tie) has parts the fingertips do not touch and the consensus colour does not match;
+    # the regions next to the chosen ones that move with them (optical flow) are added to the key frame's
+    # mask and box. 03_segment, auto (bench/measure_objects.py; tuned on tune only): tune (InterDyn 6) mask /
+    # box IoU 0.737 / 0.708 -> 0.751 / 0.800 (the cup + tape roll 0.714 / 0.554 -> 0.765 / 0.879; no clip down
+    # by more than 0.011), val (InterDyn 6) 0.754 / 0.769 -> 0.754 / 0.767, something_else box 0.182 -> 0.192;
+    # AnchorCrafter plush toy (bench/measure_multipart.py) 0.645 / 0.589 -> 0.750 / 0.726, reference object
+    # left unmasked 0.336 -> 0.224. Object step ~25 % slower (AnchorCrafter 51 -> 39 frames/s)
+    parts: bool = True
+    # (the tune figures of part_gap, part_ks, part_rounds, part_max_growth: at part_beta 0.5, arm frac 0.2)
+    part_gap: int = 2  # flow to the frame this many frames later / earlier (tune: 1 same, 3 same)
+    part_side: float = 128.0  # frame downscaled to this long side (px) for the flow and segmentations
+    part_ks: tuple = (200.0, 600.0)  # Felzenszwalb scales of the part regions (tune: (200,) same; a textured
+    # part splits into slivers at one scale: tests/test_objects_auto.py's two-coloured object needs both)
+    part_min_motion: float = 0.5  # the held part must move this much (px at 160 px) against the border
+    part_beta: float = 0.7  # a pixel moves with it: flow within this x the relative motion of its median (tune
+    # mask / box IoU at 0.35 / 0.5 / 0.7 / 0.85 / 1.0: 0.748 / 0.770, 0.745 / 0.775, 0.749 / 0.790, 0.749 / 0.789,
+    # 0.748 / 0.788; at 1.0 the AnchorCrafter plush toy's mask takes in the sweater behind it: 0.753 -> 0.615)
+    part_min_comoving: float = 0.6  # ... for at least this share of a region's pixels (tune at 0.45 / 0.6 / 0.8,
+    # part_beta 0.5: 0.745 / 0.775, 0.745 / 0.775, 0.742 / 0.766; part_beta 0.7: 0.749 / 0.790 at 0.45, 0.6;
+    # 0.746 / 0.778 at 0.8)
+    part_rounds: int = 3  # grow from the grown mask this many times (a tie below the body below the head;
+    # tune: 1 0.746 / 0.766, 3 0.745 / 0.775)
+    part_max_growth: float = 4.0  # ... while the mask stays within this x its first area (tune: 2 same)
+    part_touch: int = 3  # a region within this many px of the mask touches it (edges are sliver regions)
+    part_hand_width: float = 0.3  # the hands' zone: skeleton lines this x hand size wide, the palms, ...
+    part_arm: float = 1.5  # ... and the forearm beyond the wrist, this x hand size long ...
+    part_arm_width: float = 0.6  # ... and this x hand size wide (hands and arms move with the object)
+    part_max_arm_frac: float = 0.4  # a region more than this much inside the hands' zone is hand / arm (the
+    # fingers lie on the object; tune at 0.2 / 0.3 / 0.4 / 0.6, part_beta 0.7: 0.749 / 0.790, then 0.751 / 0.800)
+    part_max_skin: float = 0.8  # ... and one whose colour histogram is this similar to the hands' too (tune at
+    # 0.6, part_beta 0.7: 0.737 / 0.774: a skin-toned object part is taken for the hand)
+    part_min_frac: float = 0.03  # regions smaller than this x the mask are ignored (noise)
+    part_min_core: float = 0.3  # a region whose 3x3 erosion keeps less than this of it is an edge sliver
     merge_margin: float = 0.05  # the box covers every candidate scoring within this of the best (0 / 0.05 /
     # 0.1 / 0.15: mean box IoU 0.623 / 0.636 / 0.614 / 0.608)
 
@@ -465,7 +501,8 @@ def _segment_proposals(frames, kps_by_key: dict, cfg: ObjectConfig, masks_out: d
     more than ``gate`` below the clip's median best have no candidate that looks like the
     object (the object is not touched there, or not segmented): they get no box and are
     interpolated / held from the others. The box covers the candidates within
-    ``cfg.merge_margin`` of the frame's best (an object split into several regions). With
+    ``cfg.merge_margin`` of the frame's best (an object split into several regions) and, with
+    ``cfg.parts``, the adjacent regions that move with them (`_comoving_parts`). With
     ``masks_out`` (a dict), the union of those candidates' regions (bool, frame resolution) is
     stored there per key frame: a coarse object mask (the seed for 03_segment)."""
     cands, hs, gp = {}, {}, {}
@@ -517,12 +554,129 @@ def _segment_proposals(frames, kps_by_key: dict, cfg: ObjectConfig, masks_out: d
         keep = idx[score[idx] >= score[idx].max() - cfg.merge_margin]
         b = bx[keep]
         prop[u] = np.array([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()], np.float32)
-        if masks_out is not None:
+        if masks_out is not None or cfg.parts:
             H, W = frames[u].shape[:2]
             ms = [m for m in (_candidate_mask(allc[i][1], H, W) for i in keep) if m is not None]
-            if ms:
-                masks_out[u] = np.logical_or.reduce(ms)
+            if not ms:
+                continue
+            m = np.logical_or.reduce(ms)
+            if cfg.parts:
+                m = _comoving_parts(frames, u, m, kps_by_key[u], cfg)
+                mb = box_from_mask(m)  # the box covers the added parts too
+                prop[u] = np.concatenate([np.minimum(prop[u][:2], mb[:2]), np.maximum(prop[u][2:], mb[2:])])
+                prop[u] = prop[u].astype(np.float32)
+            if masks_out is not None:
+                masks_out[u] = m
     return prop
+
+
+def _comoving_parts(frames, t: int, mask: np.ndarray, kps, cfg: ObjectConfig) -> np.ndarray:
+    """``mask`` (the chosen regions of key frame ``t``, bool, frame resolution) plus the regions
+    next to it that move with it: the other parts of a multi-coloured object (a plush toy's brown
+    body and red tie under its yellow head) are neither touched by the fingertips nor of the
+    consensus colour, but are attached to the held part.
+
+    On the frame downscaled to ``cfg.part_side`` px: dense optical flow (Farneback) to the frame
+    ``cfg.part_gap`` frames later and to the one as much earlier, whichever shows the held part
+    moving more against the background (the frame border's median flow); none moving by
+    ``cfg.part_min_motion`` px (at 160 px) gives no evidence and nothing is added. A pixel moves
+    with the object where its flow is within ``cfg.part_beta`` x that relative motion of the held
+    part's median flow. Regions of graph segmentations (``cfg.part_ks``) within ``cfg.part_touch``
+    px of the mask are added where at least ``cfg.part_min_comoving`` of their pixels move with
+    it, unless they are background-like (touch a frame border, larger than ``cfg.max_area_frac``),
+    the hands or forearms (in the hands' thick skeleton / palm / forearm zone, or of the hands'
+    colour: they move with the object too), or slivers (mixed colours along an edge); repeated
+    from the grown mask ``cfg.part_rounds`` times while it stays within ``cfg.part_max_growth`` x
+    its first area (what sits behind the object, a shirt, also touches it but stays put or moves
+    otherwise)."""
+    import cv2
+
+    T = len(frames)
+    H, W = frames[t].shape[:2]
+    s = float(cfg.part_side) / max(H, W)
+    w, h = max(8, int(round(W * s))), max(8, int(round(H * s)))
+    m = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    others = [u for u in (t + cfg.part_gap, t - cfg.part_gap) if 0 <= u < T and u != t]
+    if m.sum() < 4 or not others:
+        return mask
+
+    def small(u):
+        return cv2.resize(frames[u], (w, h), interpolation=cv2.INTER_AREA)
+
+    a = small(t)
+    ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+    hand = np.zeros((h, w), np.uint8)  # the hands' skeletons and palms
+    arm = np.zeros((h, w), np.uint8)  # ... thicker, and the forearms beyond the wrists: they move with the hands
+    for kp in kps:
+        k = kp * s
+        size = max(np.ptp(k[:, 0]), np.ptp(k[:, 1]), 4.0)
+        for j, pj in enumerate(OPENPOSE_PARENTS):
+            if pj >= 0:
+                p0, p1 = tuple(np.round(k[j]).astype(int)), tuple(np.round(k[pj]).astype(int))
+                cv2.line(hand, p0, p1, 1, max(1, int(size * 0.15)))
+                cv2.line(arm, p0, p1, 1, max(1, int(size * cfg.part_hand_width)))
+        palm = cv2.convexHull(np.round(k[PALM]).astype(np.int32))
+        cv2.fillConvexPoly(hand, palm, 1)
+        cv2.fillConvexPoly(arm, palm, 1)
+        v = k[0] - k[9]  # middle finger base -> wrist: the forearm continues this way
+        v = v / max(np.hypot(*v), 1e-6)
+        cv2.line(arm, tuple(np.round(k[0]).astype(int)), tuple(np.round(k[0] + v * cfg.part_arm * size).astype(int)),
+                 1, max(1, int(size * cfg.part_arm_width)))
+    sel = m & (hand == 0) if (m & (hand == 0)).sum() >= 4 else m
+    best = None
+    for u in others:
+        flow = cv2.calcOpticalFlowFarneback(ga, cv2.cvtColor(small(u), cv2.COLOR_RGB2GRAY), None,
+                                            0.5, 3, 9, 3, 5, 1.1, 0)
+        fo = np.median(flow[sel], axis=0)
+        border = np.concatenate([flow[:3].reshape(-1, 2), flow[-3:].reshape(-1, 2),
+                                 flow[:, :3].reshape(-1, 2), flow[:, -3:].reshape(-1, 2)])
+        rel = float(np.hypot(*(fo - np.median(border, axis=0))))
+        if best is None or rel > best[0]:
+            best = (rel, flow, fo)
+    rel, flow, fo = best
+    if rel < cfg.part_min_motion * cfg.part_side / 160:
+        return mask  # the object does not move against the background: no evidence
+    comov = np.hypot(*(flow - fo).transpose(2, 0, 1)) < cfg.part_beta * rel
+    lab = cv2.cvtColor(a, cv2.COLOR_RGB2Lab)
+
+    def hist(region):
+        hh = cv2.calcHist([lab], [0, 1, 2], region.astype(np.uint8), HIST_BINS, [0, 256] * 3).ravel()
+        return np.sqrt(hh / max(hh.sum(), 1e-9))
+
+    skin = hist(hand > 0) if (hand > 0).any() else None
+    Ls = [cv2.ximgproc.segmentation.createGraphSegmentation(0.8, float(kk), 20).processImage(lab)
+          for kk in cfg.part_ks]
+    m0 = m.copy()
+    area0 = int(m.sum())
+    kernel = np.ones((2 * cfg.part_touch + 1,) * 2, np.uint8)
+    for _ in range(cfg.part_rounds):
+        # near the mask: within part_touch px, as a mixed-colour edge is often a sliver region of its own
+        ring = (cv2.dilate(m.astype(np.uint8), kernel) > 0) & ~m
+        add = np.zeros_like(m)
+        for L in Ls:
+            for i in np.unique(L[ring]):
+                r = (L == i) & ~m
+                ar = int(r.sum())
+                if ar < cfg.part_min_frac * area0 or ar > cfg.max_area_frac * h * w:
+                    continue
+                if (r & (arm > 0)).sum() > cfg.part_max_arm_frac * ar:
+                    continue
+                ys, xs = np.nonzero(r)
+                if int(xs.min() == 0) + int(ys.min() == 0) + int(xs.max() == w - 1) + int(ys.max() == h - 1) > 0:
+                    continue
+                if cv2.erode(r.astype(np.uint8), np.ones((3, 3), np.uint8)).sum() < cfg.part_min_core * ar:
+                    continue  # a sliver
+                if comov[r].mean() < cfg.part_min_comoving:
+                    continue
+                if skin is not None and float(hist(r) @ skin) >= cfg.part_max_skin:
+                    continue
+                add |= r
+        if not add.any() or (m | add).sum() > cfg.part_max_growth * area0:
+            break
+        m |= add
+    if not (m & ~m0).any():
+        return mask
+    return mask | (cv2.resize((m & ~m0).astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0)
 
 
 def grasp_point(kp: np.ndarray) -> np.ndarray:

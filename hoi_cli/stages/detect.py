@@ -45,10 +45,11 @@ from .base import StageContext
 from . import frames as frames_stage
 
 NAME = "01_detect"
-VERSION = "9"  # 4: seed search for clips with no first detection; 5: auto object boxes from segment candidates;
+VERSION = "10"  # 4: seed search for clips with no first detection; 5: auto object boxes from segment candidates;
 # 6: object_seed (the auto object's coarse mask, for 03_segment); 7: no abort without hands (warnings),
 # hand prompts, prompts in source pixels, hand_box_only; 8: hands followed into lost frames (box-only tracks)
 # 9: two prompted hands followed together (exclusive identities); no box-only follow from a weak static anchor
+# 10: auto object boxes and seeds take the object's other parts (adjacent regions moving with it)
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME,)
 
 CONTRACT_KEYS = ("hand_keypoints", "hand_world", "hand_score", "hand_interpolated", "hand_boxes",

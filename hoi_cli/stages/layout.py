@@ -48,8 +48,8 @@ class Params:
     """Where the object box comes from: mask (03_segment's object box: its mask's box, with a box prompt
     in the prompt's margins) or detect (01_detect's object_boxes: no 03_segment needed). Box IoU, mask /
     detect (bench/measure_objects.py; detect = 01_detect's boxes themselves): prompted, tuning / validation
-    InterDyn 0.913 / 0.637, 0.892 / 0.727, something_else 0.743 / 0.625; automatic, tuning 0.734 / 0.671,
-    validation 0.769 / 0.649."""
+    InterDyn 0.913 / 0.637, 0.892 / 0.727, something_else 0.743 / 0.625; automatic, tuning 0.788 / 0.698,
+    validation 0.767 / 0.655."""
     size: int = 0
     """Map size: 0 = the working resolution, else square maps of size x size px."""
     write_video: bool = True

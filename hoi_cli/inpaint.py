@@ -97,8 +97,9 @@ def removal_regions(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np
     keep &= ~(grown & ~obj)  # a hand mask drawn too wide over the object (between the fingers) gives it back
     remove = removal_mask(grown, keep, dilate_px)
     if keep.any():
-        # the hand's rim that its mask missed, in the band the removal adds around the object mask
-        keep |= hand_coloured_rim(frames, remove & ~obj, keep, obj, dilate_px + 2, colour_index=idx)
+        # the hand's rim that its mask missed, in the object mask too (a finger its mask cut short, lying on the
+        # object: tuning hand pixels erased 0.044 -> 0.035, remnant 0.047 -> 0.049) and in the band around it
+        keep |= hand_coloured_rim(frames, remove, keep, obj, dilate_px + 2, colour_index=idx)
         remove &= ~keep
     shows_object = remove & np.array([_fill_holes(g) if g.any() else g for g in grown], bool).reshape(remove.shape)
     return RemovalRegions(remove, keep[:T], shows_object)
@@ -106,9 +107,9 @@ def removal_regions(frames: np.ndarray, object_masks: np.ndarray, hand_masks: np
 
 def hand_coloured_rim(frames: np.ndarray, band: np.ndarray, keep: np.ndarray, obj: np.ndarray, reach: int,
                       bins: int = 16, colour_index: np.ndarray | None = None) -> np.ndarray:
-    """The pixels of ``band`` (the removal's margin outside the object mask) that are hand-coloured
-    and connected to the hand mask ``keep`` within ``reach`` px: a finger tip or knuckle its mask
-    cut short. Hand-coloured: at least as likely under the hands' colour histogram (their inside)
+    """The pixels of ``band`` (the removal: the object mask and the margin around it) that are
+    hand-coloured and connected to the hand mask ``keep`` within ``reach`` px: a finger tip or
+    knuckle its mask cut short. Hand-coloured: at least as likely under the hands' colour histogram (their inside)
     as under the object's (``obj`` inside), RGB with ``bins`` per channel (``colour_index``: the
     frames' `_colour_index` at those bins, where the caller has it)."""
     k3 = np.ones((3, 3), np.uint8)

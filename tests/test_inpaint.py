@@ -166,6 +166,23 @@ def test_the_hand_rim_its_mask_missed_next_to_the_object_is_kept():
     assert remove[obj].mean() > 0.99
 
 
+def test_a_finger_lying_on_the_object_that_the_hand_mask_missed_is_kept():
+    """The dark hand's finger lies 4 px onto the book: the object mask takes it (GrabCut saw object there)
+    and the hand mask stops 3 px short of the book, so nothing says "hand" on it but its colour and its
+    connection to the hand."""
+    from hoi_cli.inpaint import removal_masks
+
+    frames, obj, _, right, hand_mask = _held_book()
+    finger = np.zeros_like(obj)
+    for t in range(len(frames)):
+        x = 10 + 2 * t
+        finger[t, 48:53, x + 56:x + 60] = True
+        frames[t][finger[t]] = (110, 70, 50)
+    remove, keep = removal_masks(frames, obj, hand_mask, 6)
+    assert not (remove & finger).any() and keep[finger].all()
+    assert remove[obj & ~finger].mean() > 0.99  # the book still goes
+
+
 def test_a_fill_that_shows_the_object_again_is_rejected():
     """The object rests in one place (in the world) in every frame, but only frames 0-4 have it in
     their mask: frames 5-9 show it there as if it were background. The fill must not copy it back

@@ -36,7 +36,7 @@ from .base import StageContext
 from . import frames as frames_stage, segment as segment_stage
 
 NAME = "07_genhoi"
-VERSION = "9"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
+VERSION = "10"  # 4: removal mask with holes filled, less the hands, missed hands carried over; 5: grown by colour
 # 6: the colour growth does not run out of an image edge the object does not reach; the hands' missed rim is kept
 # 7: a fill that equals the object's own pixel (a source frame showing the object there) is rejected, inpainted
 # 8: fill sources in the object's or the hands' colours (pieces their masks missed) are not background; a camera
@@ -44,6 +44,7 @@ VERSION = "9"  # 4: removal mask with holes filled, less the hands, missed hands
 #    model is the whole clip away from the masks, not a ring around them
 # 9: the margin around the object keeps the background its frame shows (a fill equal to the frame is rejected on
 #    the object only); a sighting from a frame that disagrees with the target around the hole is not taken
+# 10: the hands' missed rim is kept inside the object mask too (a finger lying on the object)
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, segment_stage.NAME)
 
 

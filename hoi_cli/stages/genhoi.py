@@ -44,7 +44,8 @@ VERSION = "10"  # 4: removal mask with holes filled, less the hands, missed hand
 #    model is the whole clip away from the masks, not a ring around them
 # 9: the margin around the object keeps the background its frame shows (a fill equal to the frame is rejected on
 #    the object only); a sighting from a frame that disagrees with the target around the hole is not taken
-# 10: the hands' missed rim is kept inside the object mask too (a finger lying on the object)
+# 10: the hands' missed rim is kept inside the object mask too (a finger lying on the object); a missed hand is
+#     carried over from a frame up to 8 away (was 4)
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, segment_stage.NAME)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 SHARED = REPO.parent / "shared" / "data"
 CLIP = SHARED / "anchorcrafter" / "eval_example"
@@ -48,13 +49,13 @@ def build_run(runs: Path) -> Path:
 
 
 def measure(runs: Path) -> dict:
-    from hoi_cli.conventions import box_from_mask, box_iou
     from hoi_cli.detect.objects import ObjectConfig, detect_objects
     from hoi_cli.metrics.objects import load_masks
     from hoi_cli.stages import segment as seg
     from hoi_cli.stages.detect import load_detections
     from hoi_cli.stages.frames import load_frames
     from hoi_cli.stages.hands import load_mano
+    from measure_segment import box_iou_mean, iou_mean
 
     run = build_run(runs)
     frames = load_frames(run)
@@ -72,12 +73,8 @@ def measure(runs: Path) -> dict:
     res = seg.segment_clip(frames, det, mano, seg.Params())
     t2 = time.perf_counter()
     pred = res["object"][:T].astype(bool)
-    have = ref.reshape(T, -1).any(axis=1)
-    ious = [np.logical_and(a, b).sum() / np.logical_or(a, b).sum() for a, b in zip(pred[have], ref[have])]
-    ref_boxes = np.stack([box_from_mask(m) for m in ref[have]])
-    biou = np.nan_to_num(box_iou(np.asarray(res["object_boxes"][:T])[have], ref_boxes), nan=0.0)
     return {"frames": T, "size": [W, H],
-            "mask_iou": float(np.mean(ious)), "box_iou": float(np.mean(biou)),
+            "mask_iou": iou_mean(pred, ref), "box_iou": box_iou_mean(np.asarray(res["object_boxes"][:T]), ref),
             "unmasked_share": float((ref & ~pred).sum() / max(int(ref.sum()), 1)),
             "object_step_fps": T / (t1 - t0), "segment_fps": T / (t2 - t1)}
 

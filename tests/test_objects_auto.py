@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from hoi_cli.detect.objects import ObjectConfig, auto_object_boxes, grasp_point
+
+
+def _draw_hand(f, ox, wrist_y, first_finger_y, finger_dy) -> np.ndarray:
+    """21 keypoints of a hand left of an object whose left edge is at ``ox`` (wrist 40 px left of it,
+    fingers pointing right, rows ``finger_dy`` apart from ``first_finger_y``), drawn as skin dots on ``f``."""
+    pts = [np.array([ox - 40.0, wrist_y])]
+    for finger in range(5):
+        y = first_finger_y + finger_dy * finger
+        for k in range(4):
+            pts.append(np.array([ox - 28 + 8 * k, y], float))
+    pts = np.array(pts)
+    for p in pts:
+        cv2.circle(f, tuple(int(v) for v in p), 3, (220, 170, 140), -1)
+    return pts
 
 
 def _scene(T: int = 7, H: int = 120, W: int = 160):
@@ -18,16 +33,7 @@ def _scene(T: int = 7, H: int = 120, W: int = 160):
         ox = 60 + 2 * t
         cv2.rectangle(f, (ox, 40), (ox + 40, 80), (30, 60, 200), -1)  # the object
         # a hand to the left: wrist at (ox-40, 60), fingertips at the object's left edge
-        wrist = np.array([ox - 40.0, 60.0])
-        pts = [wrist]
-        for finger in range(5):
-            y = 44 + 8 * finger
-            for k in range(4):
-                pts.append(np.array([ox - 28 + 8 * k, y], float))
-        pts = np.array(pts)
-        for p in pts:
-            cv2.circle(f, tuple(int(v) for v in p), 3, (220, 170, 140), -1)
-        kps[t, 1, :, :2] = pts
+        kps[t, 1, :, :2] = _draw_hand(f, ox, 60.0, 44, 8)
         kps[t, 1, :, 2] = 1.0
         frames.append(f)
     return frames, kps
@@ -279,16 +285,7 @@ def _two_colour_scene(T: int = 8, H: int = 120, W: int = 160):
         f[oy + 50:112, 40:150] = panel[oy + 50:112, 40:150]  # the panel, static, right under the object
         f[oy:oy + 50, ox:ox + 41] = obj
         refs[t, oy:oy + 50, ox:ox + 41] = True
-        wrist = np.array([ox - 40.0, oy + 22.0])
-        pts = [wrist]
-        for finger in range(5):
-            y = oy + 2 + 4 * finger
-            for k in range(4):
-                pts.append(np.array([ox - 28 + 8 * k, y], float))
-        pts = np.array(pts)
-        for p in pts:
-            cv2.circle(f, tuple(int(v) for v in p), 3, (220, 170, 140), -1)
-        kps[t, 1, :, :2] = pts
+        kps[t, 1, :, :2] = _draw_hand(f, ox, oy + 22.0, oy + 2, 4)
         kps[t, 1, :, 2] = 1.0
         frames.append(f)
     return frames, kps, refs

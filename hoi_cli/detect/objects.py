@@ -414,12 +414,59 @@ TIPS = [4, 8, 12, 16, 20]
 HIST_BINS = [4, 6, 6]  # Lab colour histogram of a region (coarse in lightness: shading varies)
 
 
-def _segment_candidates(frame, kps, cfg: ObjectConfig) -> list[dict]:
+def _hands_mask(kps, s: float, h: int, w: int, width: float = 0.15, arm: float = 0.0,
+                arm_width: float = 0.0) -> np.ndarray:
+    """The hands (keypoints ``kps`` in frame px, drawn at scale ``s`` on an ``(h, w)`` uint8 grid): skeleton
+    lines ``width`` x hand size wide and the palms; with ``arm`` > 0 also the forearm beyond each wrist,
+    ``arm`` x hand size long and ``arm_width`` x hand size wide (along finger base -> wrist)."""
+    import cv2
+
+    out = np.zeros((h, w), np.uint8)
+    for kp in kps:
+        k = kp * s
+        size = max(np.ptp(k[:, 0]), np.ptp(k[:, 1]), 4.0)
+        for j, pj in enumerate(OPENPOSE_PARENTS):
+            if pj >= 0:
+                cv2.line(out, tuple(np.round(k[j]).astype(int)), tuple(np.round(k[pj]).astype(int)), 1,
+                         max(1, int(size * width)))
+        cv2.fillConvexPoly(out, cv2.convexHull(np.round(k[PALM]).astype(np.int32)), 1)
+        if arm > 0:
+            v = k[0] - k[9]  # middle finger base -> wrist: the forearm continues this way
+            v = v / max(np.hypot(*v), 1e-6)
+            cv2.line(out, tuple(np.round(k[0]).astype(int)), tuple(np.round(k[0] + v * arm * size).astype(int)),
+                     1, max(1, int(size * arm_width)))
+    return out
+
+
+def _lab_hist(lab: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``region``'s Lab colour histogram (`HIST_BINS`), square-rooted and normalised: the dot product of two
+    is their Bhattacharyya coefficient."""
+    import cv2
+
+    hist = cv2.calcHist([lab], [0, 1, 2], region.astype(np.uint8), HIST_BINS, [0, 256] * 3).ravel()
+    return np.sqrt(hist / max(hist.sum(), 1e-9)).astype(np.float32)
+
+
+def _borders_touched(xs: np.ndarray, ys: np.ndarray, w: int, h: int) -> int:
+    """How many of an ``(h, w)`` image's borders the pixels ``xs``, ``ys`` reach."""
+    return int(xs.min() == 0) + int(ys.min() == 0) + int(xs.max() == w - 1) + int(ys.max() == h - 1)
+
+
+def _graph_labels(lab: np.ndarray, k: float) -> np.ndarray:
+    """Felzenszwalb graph segmentation (``cv2.ximgproc``, sigma 0.8, min size 20) of a Lab image at scale ``k``."""
+    import cv2
+
+    return cv2.ximgproc.segmentation.createGraphSegmentation(0.8, float(k), 20).processImage(lab)
+
+
+def _segment_candidates(frame, kps, cfg: ObjectConfig, labels: dict | None = None) -> list[dict]:
     """Candidate object regions of one frame: the regions of Felzenszwalb graph segmentations
     (``cv2.ximgproc``, Lab colour, each of ``cfg.seg_sides`` x ``cfg.seg_ks``) that a contact
     point (``cfg.probe`` x hand size beyond each fingertip, along the finger) falls in, minus
     regions that are mostly hand (skeleton + palm mask) or too large (background). Each with its
-    box (frame px), Lab histogram, area (frame px^2) and the number of frame borders it touches."""
+    box (frame px), Lab histogram, area (frame px^2) and the number of frame borders it touches.
+    ``labels`` (a dict), where given, keeps the segmentations: ``(side, k) -> label map`` (`_comoving_parts`
+    reuses them)."""
     import cv2
 
     H, W = frame.shape[:2]
@@ -428,23 +475,19 @@ def _segment_candidates(frame, kps, cfg: ObjectConfig) -> list[dict]:
         s = float(side) / max(H, W)
         w, h = max(8, int(round(W * s))), max(8, int(round(H * s)))
         lab = cv2.cvtColor(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2Lab)
-        hand = np.zeros((h, w), np.uint8)
+        hand = _hands_mask(kps, s, h, w)
         pts = []
         for kp in kps:
             k = kp * s
             size = max(np.ptp(k[:, 0]), np.ptp(k[:, 1]), 4.0)
-            for j, pj in enumerate(OPENPOSE_PARENTS):
-                if pj >= 0:
-                    cv2.line(hand, tuple(np.round(k[j]).astype(int)), tuple(np.round(k[pj]).astype(int)), 1,
-                             max(1, int(size * 0.15)))
-            cv2.fillConvexPoly(hand, cv2.convexHull(np.round(k[PALM]).astype(np.int32)), 1)
             for tj in TIPS:
                 v = k[tj] - k[tj - 1]
                 v = v / max(np.hypot(*v), 1e-6)
                 pts.extend(k[tj] + v * d * size for d in cfg.probe)
         for kk in cfg.seg_ks:
-            gs = cv2.ximgproc.segmentation.createGraphSegmentation(0.8, float(kk), 20)
-            L = gs.processImage(lab)
+            L = _graph_labels(lab, kk)
+            if labels is not None:
+                labels[(float(side), float(kk))] = L
             ids = {int(L[y, x]) for x, y in (np.round(p).astype(int) for p in pts)
                    if 0 <= x < w and 0 <= y < h and not hand[y, x]}
             for i in sorted(ids):
@@ -453,10 +496,8 @@ def _segment_candidates(frame, kps, cfg: ObjectConfig) -> list[dict]:
                 if (m & (hand > 0)).sum() > cfg.max_hand_frac * a or a > cfg.max_area_frac * h * w:
                     continue
                 ys, xs = np.nonzero(m)
-                hist = cv2.calcHist([lab], [0, 1, 2], m.astype(np.uint8), HIST_BINS, [0, 256] * 3).ravel()
-                nb = int(xs.min() == 0) + int(ys.min() == 0) + int(xs.max() == w - 1) + int(ys.max() == h - 1)
                 out.append({"box": np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64) / s,
-                            "hist": np.sqrt(hist / hist.sum()).astype(np.float32), "area": a / (s * s), "nb": nb,
+                            "hist": _lab_hist(lab, m), "area": a / (s * s), "nb": _borders_touched(xs, ys, w, h),
                             # the region itself (cropped to its box, at the downscaled size) for the seed mask
                             "mask": (int(xs.min()), int(ys.min()), s,
                                      m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].copy())})
@@ -505,10 +546,11 @@ def _segment_proposals(frames, kps_by_key: dict, cfg: ObjectConfig, masks_out: d
     ``cfg.parts``, the adjacent regions that move with them (`_comoving_parts`). With
     ``masks_out`` (a dict), the union of those candidates' regions (bool, frame resolution) is
     stored there per key frame: a coarse object mask (the seed for 03_segment)."""
-    cands, hs, gp = {}, {}, {}
+    cands, hs, gp, labels = {}, {}, {}, {}
     for t, kps in kps_by_key.items():
         if kps:
-            cands[t] = _segment_candidates(frames[t], kps, cfg)
+            labels[t] = {}
+            cands[t] = _segment_candidates(frames[t], kps, cfg, labels[t] if cfg.parts else None)
             hs[t] = max(max(np.ptp(k[:, 0]), np.ptp(k[:, 1]), 4.0) for k in kps)
             gp[t] = np.mean([grasp_point(k) for k in kps], axis=0)
     allc = [(t, c) for t in cands for c in cands[t]]
@@ -561,7 +603,7 @@ def _segment_proposals(frames, kps_by_key: dict, cfg: ObjectConfig, masks_out: d
                 continue
             m = np.logical_or.reduce(ms)
             if cfg.parts:
-                m = _comoving_parts(frames, u, m, kps_by_key[u], cfg)
+                m = _comoving_parts(frames, u, m, kps_by_key[u], cfg, labels.get(u))
                 mb = box_from_mask(m)  # the box covers the added parts too
                 prop[u] = np.concatenate([np.minimum(prop[u][:2], mb[:2]), np.maximum(prop[u][2:], mb[2:])])
                 prop[u] = prop[u].astype(np.float32)
@@ -570,7 +612,7 @@ def _segment_proposals(frames, kps_by_key: dict, cfg: ObjectConfig, masks_out: d
     return prop
 
 
-def _comoving_parts(frames, t: int, mask: np.ndarray, kps, cfg: ObjectConfig) -> np.ndarray:
+def _comoving_parts(frames, t: int, mask: np.ndarray, kps, cfg: ObjectConfig, labels: dict | None = None) -> np.ndarray:
     """``mask`` (the chosen regions of key frame ``t``, bool, frame resolution) plus the regions
     next to it that move with it: the other parts of a multi-coloured object (a plush toy's brown
     body and red tie under its yellow head) are neither touched by the fingertips nor of the
@@ -588,7 +630,7 @@ def _comoving_parts(frames, t: int, mask: np.ndarray, kps, cfg: ObjectConfig) ->
     colour: they move with the object too), or slivers (mixed colours along an edge); repeated
     from the grown mask ``cfg.part_rounds`` times while it stays within ``cfg.part_max_growth`` x
     its first area (what sits behind the object, a shirt, also touches it but stays put or moves
-    otherwise)."""
+    otherwise). ``labels``: `_segment_candidates`' label maps of this frame, reused where it made them."""
     import cv2
 
     T = len(frames)
@@ -605,23 +647,9 @@ def _comoving_parts(frames, t: int, mask: np.ndarray, kps, cfg: ObjectConfig) ->
 
     a = small(t)
     ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-    hand = np.zeros((h, w), np.uint8)  # the hands' skeletons and palms
-    arm = np.zeros((h, w), np.uint8)  # ... thicker, and the forearms beyond the wrists: they move with the hands
-    for kp in kps:
-        k = kp * s
-        size = max(np.ptp(k[:, 0]), np.ptp(k[:, 1]), 4.0)
-        for j, pj in enumerate(OPENPOSE_PARENTS):
-            if pj >= 0:
-                p0, p1 = tuple(np.round(k[j]).astype(int)), tuple(np.round(k[pj]).astype(int))
-                cv2.line(hand, p0, p1, 1, max(1, int(size * 0.15)))
-                cv2.line(arm, p0, p1, 1, max(1, int(size * cfg.part_hand_width)))
-        palm = cv2.convexHull(np.round(k[PALM]).astype(np.int32))
-        cv2.fillConvexPoly(hand, palm, 1)
-        cv2.fillConvexPoly(arm, palm, 1)
-        v = k[0] - k[9]  # middle finger base -> wrist: the forearm continues this way
-        v = v / max(np.hypot(*v), 1e-6)
-        cv2.line(arm, tuple(np.round(k[0]).astype(int)), tuple(np.round(k[0] + v * cfg.part_arm * size).astype(int)),
-                 1, max(1, int(size * cfg.part_arm_width)))
+    hand = _hands_mask(kps, s, h, w)  # the hands' skeletons and palms
+    # ... thicker, and the forearms beyond the wrists: they move with the hands
+    arm = _hands_mask(kps, s, h, w, cfg.part_hand_width, cfg.part_arm, cfg.part_arm_width)
     sel = m & (hand == 0) if (m & (hand == 0)).sum() >= 4 else m
     best = None
     for u in others:
@@ -639,13 +667,10 @@ def _comoving_parts(frames, t: int, mask: np.ndarray, kps, cfg: ObjectConfig) ->
     comov = np.hypot(*(flow - fo).transpose(2, 0, 1)) < cfg.part_beta * rel
     lab = cv2.cvtColor(a, cv2.COLOR_RGB2Lab)
 
-    def hist(region):
-        hh = cv2.calcHist([lab], [0, 1, 2], region.astype(np.uint8), HIST_BINS, [0, 256] * 3).ravel()
-        return np.sqrt(hh / max(hh.sum(), 1e-9))
-
-    skin = hist(hand > 0) if (hand > 0).any() else None
-    Ls = [cv2.ximgproc.segmentation.createGraphSegmentation(0.8, float(kk), 20).processImage(lab)
-          for kk in cfg.part_ks]
+    skin = _lab_hist(lab, hand > 0) if (hand > 0).any() else None
+    labels = labels or {}
+    Ls = [labels.get((float(cfg.part_side), float(kk))) for kk in cfg.part_ks]
+    Ls = [L if L is not None else _graph_labels(lab, kk) for L, kk in zip(Ls, cfg.part_ks)]
     m0 = m.copy()
     area0 = int(m.sum())
     kernel = np.ones((2 * cfg.part_touch + 1,) * 2, np.uint8)
@@ -662,13 +687,13 @@ def _comoving_parts(frames, t: int, mask: np.ndarray, kps, cfg: ObjectConfig) ->
                 if (r & (arm > 0)).sum() > cfg.part_max_arm_frac * ar:
                     continue
                 ys, xs = np.nonzero(r)
-                if int(xs.min() == 0) + int(ys.min() == 0) + int(xs.max() == w - 1) + int(ys.max() == h - 1) > 0:
+                if _borders_touched(xs, ys, w, h):
                     continue
                 if cv2.erode(r.astype(np.uint8), np.ones((3, 3), np.uint8)).sum() < cfg.part_min_core * ar:
                     continue  # a sliver
                 if comov[r].mean() < cfg.part_min_comoving:
                     continue
-                if skin is not None and float(hist(r) @ skin) >= cfg.part_max_skin:
+                if skin is not None and float(_lab_hist(lab, r) @ skin) >= cfg.part_max_skin:
                     continue
                 add |= r
         if not add.any() or (m | add).sum() > cfg.part_max_growth * area0:

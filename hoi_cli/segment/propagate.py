@@ -46,6 +46,7 @@ Speed: DIS flow (preset ``fast``) at <= ``flow_max_side`` px plus one small Grab
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -601,12 +602,11 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                     ghost_t = t
                     other = None
                     if p.reacquire_distinct:
-                        flow_back: list = []  # this frame's flow to the last-seen one, computed once if needed
+                        # this frame's flow to the last-seen one: computed once, and only if a region is found
+                        flow_back = functools.cache(lambda t=t, last_t=prev_t: warper.flow(t, last_t))
 
-                        def other(region, t=t, last=prev, last_t=prev_t, flow_back=flow_back):
-                            if not flow_back:
-                                flow_back.append(warper.flow(t, last_t))
-                            return seen_beside(region, flow_back[0], last, frames[last_t], hands_at(last_t),
+                        def other(region, last=prev, last_t=prev_t, flow_back=flow_back):
+                            return seen_beside(region, flow_back(), last, frames[last_t], hands_at(last_t),
                                                warper, finder, p)
                     found = reacquire(image, finder, anchor_area, hand, p,
                                       _where_it_can_be(ghost, hands_at(t), anchor_area, p,

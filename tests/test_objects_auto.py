@@ -142,7 +142,7 @@ def _fake_candidates(monkeypatch, per_frame):
     """Make `_segment_candidates` return ``per_frame[t]`` (a list of (box, hist, area, nb)) for key frame t."""
     import hoi_cli.detect.objects as objects
 
-    def fake(frame, kps, cfg):
+    def fake(frame, kps, cfg, labels=None):
         t = int(frame[0, 0, 0])  # the frame index is written into the dummy frame
         return [{"box": np.asarray(b, float), "hist": np.asarray(h, np.float32) / np.linalg.norm(h), "area": a,
                  "nb": nb} for b, h, a, nb in per_frame[t]]

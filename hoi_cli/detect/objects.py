@@ -550,7 +550,7 @@ def _segment_proposals(frames, kps_by_key: dict, cfg: ObjectConfig, masks_out: d
     for t, kps in kps_by_key.items():
         if kps:
             labels[t] = {}
-            cands[t] = _segment_candidates(frames[t], kps, cfg, labels[t] if cfg.parts else None)
+            cands[t] = _segment_candidates(frames[t], kps, cfg, labels=labels[t] if cfg.parts else None)
             hs[t] = max(max(np.ptp(k[:, 0]), np.ptp(k[:, 1]), 4.0) for k in kps)
             gp[t] = np.mean([grasp_point(k) for k in kps], axis=0)
     allc = [(t, c) for t in cands for c in cands[t]]

@@ -31,7 +31,7 @@ Inputs: run folders with 00_frames..02_hands under ``--runs`` (made on first use
 folder, then the real 01_detect and 02_hands stages).
 
 Usage: python bench/measure_objects.py --runs /tmp/runs [--splits tune,val,se] [--modes prompt,boxtrack,auto]
-       [--clips 243,2] [--prop-set band_frac=0.1] [--overlays /tmp/ov] [--json]
+       [--clips 243,2] [--prop-set band_frac=0.1] [--obj-set w_static=0.2] [--overlays /tmp/ov] [--json]
 """
 
 from __future__ import annotations
@@ -64,10 +64,11 @@ SPLITS = {"tune": ["125021", "137875", "141667", "176110", "182974", "191021"],
 # ------------------------------------------------------------------ run folders
 def interdyn_run(runs: Path, clip: str) -> Path:
     run = runs / clip
-    if not (run / "02_hands" / "manifest.json").exists():
-        subprocess.run([sys.executable, "-m", "hoi_cli", "preprocess", str(SHARED / "interdyn" / clip / "video.webm"),
-                        "--out", str(runs), "--run-id", clip, "--until", "02_hands", "-q"], check=True,
-                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    # always through the pipeline: a stage whose code or inputs changed since the run was made is
+    # recomputed (a stale 01_detect would measure the automatic mode of an older revision), the rest reused
+    subprocess.run([sys.executable, "-m", "hoi_cli", "preprocess", str(SHARED / "interdyn" / clip / "video.webm"),
+                    "--out", str(runs), "--run-id", clip, "--until", "02_hands", "-q"], check=True,
+                   stdout=subprocess.DEVNULL, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
     return run
 
 
@@ -103,17 +104,25 @@ def jpg_run(runs: Path, clip: str) -> Path:
     from hoi_cli.errors import NoHandsError
 
     run = runs / f"se_{clip}"
-    if not (run / "02_hands" / "manifest.json").exists() and not (run / "NO_HANDS").exists():
-        with RunStore(run) as s:
-            s.run_stage(_jpg_frames_stage(SHARED / "something_else" / clip), _JpgParams(str(clip)))
+    with RunStore(run) as s:
+        # each stage reruns where its code or inputs changed since the run was made, as in `hoi preprocess`
+        s_frames, p_frames = _jpg_frames_stage(SHARED / "something_else" / clip), _JpgParams(str(clip))
+        for stage, params in ((s_frames, p_frames), (detect_stage, detect_stage.Params()),
+                              (hands_stage, hands_stage.Params())):
+            no_hands = f"01_detect {detect_stage.VERSION} found no hand\n"
+            if stage is detect_stage and s.state(s_frames, p_frames).status == "ok" and \
+                    (run / "NO_HANDS").exists() and (run / "NO_HANDS").read_text() == no_hands:
+                return run  # this 01_detect already stopped on this clip
+            if s.state(stage, params).status == "ok":
+                continue
             try:
-                s.run_stage(detect_stage, detect_stage.Params())
+                s.run_stage(stage, params)
             except NoHandsError:
                 # 01_detect stops on a clip without hands (3201); measure 03_segment with the
                 # detections it would have made: every hand array NaN
-                (run / "NO_HANDS").write_text("01_detect found no hand\n")
+                (run / "NO_HANDS").write_text(no_hands)
                 return run
-            s.run_stage(hands_stage, hands_stage.Params())
+            (run / "NO_HANDS").unlink(missing_ok=True)
     return run
 
 
@@ -172,8 +181,15 @@ def run_prompted(frames, det, mano, params, prop, box, frame, propagate: bool):
     return res, time.perf_counter() - t0
 
 
-def run_auto(frames, det, mano, params):
+def run_auto(frames, det, mano, params, objects=None):
+    """``objects``: an `ObjectConfig` to redo 01_detect's automatic object step with here (on the run's
+    hands), instead of reading its boxes from the run folder (its time is then included)."""
     t0 = time.perf_counter()
+    if objects is not None:
+        from hoi_cli.detect.objects import detect_objects
+
+        det = {k: v for k, v in det.items() if k not in ("object_seed", "object_seed_shape")}
+        det = {**det, **detect_objects(frames, det, objects)}
     res = seg.segment_clip(frames, det, mano, params)
     return res, time.perf_counter() - t0
 
@@ -212,6 +228,11 @@ def measure(a) -> dict:
     from hoi_cli.segment.propagate import PropagateParams
 
     prop = params_from_dict(PropagateParams, dict(s.split("=", 1) for s in a.prop_set))
+    objects = None
+    if a.obj_set:
+        from hoi_cli.detect.objects import ObjectConfig
+
+        objects = params_from_dict(ObjectConfig, dict(s.split("=", 1) for s in a.obj_set))
     modes = [m for m in a.modes.split(",") if m]
     only = {c for c in a.clips.split(",") if c}
     rows = []
@@ -239,7 +260,7 @@ def measure(a) -> dict:
                 for mode in modes:
                     if mode == "auto":
                         if auto_res is None:
-                            auto_res = run_auto(frames, det, mano, params)
+                            auto_res = run_auto(frames, det, mano, params, objects)
                         res, sec = auto_res
                         if split != "se":  # InterDyn auto: against the union of the objects
                             union = np.logical_or.reduce([m[:T] for _, m, _ in targets])
@@ -290,6 +311,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", default="", help="only these clip ids")
     ap.add_argument("--set", action="append", default=[], help="03_segment PARAM=VALUE")
     ap.add_argument("--prop-set", action="append", default=[], help="PropagateParams KEY=VALUE")
+    ap.add_argument("--obj-set", action="append", default=[],
+                    help="auto mode: redo the object step here with ObjectConfig KEY=VALUE (e.g. w_static=0.2)")
     ap.add_argument("--overlays", type=Path, default=None, help="write a PNG sheet per clip, object and mode here")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)

@@ -194,6 +194,26 @@ def test_a_cut_that_misses_the_prompt_box_falls_back_to_the_box_unless_the_hand_
     assert how == "weak" and iou(m, obj[5]) > 0.8  # kept, though `propagate_masks` looks for a clearer frame
 
 
+def test_no_box_fallback_on_a_motion_smeared_prompt_frame():
+    """something_else's flicked marker: the prompt frame is a smear, 10x blurrier than its neighbours, so
+    the box holds the table the marker crossed; that is a weak anchor (a clearer frame is looked for),
+    not the box. The sharp prompt frame of the same scene (a clear glass) still falls back to the box."""
+    from hoi_cli.segment.propagate import PropagateParams, confident_anchor, sharpness
+
+    sharp = textured_background(3).astype(np.uint8)
+    frames = np.stack([sharp] * 7)
+    frames[3] = cv2.blur(sharp, (15, 15))
+    box = np.array([80, 40, 160, 110], np.float32)
+    track = np.tile(box, (7, 1))
+    p = PropagateParams()
+    assert sharpness(frames[3], box) < p.box_fallback_sharp * sharpness(frames[2], box)
+    assert confident_anchor(frames, box, 3, lambda t: None, p, track_boxes=track)[2] == "weak"
+    assert confident_anchor(np.stack([sharp] * 7), box, 3, lambda t: None, p, track_boxes=track)[2] == "box"
+    # with the rule off, the smear is taken for a glass
+    off = PropagateParams(box_fallback_sharp=0.0)
+    assert confident_anchor(frames, box, 3, lambda t: None, off, track_boxes=track)[2] == "box"
+
+
 def test_a_motion_blurred_prompt_frame_is_anchored_on_a_sharp_neighbour_of_the_box_track():
     from hoi_cli.segment.propagate import PropagateParams, confident_anchor
 

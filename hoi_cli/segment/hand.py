@@ -7,9 +7,10 @@ The fitted mesh (02_hands) gives the hand's shape but not its exact outline: the
 by a few pixels, and the silhouette includes fingers hidden behind the object. The
 refinement (`refine_hand_masks`):
 
-1. Learns a skin colour model from the clip itself: a 2-D histogram over (Cr, Cb) of the
-   pixels well inside the mesh silhouettes (eroded by ``band_px``) against the pixels just
-   outside them (a ring beyond the band); ``skin_prob`` = in / (in + out) per colour bin.
+1. Learns a skin colour model from the clip itself: a histogram over (Cr, Cb) and a coarse
+   brightness (``luma_bins`` Y bins) of the pixels well inside the mesh silhouettes (eroded by
+   ``band_px``) against the pixels just outside them (a ring beyond the band); ``skin_prob`` =
+   in / (in + out) per colour bin.
 2. Per frame, GrabCut in a small ROI around the silhouette: pixels deep inside the
    silhouette and skin-like are sure hand; inside but not skin-like (an occluding object)
    probable background; the band on either side of the outline is probable hand/background;
@@ -33,8 +34,15 @@ class HandRefineParams:
     band_px: int = 6  # the outline may move by up to this many pixels
     iterations: int = 2  # GrabCut iterations per frame
     max_side: int = 128  # downscale the hand ROI so its longest side is at most this (0 = off)
-    min_skin_prob: float = 0.2  # drop pixels whose colour is this unlikely to be skin
+    # drop pixels whose colour is this unlikely to be skin. With ``luma_bins``, picked on the tuning InterDyn
+    # clips (bench/measure_hand_masks.py, hand IoU): 0.2 / 0.35 / 0.5 at 2 luma bins 0.603 / 0.621 / 0.605;
+    # chroma only (1 bin) 0.596 / 0.612 at 0.2 / 0.35
+    min_skin_prob: float = 0.35
     bins: int = 32  # (Cr, Cb) histogram bins per axis
+    # ... x this many brightness (Y) bins: a white phone or a black screen inside the mesh silhouette (fingers
+    # behind it) shares its chroma with pale skin, not its brightness. Tuning at min_skin_prob 0.35: 1 / 2 / 3 / 4
+    # bins 0.612 / 0.621 / 0.612 / 0.614
+    luma_bins: int = 2
 
 
 def _disk(r: int) -> np.ndarray:
@@ -43,12 +51,13 @@ def _disk(r: int) -> np.ndarray:
 
 
 def skin_model(frames: np.ndarray, masks: np.ndarray, band_px: int = 6, bins: int = 32,
-               max_frames: int = 16) -> np.ndarray | None:
-    """``(bins, bins)`` P(skin | Cr, Cb) learnt from pixels inside vs just outside ``masks``."""
+               max_frames: int = 16, luma_bins: int = 1) -> np.ndarray | None:
+    """``(luma_bins, bins, bins)`` P(skin | Y, Cr, Cb) learnt from pixels inside vs just outside ``masks``."""
     T = len(frames)
     idx = np.linspace(0, T - 1, min(T, max_frames)).round().astype(int)
-    h_in = np.zeros((bins, bins), np.float64)
-    h_out = np.zeros((bins, bins), np.float64)
+    h_in = np.zeros((luma_bins, bins, bins), np.float64)
+    h_out = np.zeros((luma_bins, bins, bins), np.float64)
+    ranges = [0, 256, 0, 256, 0, 256]
     for t in idx:
         m = masks[t].astype(np.uint8)
         if m.sum() < 20:
@@ -56,22 +65,20 @@ def skin_model(frames: np.ndarray, masks: np.ndarray, band_px: int = 6, bins: in
         ycc = cv2.cvtColor(frames[t], cv2.COLOR_RGB2YCrCb)
         inner = cv2.erode(m, _disk(band_px // 2 + 1))
         outer = cv2.dilate(m, _disk(3 * band_px)) & ~cv2.dilate(m, _disk(band_px))
-        h_in += cv2.calcHist([ycc], [1, 2], inner, [bins, bins], [0, 256, 0, 256])
-        h_out += cv2.calcHist([ycc], [1, 2], outer, [bins, bins], [0, 256, 0, 256])
+        h_in += cv2.calcHist([ycc], [0, 1, 2], inner, [luma_bins, bins, bins], ranges)
+        h_out += cv2.calcHist([ycc], [0, 1, 2], outer, [luma_bins, bins, bins], ranges)
     if h_in.sum() < 50:
         return None
-    h_in = cv2.GaussianBlur(h_in / h_in.sum(), (3, 3), 0)
-    h_out = cv2.GaussianBlur(h_out / max(h_out.sum(), 1.0), (3, 3), 0)
+    h_in = np.stack([cv2.GaussianBlur(h, (3, 3), 0) for h in h_in / h_in.sum()])
+    h_out = np.stack([cv2.GaussianBlur(h, (3, 3), 0) for h in h_out / max(h_out.sum(), 1.0)])
     return (h_in / (h_in + h_out + 1e-9)).astype(np.float32)
 
 
 def skin_probability(image: np.ndarray, model: np.ndarray) -> np.ndarray:
     """Per-pixel P(skin) ``(H, W)`` float32 from a `skin_model`."""
-    bins = model.shape[0]
-    ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
-    cr = (ycc[..., 1].astype(np.int32) * bins) >> 8
-    cb = (ycc[..., 2].astype(np.int32) * bins) >> 8
-    return model[cr, cb]
+    luma_bins, bins = model.shape[0], model.shape[1]
+    ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb).astype(np.int32)
+    return model[(ycc[..., 0] * luma_bins) >> 8, (ycc[..., 1] * bins) >> 8, (ycc[..., 2] * bins) >> 8]
 
 
 def refine_hand_mask(image: np.ndarray, mesh_mask: np.ndarray, skin: np.ndarray | None = None,
@@ -128,7 +135,7 @@ def refine_hand_masks(frames: np.ndarray, mesh_masks: np.ndarray, params: HandRe
                       progress=None) -> np.ndarray:
     """`refine_hand_mask` over a clip, with one skin model learnt from the whole clip."""
     p = params or HandRefineParams()
-    skin = skin_model(frames, mesh_masks, p.band_px, p.bins)
+    skin = skin_model(frames, mesh_masks, p.band_px, p.bins, luma_bins=p.luma_bins)
     out = np.zeros(mesh_masks.shape, bool)
     for t in range(len(frames)):
         out[t] = refine_hand_mask(frames[t], mesh_masks[t], skin, p)

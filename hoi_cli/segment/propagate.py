@@ -9,7 +9,8 @@ How (`propagate_masks`):
    (`hoi_cli.segment.grabcut.grabcut_box`, the hand as background). A cut whose tight box covers
    little of the prompt box failed (motion blur, a clear glass): it is redone on the sharpest
    nearby frames of the prompt's box track, and failing that the prompt box itself (off the hand)
-   is the anchor (`confident_anchor`). Where none of these holds (a smeared prompt frame under the
+   is the anchor, unless the prompt frame is a motion smear, far blurrier than the track's frames
+   around it (`confident_anchor`). Where none of these holds (a smeared prompt frame under the
    fingers: a "weak" anchor), the clip is propagated from the weak cut, then again (twice the time)
    from a cut on the sharpest frame of that first pass, in a box 1.3 x the prompt's size grown
    past the sides the cut reaches (`clearer_anchor`, "later").
@@ -117,6 +118,11 @@ class PropagateParams:
     box_fallback_fill: float = 0.2  # ...if the cut covers less than this x the box (a thin object lying across its
     # box, cut short at one end, has a small box but a fair mask: synthetic bar: IoU 0.88, box IoU 0.49, fill 0.25;
     # the glass of validation 24815: fill 0.13)
+    # ...but not on a prompt frame less sharp than this x the median of the box track's frames within
+    # ``anchor_search`` (variance of the Laplacian): there the box holds a smear and the table it crossed, not
+    # the object's shape. A marker flicked across the frame: 17 against 170-300 nearby; the clear glass of
+    # validation 24815: 299 against 214-276 (not a value tuned: no tuning clip has a weak or box anchor)
+    box_fallback_sharp: float = 0.5
     anchor: GrabCutParams = field(default_factory=lambda: GrabCutParams(
         max_side=200, iterations=3, use_prior=False, reuse_models=False, vote=1, grow_frac=0.0, max_hole_frac=0.02))
 
@@ -429,17 +435,20 @@ def confident_anchor(frames: np.ndarray, box, frame: int, hand_at, p: PropagateP
     "cut") when its mask's box covers the prompt box (``anchor_min_box_iou``); else the same cut on
     the frames of the box track within ``anchor_search`` of the prompt, sharpest first ("near"); else
     the prompt box itself off the hand ("box"; with ``box_fallback``, where the cut covers less than
-    ``box_fallback_fill`` of the box and the hand leaves at least half of it), else the cut ("weak":
+    ``box_fallback_fill`` of the box and the hand leaves at least half of it, on a prompt frame that is not a
+    motion smear: ``box_fallback_sharp``), else the cut ("weak":
     `propagate_masks` looks for a clearer frame to anchor on, `clearer_anchor`)."""
     m = anchor_mask(frames[frame], box, hand_at(frame), p)
     if p.anchor_min_box_iou <= 0 or _fills_box(m, box, p.anchor_min_box_iou):
         return frame, m, "cut"
+    blurred = False  # the prompt frame is a motion smear: far less sharp than the box track's frames around it
     if track_boxes is not None and p.anchor_search > 0:
         T = len(frames)
         near = [t for t in range(max(0, frame - p.anchor_search), min(T, frame + p.anchor_search + 1))
                 if t != frame and np.all(np.isfinite(track_boxes[t]))]
         base = sharpness(frames[frame], box)
         ranked = sorted(((sharpness(frames[t], track_boxes[t]), t) for t in near), reverse=True)
+        blurred = bool(ranked) and base < p.box_fallback_sharp * float(np.median([v for v, _ in ranked]))
         for sharp, t in ranked[:3]:
             if sharp <= base:
                 break
@@ -452,7 +461,7 @@ def confident_anchor(frames: np.ndarray, box, frame: int, hand_at, p: PropagateP
         # background: the object is behind the fingers
         seen = box_mask(m.shape, box, full_hand if full_hand is not None else hand_at(frame))
         whole = box_mask(m.shape, box, None).sum()
-        if m.sum() < p.box_fallback_fill * whole and seen.sum() >= 0.5 * whole:
+        if m.sum() < p.box_fallback_fill * whole and seen.sum() >= 0.5 * whole and not blurred:
             return frame, bm, "box"
     return frame, m, "weak"
 

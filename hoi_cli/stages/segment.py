@@ -69,7 +69,7 @@ from .base import StageContext, resolve_device
 from . import detect as detect_stage, frames as frames_stage, hands as hands_stage
 
 NAME = "03_segment"
-VERSION = "11"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
+VERSION = "12"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: growth past cut box sides;
 # 5: collapsed masks rerun afresh, then filled from the nearest good frame; 6: a prompted object's mask is
 # propagated by optical flow; masks.npz gains object_boxes
 # 7: a prompt whose cut misses its box is anchored on a sharper frame or the box; a lost object is found near a hand
@@ -80,6 +80,7 @@ VERSION = "11"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: gr
 # and near the hands only if it was near one when lost; margins only from a cut that fills the box
 # 11: a prompted mask loses at most 1 - 1/1.05 (~5%) of its warped area to GrabCut a frame, unless what is dropped looks like
 # the surroundings (`max_area_drop`); a lost object is not found again in a look-alike that was beside it
+# 12: hand masks: the skin model has 2 brightness bins and drops pixels below skin probability 0.35 (was 0.2)
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 
 

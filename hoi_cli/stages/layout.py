@@ -49,8 +49,8 @@ class Params:
     in the prompt's margins) or detect (01_detect's object_boxes: no 03_segment needed). Box IoU, mask /
     detect (bench/measure_objects.py; detect = 01_detect's boxes themselves): prompted, tuning / validation
     InterDyn 0.913 / 0.637, 0.892 / 0.727, something_else 0.743 / 0.625; automatic, tuning 0.788 / 0.698,
-    validation 0.767 / 0.655 (03_segment 11; with 03_segment 12 the mask's prompted figures are 0.910, 0.880
-    and 0.753)."""
+    validation 0.767 / 0.655 (03_segment 11; with 03_segment 12 the mask's prompted figures are 0.911, 0.882
+    and 0.762)."""
     size: int = 0
     """Map size: 0 = the working resolution, else square maps of size x size px."""
     write_video: bool = True

@@ -80,7 +80,8 @@ VERSION = "12"  # 3: 01_detect's object_seed anchors the object's GrabCut; 4: gr
 # and near the hands only if it was near one when lost; margins only from a cut that fills the box
 # 11: a prompted mask loses at most 1 - 1/1.05 (~5%) of its warped area to GrabCut a frame, unless what is dropped looks like
 # the surroundings (`max_area_drop`); a lost object is not found again in a look-alike that was beside it
-# 12: hand masks: the skin model has 2 brightness bins and drops pixels below skin probability 0.35 (was 0.2)
+# 12: hand masks: the skin model has 2 brightness bins and drops pixels below skin probability 0.35 (was 0.2); a
+# prompted object takes the hand mask's pixels in its colours (`hand_object_prob`); no box anchor on a smeared frame
 DEPENDS_ON: tuple[str, ...] = (frames_stage.NAME, detect_stage.NAME, hands_stage.NAME)
 
 

@@ -54,6 +54,17 @@ def source(clip: str) -> Path:
     return SHARED / "wild" / f"{clip}.mp4" if clip == "handtrack_twohands" else SHARED / "interdyn" / clip / "video.webm"
 
 
+def missing(split: str, clip: str) -> Path | None:
+    """The first file this clip's measurement needs that is absent, or None."""
+    if split == "se":
+        need = [SHARED / "something_else" / "annotations.json", SHARED / "something_else" / clip / "0001.jpg"]
+    elif clip == "handtrack_twohands":
+        need = [source(clip), SHARED / "wild" / "handtrack_twohands.hand_masks.mp4"]
+    else:
+        need = [source(clip), SHARED / "interdyn" / clip / "masks.npz"]
+    return next((f for f in need if not f.exists()), None)
+
+
 def build_run(runs: Path, clip: str) -> Path:
     """A run through 02_hands; stages whose code or inputs changed are recomputed, the rest reused."""
     subprocess.run([sys.executable, "-m", "hoi_cli", "preprocess", str(source(clip)), "--out", str(runs),
@@ -122,6 +133,10 @@ def measure(runs: Path, splits: list[str], params: seg.Params, only: set[str]) -
         for clip in SPLITS[split]:
             if only and clip not in only:
                 continue
+            absent = missing(split, clip)
+            if absent is not None:
+                print(f"skip {clip}: {absent} is absent", file=sys.stderr)
+                continue
             if split == "se":
                 from measure_objects import jpg_run
 
@@ -131,9 +146,6 @@ def measure(runs: Path, splits: list[str], params: seg.Params, only: set[str]) -
                 frames = load_frames(run)
                 T = len(frames)
             else:
-                if not source(clip).exists():
-                    print(f"skip {clip}: {source(clip)} is absent", file=sys.stderr)
-                    continue
                 run = build_run(runs, clip)
                 frames = load_frames(run)
                 T, H, W = frames.shape[:3]

@@ -31,7 +31,7 @@ Inputs: run folders with 00_frames..02_hands under ``--runs`` (made on first use
 folder, then the real 01_detect and 02_hands stages).
 
 Usage: python bench/measure_objects.py --runs /tmp/runs [--splits tune,val,se] [--modes prompt,boxtrack,auto]
-       [--clips 243,2] [--prop-set band_frac=0.1] [--obj-set w_static=0.2] [--overlays /tmp/ov] [--json]
+       [--clips 243,2] [--prop-set band_frac=0.1] [--obj-set w_area=0.4] [--overlays /tmp/ov] [--json]
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], help="03_segment PARAM=VALUE")
     ap.add_argument("--prop-set", action="append", default=[], help="PropagateParams KEY=VALUE")
     ap.add_argument("--obj-set", action="append", default=[],
-                    help="auto mode: redo the object step here with ObjectConfig KEY=VALUE (e.g. w_static=0.2)")
+                    help="auto mode: redo the object step here with ObjectConfig KEY=VALUE (e.g. w_area=0.4)")
     ap.add_argument("--overlays", type=Path, default=None, help="write a PNG sheet per clip, object and mode here")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)

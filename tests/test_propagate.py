@@ -216,7 +216,7 @@ def test_hand_silhouette_pixels_in_the_objects_colours_are_the_object_in_front()
 
 
 def test_no_box_fallback_on_a_motion_smeared_prompt_frame():
-    """something_else's flicked marker: the prompt frame is a smear, 10x blurrier than its neighbours, so
+    """something_else's flicked marker: the prompt frame is a smear, less than half as sharp as its neighbours, so
     the box holds the table the marker crossed; that is a weak anchor (a clearer frame is looked for),
     not the box. The sharp prompt frame of the same scene (a clear glass) still falls back to the box."""
     from hoi_cli.segment.propagate import PropagateParams, confident_anchor, sharpness

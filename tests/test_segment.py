@@ -126,10 +126,10 @@ def test_hand_refinement_pulls_a_fat_silhouette_to_the_skin():
     assert after > 0.9 and after > before + 0.1
 
 
-def test_hand_refinement_drops_a_pale_object_behind_which_the_fingers_go():
-    """191021's white phone: the mesh silhouette covers fingers hidden behind it, so the skin model learns the
-    phone's colour as "skin"; its chroma is the pale skin's, its brightness is not. With two brightness bins
-    the phone drops out of the hand mask; chroma alone (``luma_bins=1``) keeps it."""
+def test_hand_refinement_drops_an_object_of_the_skins_chroma_behind_which_the_fingers_go():
+    """191021's phone: the mesh silhouette covers fingers hidden behind it, so the skin model learns the
+    phone's colours as "skin". Here the object has the skin's chroma and a far lower brightness: with two
+    brightness bins it drops out of the hand mask; chroma alone (``luma_bins=1``) keeps part of it."""
     from hoi_cli.segment.hand import HandRefineParams, refine_hand_masks
 
     T, h, w = 6, 120, 200

@@ -51,7 +51,7 @@ def _disk(r: int) -> np.ndarray:
 
 
 def skin_model(frames: np.ndarray, masks: np.ndarray, band_px: int = 6, bins: int = 32,
-               max_frames: int = 16, luma_bins: int = 1) -> np.ndarray | None:
+               max_frames: int = 16, luma_bins: int = 2) -> np.ndarray | None:
     """``(luma_bins, bins, bins)`` P(skin | Y, Cr, Cb) learnt from pixels inside vs just outside ``masks``."""
     T = len(frames)
     idx = np.linspace(0, T - 1, min(T, max_frames)).round().astype(int)

@@ -91,7 +91,8 @@ class PropagateParams:
     reacquire_ghost: bool = True  # ...where last seen = its last mask moved by the flow of the frames since
     reacquire_distinct: bool = True  # ...and not a region that was there, object-coloured, beside it when last seen
     hand_erode_px: int = 2  # the hand mask shrunk by this is sure background
-    # ...except its pixels whose object probability under the anchor's colour model reaches this: the mesh
+    # ...except its pixels whose object probability under the anchor's colour model reaches this (keep it above
+    # 0.5: a colour seen neither on the object nor around it scores 0.5): the mesh
     # silhouette also covers fingers behind the object, and there the object is in front (191021's phone: mask
     # IoU 0.775 -> 0.870). Tuning mask / box IoU: off 0.742 / 0.910, 0.6 0.755 / 0.910, 0.75 0.756 / 0.911,
     # 0.9 0.746 / 0.911
@@ -590,8 +591,8 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
     score = np.full(T, np.nan)  # the followed mask's colour score / the anchor's (NaN: not followed)
     score[f] = 1.0
     colour = ColourModel(frames[f], m0)
+    mesh_hand_at = hand_at
     if p.hand_object_prob > 0 and hand_masks is not None:
-        mesh_hand_at = hand_at
 
         def hand_at(t: int) -> np.ndarray | None:
             """The hand off the pixels in the object's colours: the mesh silhouette also covers the fingers
@@ -689,7 +690,9 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
                 prev_t, prev = t, m
             tick()
     if how == "weak":
-        found = clearer_anchor(frames, masks, box, hand_at, p)
+        # the clearer frame is cut against the hand masks themselves, as the weak anchor was: a weak
+        # anchor's colours say little about which hand pixels are the object
+        found = clearer_anchor(frames, masks, box, mesh_hand_at, p)
         if found is not None:  # propagate again, from the clearer anchor
             t2, m2 = found
             again = None if progress is None else (lambda d, n: progress(n + d, 2 * n))  # a second pass: 2T steps

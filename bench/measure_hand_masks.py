@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,14 +63,6 @@ def missing(split: str, clip: str) -> Path | None:
     return next((f for f in need if not f.exists()), None)
 
 
-def build_run(runs: Path, clip: str) -> Path:
-    """A run through 02_hands; stages whose code or inputs changed are recomputed, the rest reused."""
-    subprocess.run([sys.executable, "-m", "hoi_cli", "preprocess", str(source(clip)), "--out", str(runs),
-                    "--run-id", clip, "--until", "02_hands", "-q"], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(REPO)})
-    return runs / clip
-
-
 def reference(clip: str, T: int, H: int, W: int) -> np.ndarray:
     """``(T, H, W)`` bool: both hands, at the run's working resolution."""
     import cv2
@@ -80,10 +70,11 @@ def reference(clip: str, T: int, H: int, W: int) -> np.ndarray:
     if clip == "handtrack_twohands":
         from hoi_cli.video import read_video
 
+        from measure_hands import handtrack_hands
+
         colours, _ = read_video(SHARED / "wild" / "handtrack_twohands.hand_masks.mp4")
-        c = colours[:T].astype(np.int16)
-        r, g, b = c[..., 0], c[..., 1], c[..., 2]
-        ref = ((g > 128) & (r < 100) & (b < 100)) | ((r > 128) & (g < 100) & (b < 100))
+        hands = handtrack_hands(colours[:T])
+        ref = hands["green"] | hands["red"]
     else:
         ref = np.load(SHARED / "interdyn" / clip / "masks.npz")["hand"].astype(bool)[:T]
     if ref.shape[1:] != (H, W):
@@ -141,12 +132,12 @@ def measure(runs: Path, splits: list[str], params: seg.Params, only: set[str]) -
                 from measure_objects import jpg_run
 
                 run = jpg_run(runs, clip)
-                if (run / "NO_HANDS").exists():
-                    continue
                 frames = load_frames(run)
                 T = len(frames)
             else:
-                run = build_run(runs, clip)
+                from measure_objects import preprocess_run
+
+                run = preprocess_run(runs, source(clip), clip)
                 frames = load_frames(run)
                 T, H, W = frames.shape[:3]
                 ref = reference(clip, T, H, W)

@@ -132,6 +132,14 @@ def load_something_else() -> list[Clip]:
     return out
 
 
+def handtrack_hands(colours: np.ndarray) -> dict[str, np.ndarray]:
+    """The two hands of handtrack_twohands' colour-coded mask video (RGB ``(..., 3)``, lossy): ``{"green": bool
+    mask, "red": bool mask}``, thresholded."""
+    c = colours.astype(np.int16)
+    r, g, b = c[..., 0], c[..., 1], c[..., 2]
+    return {"green": (g > 128) & (r < 100) & (b < 100), "red": (r > 128) & (g < 100) & (b < 100)}
+
+
 def load_handtrack() -> list[Clip]:
     path = DATA / "wild" / "handtrack_twohands.mp4"
     if not path.exists():
@@ -141,8 +149,7 @@ def load_handtrack() -> list[Clip]:
     T = min(len(frames), len(colours))
     refs, masks, ids = [], [], []
     for t in range(T):
-        r, g, b = colours[t, ..., 0], colours[t, ..., 1], colours[t, ..., 2]
-        hands = {"green": (g > 128) & (r < 100) & (b < 100), "red": (r > 128) & (g < 100) & (b < 100)}
+        hands = handtrack_hands(colours[t])
         rb, mb, ib = [], [], []
         for k, m in hands.items():
             if m.mean() >= MIN_MASK_FRACTION:

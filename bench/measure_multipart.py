@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,11 +38,9 @@ CLIP = SHARED / "anchorcrafter" / "eval_example"
 
 
 def build_run(runs: Path) -> Path:
-    # always through the pipeline: stages whose code or inputs changed are recomputed, the rest reused
-    subprocess.run([sys.executable, "-m", "hoi_cli", "preprocess", str(CLIP / "gt.mp4"), "--out", str(runs),
-                    "--run-id", "gt", "--until", "02_hands", "-q"], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(REPO)})
-    return runs / "gt"
+    from measure_objects import preprocess_run
+
+    return preprocess_run(runs, CLIP / "gt.mp4", "gt")
 
 
 def measure(runs: Path) -> dict:

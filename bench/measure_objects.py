@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -62,14 +63,18 @@ SPLITS = {"tune": ["125021", "137875", "141667", "176110", "182974", "191021"],
 
 
 # ------------------------------------------------------------------ run folders
+def preprocess_run(runs: Path, source: Path, run_id: str, until: str = "02_hands") -> Path:
+    """``runs/run_id`` through ``until``, made or brought up to date by `hoi preprocess`: a stage whose code or
+    inputs changed since the run was made is recomputed (a stale 01_detect would measure the automatic mode
+    of an older revision), the rest reused."""
+    subprocess.run([sys.executable, "-m", "hoi_cli", "preprocess", str(source), "--out", str(runs),
+                    "--run-id", run_id, "--until", until, "-q"], check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    return runs / run_id
+
+
 def interdyn_run(runs: Path, clip: str) -> Path:
-    run = runs / clip
-    # always through the pipeline: a stage whose code or inputs changed since the run was made is
-    # recomputed (a stale 01_detect would measure the automatic mode of an older revision), the rest reused
-    subprocess.run([sys.executable, "-m", "hoi_cli", "preprocess", str(SHARED / "interdyn" / clip / "video.webm"),
-                    "--out", str(runs), "--run-id", clip, "--until", "02_hands", "-q"], check=True,
-                   stdout=subprocess.DEVNULL, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
-    return run
+    return preprocess_run(runs, SHARED / "interdyn" / clip / "video.webm", clip)
 
 
 @dataclass
@@ -101,28 +106,14 @@ def jpg_run(runs: Path, clip: str) -> Path:
     from hoi_cli.stages import hands as hands_stage
     from hoi_cli.store import RunStore
 
-    from hoi_cli.errors import NoHandsError
-
     run = runs / f"se_{clip}"
     with RunStore(run) as s:
         # each stage reruns where its code or inputs changed since the run was made, as in `hoi preprocess`
-        s_frames, p_frames = _jpg_frames_stage(SHARED / "something_else" / clip), _JpgParams(str(clip))
-        for stage, params in ((s_frames, p_frames), (detect_stage, detect_stage.Params()),
-                              (hands_stage, hands_stage.Params())):
-            no_hands = f"01_detect {detect_stage.VERSION} found no hand\n"
-            if stage is detect_stage and s.state(s_frames, p_frames).status == "ok" and \
-                    (run / "NO_HANDS").exists() and (run / "NO_HANDS").read_text() == no_hands:
-                return run  # this 01_detect already stopped on this clip
-            if s.state(stage, params).status == "ok":
-                continue
-            try:
+        # (a clip without hands, 3201, goes through too: 01_detect warns, every hand array NaN)
+        for stage, params in ((_jpg_frames_stage(SHARED / "something_else" / clip), _JpgParams(str(clip))),
+                              (detect_stage, detect_stage.Params()), (hands_stage, hands_stage.Params())):
+            if s.state(stage, params).status != "ok":
                 s.run_stage(stage, params)
-            except NoHandsError:
-                # 01_detect stops on a clip without hands (3201); measure 03_segment with the
-                # detections it would have made: every hand array NaN
-                (run / "NO_HANDS").write_text(no_hands)
-                return run
-            (run / "NO_HANDS").unlink(missing_ok=True)
     return run
 
 
@@ -132,12 +123,6 @@ def load_run(run: Path):
     from hoi_cli.stages.hands import load_mano
 
     frames = load_frames(run)
-    if (run / "NO_HANDS").exists():
-        T = len(frames)
-        det = {"hand_keypoints": np.full((T, 2, 21, 3), np.nan, np.float32),
-               "hand_boxes": np.full((T, 2, 4), np.nan, np.float32),
-               "object_boxes": np.full((T, 4), np.nan, np.float32), "object_score": np.zeros(T, np.float32)}
-        return frames, det, None
     mano = load_mano(run) if (run / "02_hands" / "mano.npz").exists() else None
     return frames, load_detections(run), mano
 

@@ -25,8 +25,8 @@ How (`propagate_masks`):
    (eroded by ``sure_frac`` of the object's size) sure object, the rest of it probable object,
    a band of ``band_frac`` around it probable background, everything further sure background,
    the hand sure background (the hand is in front), except where the hand mask has the object's
-   colours (``hand_object_prob``: the fitted mesh also covers fingers hidden behind the object). The result is kept only if its area stays
-   within ``max_area_jump`` of the warped mask's (and above ``1 / max_area_drop`` of it, unless the
+   colours (``hand_object_prob``: the fitted mesh also covers fingers hidden behind the object).
+   The result is kept only if its area stays within ``max_area_jump`` of the warped mask's (and above ``1 / max_area_drop`` of it, unless the
    anchor is the prompt box itself or what GrabCut drops looks like the surroundings: GrabCut
    trimming a little every frame eats a clear glass away), and its colour (mean object probability under
    the anchor's colour model) does not fall below ``min_colour`` of the anchor's; otherwise the
@@ -600,7 +600,11 @@ def propagate_masks(frames: np.ndarray, box, frame: int, *, hand_masks: np.ndarr
             h = mesh_hand_at(t)
             if h is None or not h.any():
                 return h
-            return h & (colour.prob(frames[t]) < p.hand_object_prob)
+            ys, xs = np.nonzero(h)  # the colours are looked up only where the hand is (a hot path)
+            y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            out = h.copy()
+            out[y0:y1, x0:x1] &= colour.prob(frames[t][y0:y1, x0:x1]) < p.hand_object_prob
+            return out
     # a lost object is searched for over the frame: against all of the anchor frame's other colours, not
     # only its surroundings' (a black marker on a white table is not the dark floor past the table's edge)
     finder = ColourModel(frames[f], m0, whole_frame=True) if p.reacquire_whole_frame else colour
